@@ -1,0 +1,70 @@
+"""Backlog throughput: N mails waiting at start-up, ingested to tickets, compared with a
+bare imapclient FETCH of the same mails from the same server in the same run.
+
+Slack delivery is excluded (the stand-in is down, posts wait in the outbox): this
+measures IMAP → parse → tickets → outbox rows, committed.
+
+    .venv/bin/python -m benchmarks.bench_backlog [count]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from imapclient import IMAPClient
+from sqlalchemy import func, select
+
+from benchmarks._setup import fresh_sqlite, machine
+from bot.sandbox.imap_server import PymapServer
+from bot.sandbox.slack_api import SlackStandIn
+from bot.storage.db import make_engine, make_sessionmaker
+from bot.storage.models import Ticket
+from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.mail import customer_mail
+
+
+def bare_fetch(imap: PymapServer) -> float:
+    started = time.monotonic()
+    with IMAPClient(imap.host, port=imap.port, ssl=False) as client:
+        client.login(imap.user, imap.password)
+        client.select_folder("INBOX", readonly=True)
+        uids = client.search(["ALL"])
+        got = 0
+        for start in range(0, len(uids), 200):
+            got += len(client.fetch(uids[start : start + 200], ["BODY.PEEK[]"]))
+    assert got == len(uids)
+    return time.monotonic() - started
+
+
+def main(count: int = 5000) -> None:
+    with (
+        fresh_sqlite() as (url, tmp),
+        PymapServer(tmp / "imap") as imap,
+        SlackStandIn(channels=(CHANNEL,)) as slack,
+    ):
+        for start in range(0, count, 500):
+            imap.append_many(
+                [customer_mail(n, subject=f"Backlog {n}") for n in range(start, min(count, start + 500))]
+            )
+        fetch_seconds = bare_fetch(imap)
+        slack.set_down(True)
+        factory = make_sessionmaker(make_engine(url))
+
+        def tickets() -> int:
+            with factory() as session:
+                return int(session.scalar(select(func.count()).select_from(Ticket)) or 0)
+
+        env = bot_env(slack_url=slack.base_url, imap=imap, database_url=url)
+        started = time.monotonic()
+        with running_bot(env):
+            wait_until(lambda: tickets() >= count, timeout=1800, interval=0.2, what="the backlog")
+            ingest_seconds = time.monotonic() - started
+    print(f"backlog of {count} mails at start-up ({machine()})")
+    print(f"  bare imapclient FETCH   {fetch_seconds:7.2f} s  ({count / fetch_seconds:7.0f} mails/s)")
+    print(f"  supportbot to tickets   {ingest_seconds:7.2f} s  ({count / ingest_seconds:7.0f} mails/s)")
+    print(f"  ratio (fetch / ingest)  {fetch_seconds / ingest_seconds:7.2f}     (target >= 0.5)")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5000)

@@ -1,0 +1,214 @@
+"""Wiring: one process holding the Slack app, the HTTP server, and (on the leader)
+the mailbox watcher, the outbox workers and the scheduler."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock, SystemClock
+from bot.config import ConfigError, Settings
+from bot.leader import Leadership
+from bot.mail.watcher import MailboxSettings, MailboxWatcher
+from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
+from bot.scheduler import install_standard_jobs, make_scheduler, set_runtime
+from bot.slack.delivery import slack_handlers
+from bot.storage.db import make_engine, make_sessionmaker, upgrade
+from bot.web import HttpServer, Router, json_response
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """What listeners and jobs may use: plain values, no globals."""
+
+    settings: Settings
+    factory: sessionmaker[Session]
+    clock: Clock
+    client: WebClient
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def make_web_client(settings: Settings) -> WebClient:
+    return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=15)
+
+
+def make_bolt_app(services: Services) -> App:
+    settings = services.settings
+    app = App(
+        client=services.client,
+        signing_secret=settings.slack_signing_secret or None,
+        # We check the token ourselves at start-up, with a message naming the setting.
+        token_verification_enabled=False,
+        request_verification_enabled=not settings.socket_mode,
+    )
+    from handlers import register_all
+
+    register_all(app, services)
+    return app
+
+
+def verify_slack_token(client: WebClient) -> dict[str, Any] | None:
+    """Stop start-up on a refused token; tolerate an unreachable Slack (the outbox waits)."""
+    try:
+        return dict(client.auth_test().data)  # type: ignore[arg-type]
+    except SlackApiError as exc:
+        error = exc.response.get("error") if isinstance(exc.response.data, dict) else exc.response.status_code
+        if error in {
+            "invalid_auth",
+            "not_authed",
+            "account_inactive",
+            "token_revoked",
+            "token_expired",
+        }:
+            raise ConfigError(f"SLACK_BOT_TOKEN was refused by Slack ({error})") from None
+        log.warning("Slack answered auth.test with %s; continuing, posts will wait in the outbox", error)
+    except Exception as exc:
+        log.warning("cannot reach Slack at start-up (%s); continuing, posts will wait in the outbox", exc)
+    return None
+
+
+class SupportBot:
+    def __init__(
+        self, settings: Settings, *, clock: Clock | None = None, engine: Engine | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.engine = engine or make_engine(settings.database_url)
+        self.factory = make_sessionmaker(self.engine)
+        self.client = make_web_client(settings)
+        self.services = Services(settings, self.factory, self.clock, self.client)
+        self.bolt = make_bolt_app(self.services)
+        self.http: HttpServer | None = None
+        self.socket_mode: Any = None
+        self.watcher: MailboxWatcher | None = None
+        self.workers: list[OutboxWorker] = []
+        self.scheduler: Any = None
+        self.leadership = Leadership(self.engine, self._become_leader, self._stop_leading)
+        self._duties_lock = threading.Lock()
+        set_runtime(self.factory, self.clock)
+
+    # -- start and stop ----------------------------------------------------------
+
+    def start(self) -> None:
+        self.http = HttpServer(self._router(), self.settings.http_host, self.settings.http_port)
+        self.http.start()
+        if self.settings.socket_mode:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            self.socket_mode = SocketModeHandler(self.bolt, self.settings.slack_app_token)
+            self.socket_mode.connect()
+        self.leadership.start()
+        mode = (
+            "Socket Mode" if self.settings.socket_mode else f"HTTP, Slack events at {self.url}/slack/events"
+        )
+        log.info("supportbot started (%s); health at %s/healthz", mode, self.url)
+
+    @property
+    def url(self) -> str:
+        assert self.http is not None
+        return f"http://{self.http.host}:{self.http.port}"
+
+    def stop(self) -> None:
+        log.info("supportbot stopping")
+        self.leadership.stop()
+        if self.socket_mode is not None:
+            try:
+                self.socket_mode.close()
+            except Exception:
+                log.exception("closing the Socket Mode connection failed")
+        if self.http is not None:
+            self.http.stop()
+        self.engine.dispose()
+
+    # -- leader duties -----------------------------------------------------------
+
+    def _become_leader(self) -> None:
+        with self._duties_lock:
+            s = self.settings
+            self.watcher = MailboxWatcher(
+                MailboxSettings(
+                    host=s.imap_host,
+                    port=s.imap_port,
+                    user=s.imap_user,
+                    password=s.imap_password,
+                    ssl=s.imap_ssl,
+                    folder=s.imap_folder,
+                    channel=s.support_channel,
+                    own_addresses=(s.support_address,),
+                    idle_seconds=s.imap_idle_seconds,
+                    poll_seconds=s.imap_poll_seconds,
+                    burst_threshold=s.burst_threshold,
+                ),
+                self.factory,
+                self.clock,
+            )
+            self.workers = [
+                OutboxWorker(
+                    self.factory,
+                    slack_handlers(self.client, self.factory),
+                    lane_prefix="slack:",
+                    clock=self.clock,
+                    pace_seconds=s.slack_pace_seconds,
+                    backoff=Backoff(base=1.0, cap=60.0),
+                )
+            ]
+            for worker in self.workers:
+                worker.start()
+            self.watcher.start()
+            self.scheduler = make_scheduler(self.engine)
+            install_standard_jobs(self.scheduler)
+            self.scheduler.start()
+
+    def _stop_leading(self) -> None:
+        with self._duties_lock:
+            if self.scheduler is not None:
+                self.scheduler.shutdown(wait=False)
+                self.scheduler = None
+            if self.watcher is not None:
+                self.watcher.stop()
+                self.watcher = None
+            for worker in self.workers:
+                worker.stop()
+            self.workers = []
+
+    # -- HTTP ----------------------------------------------------------------------
+
+    def _router(self) -> Router:
+        router = Router()
+        router.add("/healthz", self._healthz)
+        if not self.settings.socket_mode:
+            from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+            router.add("/slack/events", SlackRequestHandler(self.bolt))
+        return router
+
+    def _healthz(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        body: dict[str, Any] = {
+            "leader": self.leadership.is_leader,
+            "mailbox_connected": bool(self.watcher and self.watcher.connected.is_set()),
+        }
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            body["database"] = "ok"
+            body["outbox"] = outbox_stats(self.factory, self.clock.now())
+            body["status"] = "ok"
+            return json_response(start_response, "200 OK", body)
+        except Exception as exc:
+            body["database"] = f"unreachable: {type(exc).__name__}"
+            body["status"] = "degraded"
+            return json_response(start_response, "503 Service Unavailable", body)
+
+
+def prepare_database(settings: Settings) -> None:
+    upgrade(settings.database_url)

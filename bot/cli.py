@@ -1,0 +1,129 @@
+"""`supportbot`: run the bot and manage its database."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from bot.config import ConfigError, load_settings, redact_url
+
+log = logging.getLogger("supportbot")
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(dotenv=Path(args.env_file) if args.env_file else None)
+    except ConfigError as exc:
+        print(f"supportbot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    # Imported after validation so a bad setting is reported before anything heavy loads.
+    from bot.app import SupportBot, prepare_database, verify_slack_token
+    from bot.logs import configure_logging
+
+    configure_logging(
+        settings.log_level,
+        secrets=[
+            settings.slack_bot_token,
+            settings.slack_signing_secret,
+            settings.slack_app_token,
+            settings.imap_password,
+            settings.smtp_password,
+        ],
+    )
+    log.info("database %s", redact_url(settings.database_url))
+    try:
+        prepare_database(settings)
+    except Exception as exc:
+        print(f"supportbot: cannot prepare the database at DATABASE_URL: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    bot = SupportBot(settings)
+    try:
+        verify_slack_token(bot.client)
+    except ConfigError as exc:
+        print(f"supportbot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    bot.start()
+    print(f"supportbot running: {bot.url}/healthz (Ctrl-C to stop)", flush=True)
+    stop.wait()
+    bot.stop()
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from bot.storage.db import current_revision, downgrade, make_engine, upgrade
+
+    try:
+        settings_url = _database_url(args)
+    except ConfigError as exc:
+        print(f"supportbot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.db_command == "upgrade":
+        upgrade(settings_url, args.revision)
+    elif args.db_command == "downgrade":
+        downgrade(settings_url, args.revision)
+    engine = make_engine(settings_url)
+    print(f"database {redact_url(settings_url)} at revision {current_revision(engine)}")
+    engine.dispose()
+    return 0
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    """Only DATABASE_URL is needed to manage the schema; the rest may be unset."""
+    import os
+
+    from dotenv import dotenv_values
+
+    env = dict(dotenv_values(args.env_file or ".env")) if Path(args.env_file or ".env").is_file() else {}
+    env.update(os.environ)
+    url = (env.get("DATABASE_URL") or "").strip() or "sqlite:///supportbot.sqlite3"
+    if url.startswith(("postgres://", "postgresql://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not url.startswith(("sqlite:", "postgresql+psycopg:")):
+        raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+    return url
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(dotenv=Path(args.env_file) if args.env_file else None)
+    except ConfigError as exc:
+        print(f"supportbot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    for key, value in settings.redacted().items():
+        print(f"{key} = {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="supportbot", description=__doc__)
+    parser.add_argument("--env-file", help="read settings from this file instead of ./.env")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the bot").set_defaults(func=_run)
+    sub.add_parser("check-config", help="validate settings and print them (secrets hidden)").set_defaults(
+        func=_check_config
+    )
+    db = sub.add_parser("db", help="manage the database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply migrations (default: to the newest)")
+    up.add_argument("revision", nargs="?", default="head")
+    down = db_sub.add_parser("downgrade", help="revert migrations to a revision")
+    down.add_argument("revision")
+    db_sub.add_parser("current", help="show the applied revision")
+    db.set_defaults(func=_db)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

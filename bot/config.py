@@ -1,0 +1,259 @@
+"""Settings from the environment (and `.env`), validated once at start-up.
+
+Every problem is reported as one line naming the setting, so `supportbot run`
+can stop with a message a person can act on. Secrets are kept out of `repr`
+so a settings object can never leak a token into a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_DATABASE_FILE = "supportbot.sqlite3"
+
+SmtpSecurity = Literal["none", "starttls", "ssl"]
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str = field(repr=False)
+    slack_signing_secret: str = field(repr=False)
+    slack_app_token: str | None = field(repr=False)
+    slack_api_url: str
+    support_channel: str
+    database_url: str = field(repr=False)  # may hold a password
+    imap_host: str
+    imap_port: int
+    imap_user: str
+    imap_password: str = field(repr=False)
+    imap_ssl: bool
+    imap_folder: str
+    imap_poll_seconds: float
+    imap_idle_seconds: float
+    smtp_host: str
+    smtp_port: int
+    smtp_user: str | None
+    smtp_password: str | None = field(repr=False)
+    smtp_security: SmtpSecurity
+    support_address: str
+    http_host: str
+    http_port: int
+    timezone: ZoneInfo
+    holidays_country: str | None
+    managers: frozenset[str]
+    burst_threshold: int
+    slack_pace_seconds: float
+    log_level: str
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token)
+
+    def redacted(self) -> dict[str, object]:
+        """What is safe to log: every field, secrets replaced by a marker."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = "***" if not f.repr and value else value
+        out["database_url"] = redact_url(self.database_url)
+        return out
+
+
+def redact_url(url: str) -> str:
+    """Hide the password in a URL like postgresql://user:secret@host/db."""
+    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+_SLACK_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def required(self, name: str, hint: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            raise ConfigError(f"{name} is not set: {hint}")
+        return value
+
+    def text(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
+        return number
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
+        return number
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None = None) -> Settings:
+    """Read and validate settings; raises ConfigError naming the first bad one.
+
+    `.env` fills in what the real environment leaves unset (the environment wins,
+    as deploy scripts expect).
+    """
+    if env is None:
+        merged: dict[str, str] = {}
+        path = dotenv if dotenv is not None else Path.cwd() / ".env"
+        if path.is_file():
+            from dotenv import dotenv_values
+
+            merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        merged.update(os.environ)
+        env = merged
+    r = _Reader(env)
+
+    bot_token = r.required("SLACK_BOT_TOKEN", "the Bot User OAuth Token (xoxb-…) of your Slack app")
+    if not bot_token.startswith("xoxb-"):
+        raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with 'xoxb-'")
+    app_token = r.raw("SLACK_APP_TOKEN")
+    if app_token is not None and not app_token.startswith("xapp-"):
+        raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with 'xapp-'")
+    if app_token is None:
+        signing_secret = r.required(
+            "SLACK_SIGNING_SECRET", "needed in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)"
+        )
+    else:
+        signing_secret = r.raw("SLACK_SIGNING_SECRET") or ""
+
+    api_url = r.text("SLACK_API_URL", DEFAULT_SLACK_API_URL)
+    if not re.match(r"^https?://[^/\s]+", api_url):
+        raise ConfigError(f"SLACK_API_URL must be an http(s) URL, got {api_url!r}")
+    if not api_url.endswith("/"):
+        api_url += "/"
+
+    channel = r.required("SUPPORT_CHANNEL", "the Slack channel ID (C…) where tickets are posted")
+    if not re.match(r"^[CG][A-Z0-9]{2,}$", channel):
+        raise ConfigError(
+            f"SUPPORT_CHANNEL must be a channel ID like C0123456789 (not a #name), got {channel!r}"
+        )
+
+    database_url = r.text("DATABASE_URL", f"sqlite:///{DEFAULT_DATABASE_FILE}")
+    if database_url.startswith("postgres://"):
+        # Heroku-style URLs name a dialect SQLAlchemy no longer accepts.
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    if not database_url.startswith(("sqlite:", "postgresql+psycopg:")):
+        raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+
+    imap_ssl = r.boolean("IMAP_SSL", True)
+    imap_host = r.required("IMAP_HOST", "the support mailbox's IMAP server")
+    imap_port = r.integer("IMAP_PORT", 993 if imap_ssl else 143, 1, 65535)
+    imap_user = r.required("IMAP_USER", "the support mailbox's login")
+    imap_password = r.required("IMAP_PASSWORD", "the support mailbox's password")
+
+    security = r.text("SMTP_SECURITY", "starttls").lower()
+    if security not in {"none", "starttls", "ssl"}:
+        raise ConfigError(f"SMTP_SECURITY must be one of none, starttls, ssl; got {security!r}")
+    default_smtp_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
+    smtp_host = r.required("SMTP_HOST", "the server replies are sent through")
+    smtp_user = r.raw("SMTP_USER")
+    smtp_password = r.raw("SMTP_PASSWORD")
+    if smtp_user and not smtp_password:
+        raise ConfigError("SMTP_PASSWORD is not set but SMTP_USER is")
+
+    address = r.required("SUPPORT_ADDRESS", "the address customers write to, e.g. help@example.com")
+    if not _EMAIL.match(address):
+        raise ConfigError(f"SUPPORT_ADDRESS must be an email address, got {address!r}")
+
+    tz_name = r.text("TIMEZONE", "UTC")
+    try:
+        timezone = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"TIMEZONE must be an IANA time zone like Europe/Rome, got {tz_name!r}") from None
+
+    country = r.raw("HOLIDAYS_COUNTRY")
+    if country is not None:
+        import holidays
+
+        if country.upper() not in holidays.list_supported_countries():
+            raise ConfigError(f"HOLIDAYS_COUNTRY must be an ISO country code, got {country!r}")
+        country = country.upper()
+
+    managers_raw = r.raw("MANAGERS") or ""
+    managers = frozenset(m.strip() for m in managers_raw.split(",") if m.strip())
+    for manager in managers:
+        if not _SLACK_ID.match(manager):
+            raise ConfigError(f"MANAGERS must be Slack user IDs (U…) separated by commas, got {manager!r}")
+
+    return Settings(
+        slack_bot_token=bot_token,
+        slack_signing_secret=signing_secret,
+        slack_app_token=app_token,
+        slack_api_url=api_url,
+        support_channel=channel,
+        database_url=database_url,
+        imap_host=imap_host,
+        imap_port=imap_port,
+        imap_user=imap_user,
+        imap_password=imap_password,
+        imap_ssl=imap_ssl,
+        imap_folder=r.text("IMAP_FOLDER", "INBOX"),
+        imap_poll_seconds=r.number("IMAP_POLL_SECONDS", 30.0, 0.1, 3600.0),
+        # RFC 2177: servers may drop an IDLE after 30 minutes; re-issue well before.
+        imap_idle_seconds=r.number("IMAP_IDLE_SECONDS", 25 * 60.0, 1.0, 29 * 60.0),
+        smtp_host=smtp_host,
+        smtp_port=r.integer("SMTP_PORT", default_smtp_port, 1, 65535),
+        smtp_user=smtp_user,
+        smtp_password=smtp_password,
+        smtp_security=security,  # type: ignore[arg-type]
+        support_address=address.lower(),
+        http_host=r.text("HTTP_HOST", "127.0.0.1"),
+        http_port=r.integer("HTTP_PORT", 3000, 0, 65535),
+        timezone=timezone,
+        holidays_country=country,
+        managers=managers,
+        burst_threshold=r.integer("BURST_THRESHOLD", 20, 2, 100_000),
+        slack_pace_seconds=r.number("SLACK_PACE_SECONDS", 1.0, 0.0, 60.0),
+        log_level=r.text("LOG_LEVEL", "INFO").upper(),
+    )

@@ -1,0 +1,426 @@
+"""Reading customer email: the stdlib `email` package, made to survive what real mail holds.
+
+Mail in the wild is mislabelled (latin-1 sent as "utf-8"), names charsets nobody
+knows, folds headers wrongly and nests MIME oddly. Parsing is therefore lenient:
+anything we can read is read, each oddity is kept as a defect string, and only
+input with no message structure at all is refused (`MalformedEmailError`), so the
+caller can store it raw and flag it instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+
+import html2text
+
+VIEW_LIMIT = 3000
+_MSGID = re.compile(r"<([^<>\s]+)>")
+_TOKEN = re.compile(r"\[#(\d{1,9})\]")
+_WS = re.compile(r"\s+")
+# Attribution lines that introduce quoted history, in the languages our teams meet most.
+_ATTRIBUTION = re.compile(
+    r"^\s*(?:"
+    r"On\b.{0,300}\bwrote:"
+    r"|Il\b.{0,300}\bha scritto:"
+    r"|Am\b.{0,300}\bschrieb\b.{0,300}:"
+    r"|Le\b.{0,300}\ba écrit\s?:"
+    r"|El\b.{0,300}\bescribió:"
+    r"|Op\b.{0,300}\bschreef\b.{0,40}:"
+    r")\s*$",
+    re.IGNORECASE,
+)
+_OUTLOOK_SEPARATOR = re.compile(
+    r"^\s*(?:-{2,}\s*(?:Original Message|Messaggio originale|Ursprüngliche Nachricht|Message d'origine)"
+    r"\s*-{2,}|_{20,})\s*$",
+    re.IGNORECASE,
+)
+_OUTLOOK_FROM = re.compile(r"^\s*(?:From|Da|Von|De):\s.+", re.IGNORECASE)
+_OUTLOOK_SENT = re.compile(r"^\s*(?:Sent|Inviato|Gesendet|Envoyé|Date|Data):\s.+", re.IGNORECASE)
+_BOUNCE_SENDERS = ("mailer-daemon", "postmaster")
+
+
+class MalformedEmailError(ValueError):
+    """The bytes hold no readable message; store them raw and flag the ticket."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ParsedEmail:
+    message_id: str | None
+    dedupe_key: str
+    subject: str
+    from_name: str
+    from_address: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    reply_to: str | None
+    date: datetime | None
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    text: str
+    html: str | None
+    view_text: str
+    attachments: tuple[Attachment, ...]
+    headers: tuple[tuple[str, str], ...]
+    auto_reason: str | None
+    defects: tuple[str, ...]
+
+
+def normalise_message_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    found = _MSGID.search(value)
+    cleaned = found.group(1) if found else _WS.sub("", value).strip("<>")
+    return cleaned or None
+
+
+def message_ids(value: str | None) -> tuple[str, ...]:
+    """All ids in a References/In-Reply-To value, tolerating missing brackets and junk."""
+    if not value:
+        return ()
+    found = _MSGID.findall(value)
+    if not found:
+        found = [token.strip("<>,;") for token in value.split() if "@" in token]
+    seen: dict[str, None] = {}
+    for msgid in found:
+        if msgid:
+            seen.setdefault(msgid, None)
+    return tuple(seen)
+
+
+def ticket_token(subject: str) -> int | None:
+    found = _TOKEN.search(subject or "")
+    return int(found.group(1)) if found else None
+
+
+def parse_email(raw: bytes, own_addresses: Iterable[str] = ()) -> ParsedEmail:
+    if not raw or not raw.strip():
+        raise MalformedEmailError("empty message")
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+    except Exception as exc:  # the stdlib parser is meant not to raise; be sure anyway
+        raise MalformedEmailError(f"unparseable: {type(exc).__name__}: {exc}") from None
+    headers = _headers(msg)
+    if not headers:
+        raise MalformedEmailError("no email headers found")
+    names = {name.lower() for name, _ in headers}
+    if not names & {"from", "to", "subject", "date", "message-id", "received", "content-type", "sender"}:
+        raise MalformedEmailError("none of the headers an email has (From, To, Subject, Date…)")
+
+    defects: list[str] = [_defect_text(d) for d in msg.defects]
+    from_name, from_address = _address(_header(msg, "From"))
+    subject = _WS.sub(" ", _header(msg, "Subject")).strip()
+    message_id = normalise_message_id(_header(msg, "Message-ID"))
+    in_reply_to = normalise_message_id(_header(msg, "In-Reply-To"))
+    references = message_ids(_header(msg, "References"))
+
+    text, html, attachments = _body(msg, defects)
+    view = view_text(text)
+    own = {a.strip().lower() for a in own_addresses if a}
+    return ParsedEmail(
+        message_id=message_id,
+        dedupe_key=message_id or _content_hash(msg, raw),
+        subject=subject,
+        from_name=from_name,
+        from_address=from_address,
+        to=_addresses(_header(msg, "To")),
+        cc=_addresses(_header(msg, "Cc")),
+        reply_to=(_address(_header(msg, "Reply-To"))[1] or None),
+        date=_date(_header(msg, "Date")),
+        in_reply_to=in_reply_to,
+        references=references,
+        text=text,
+        html=html,
+        view_text=view,
+        attachments=tuple(attachments),
+        headers=headers,
+        auto_reason=_auto_reason(msg, from_address, own),
+        defects=tuple(dict.fromkeys(defects)),
+    )
+
+
+# -- headers -------------------------------------------------------------------
+
+
+def _raw_header_value(value: object) -> str:
+    text = value if isinstance(value, str) else str(value)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _headers(msg: Message) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for name, raw_value in msg.raw_items():
+        try:
+            value = str(policy.default.header_factory(name, raw_value))
+        except Exception:
+            value = raw_value
+        out.append((str(name), _raw_header_value(value)))
+    return tuple(out)
+
+
+def _header(msg: Message, name: str) -> str:
+    """A header as text, never raising: policy.default can choke on malformed values."""
+    try:
+        value = msg.get(name)
+    except Exception:
+        raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
+        value = raw
+    if value is None:
+        return ""
+    try:
+        return _raw_header_value(str(value))
+    except Exception:
+        return ""
+
+
+def _address(value: str) -> tuple[str, str]:
+    if not value:
+        return "", ""
+    try:
+        name, address = parseaddr(value)
+    except Exception:
+        name, address = "", ""
+    address = address.strip().lower()
+    if "@" not in address:
+        address = ""
+    return _WS.sub(" ", name).strip(), address
+
+
+def _addresses(value: str) -> tuple[str, ...]:
+    if not value:
+        return ()
+    try:
+        pairs = getaddresses([value])
+    except Exception:
+        return ()
+    return tuple(a.strip().lower() for _, a in pairs if "@" in a)
+
+
+def _date(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:  # RFC 5322 "-0000": time zone unknown; UTC is the honest guess
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _defect_text(defect: object) -> str:
+    return f"{type(defect).__name__}: {defect}"[:300]
+
+
+# -- loop safety -------------------------------------------------------------------
+
+
+def _auto_reason(msg: Message, from_address: str, own: set[str]) -> str | None:
+    """Why nothing may ever auto-reply to this mail (RFC 3834), or None."""
+    content_type = _header(msg, "Content-Type").lower()
+    local_part = from_address.split("@", 1)[0]
+    return_path = _header(msg, "Return-Path").strip()
+    if (
+        ("multipart/report" in content_type and "delivery-status" in content_type)
+        or local_part in _BOUNCE_SENDERS
+        or return_path == "<>"
+    ):
+        return "bounce"
+    if from_address and from_address in own:
+        return "own-address"
+    auto_submitted = _header(msg, "Auto-Submitted").strip().lower()
+    if auto_submitted and auto_submitted != "no":
+        return "auto-submitted"
+    if _header(msg, "Precedence").strip().lower() in {"bulk", "junk", "list"}:
+        return "precedence-bulk"
+    if msg.get("X-Autoreply") is not None or msg.get("X-Autorespond") is not None:
+        return "x-autoreply"
+    suppress = _header(msg, "X-Auto-Response-Suppress").strip()
+    if suppress and suppress.lower() != "none":
+        return "x-auto-response-suppress"
+    return None
+
+
+# -- body ------------------------------------------------------------------------------
+
+
+def _decode(part: Message, defects: list[str]) -> str:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception as exc:
+        defects.append(f"undecodable part: {type(exc).__name__}")
+        return ""
+    if payload is None:
+        payload = b""
+    if isinstance(payload, str):
+        return payload
+    declared = part.get_content_charset() or "utf-8"
+    for charset in (declared, "utf-8"):
+        try:
+            return payload.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            continue
+        except Exception:
+            continue
+    defects.append(f"text not in its declared charset {declared!r}; read as windows-1252")
+    return payload.decode("cp1252", "replace")
+
+
+def _filename(part: Message, index: int) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    if name:
+        return _WS.sub(" ", _raw_header_value(name)).strip()[:300]
+    content_type = part.get_content_type()
+    extension = mimetypes.guess_extension(content_type) or ".bin"
+    return f"attachment-{index}{extension}"
+
+
+def _payload_size(part: Message) -> int:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        payload = None
+    if isinstance(payload, bytes):
+        return len(payload)
+    raw = part.get_payload()
+    return len(raw) if isinstance(raw, str | bytes) else 0
+
+
+def _walk(part: Message, depth: int = 0) -> Iterable[Message]:
+    # An explicit depth bound: hostile mail can nest thousands of multiparts.
+    yield part
+    if depth > 50 or not part.is_multipart():
+        return
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        for child in payload:
+            if isinstance(child, Message):
+                yield from _walk(child, depth + 1)
+
+
+def _body(msg: Message, defects: list[str]) -> tuple[str, str | None, list[Attachment]]:
+    plain: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] = []
+    for part in _walk(msg):
+        if part.is_multipart():
+            continue
+        content_type = part.get_content_type()
+        try:
+            disposition = (part.get_content_disposition() or "").lower()
+        except Exception:
+            disposition = ""
+        has_name = bool(part.get_param("filename", header="content-disposition") or part.get_param("name"))
+        is_body_text = (
+            content_type in ("text/plain", "text/html") and disposition != "attachment" and not has_name
+        )
+        if is_body_text:
+            if content_type == "text/plain" and plain is None:
+                plain = _decode(part, defects)
+                continue
+            if content_type == "text/html" and html is None:
+                html = _decode(part, defects)
+                continue
+        if part is msg and content_type.startswith("text/"):
+            plain = _decode(part, defects)
+            continue
+        if content_type == "message/rfc822" or content_type.startswith("multipart/"):
+            continue
+        attachments.append(
+            Attachment(_filename(part, len(attachments) + 1), content_type, _payload_size(part))
+        )
+    text = plain or ""
+    if not text.strip() and html:
+        text = html_to_text(html)
+    return text.replace("\r\n", "\n"), html, attachments
+
+
+def html_to_text(html: str) -> str:
+    converter = html2text.HTML2Text()
+    converter.body_width = 0  # Slack wraps; hard line breaks would look broken there
+    converter.ignore_images = True
+    converter.unicode_snob = True
+    try:
+        return converter.handle(html).strip() + "\n"
+    except Exception:
+        return re.sub(r"<[^>]*>", " ", html)
+
+
+def view_text(text: str) -> str:
+    """The new part of a message, without quoted history or signature, for Slack."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    kept: list[str] = []
+    for index, line in enumerate(lines):
+        stripped = line.rstrip()
+        if stripped in ("-- ", "--") or line == "-- ":
+            break
+        if _ATTRIBUTION.match(stripped[:400]) or _OUTLOOK_SEPARATOR.match(stripped[:200]):
+            break
+        if (
+            _OUTLOOK_FROM.match(stripped[:400])
+            and index + 1 < len(lines)
+            and any(_OUTLOOK_SENT.match(nxt[:400]) for nxt in lines[index + 1 : index + 4])
+            and kept
+        ):
+            break
+        if stripped.startswith(">"):
+            continue
+        kept.append(stripped)
+    view = "\n".join(kept).strip()
+    if not view:
+        view = text.strip()
+    if len(view) > VIEW_LIMIT:
+        cut = view.rfind("\n", 0, VIEW_LIMIT)
+        view = view[: cut if cut > VIEW_LIMIT // 2 else VIEW_LIMIT].rstrip() + "\n…"
+    return view
+
+
+# -- dedupe ----------------------------------------------------------------------------
+
+
+def _content_hash(msg: Message, raw: bytes) -> str:
+    """A stable identity for mail without a Message-ID: the headers a resend keeps, plus
+    the body, ignoring the Received trail and header folding that relays change."""
+    digest = hashlib.sha256()
+    for name in ("From", "To", "Date", "Subject"):
+        digest.update(name.encode() + b":" + _WS.sub(" ", _header(msg, name)).strip().encode() + b"\n")
+    separator = raw.find(b"\r\n\r\n")
+    if separator < 0:
+        separator = raw.find(b"\n\n")
+    body = raw[separator:] if separator >= 0 else b""
+    digest.update(body.replace(b"\r\n", b"\n").strip())
+    return "sha256:" + digest.hexdigest()
+
+
+__all__ = [
+    "Attachment",
+    "MalformedEmailError",
+    "ParsedEmail",
+    "html_to_text",
+    "message_ids",
+    "normalise_message_id",
+    "parse_email",
+    "ticket_token",
+    "view_text",
+]

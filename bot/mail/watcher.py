@@ -1,0 +1,286 @@
+"""Watching the support mailbox: IMAP IDLE, resume by UID, never touch flags.
+
+The mailbox is opened read-only (EXAMINE) and bodies are fetched with
+BODY.PEEK[], so mail is ingested whether or not someone already read it in
+webmail, and nothing we do marks, moves or deletes it. Progress is the pair
+(UIDVALIDITY, last UID) committed together with the tickets it produced, so a
+crash at any point resumes exactly where the database says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock
+from bot.mail.checkpoints import load_checkpoint, save_checkpoint
+from bot.outbox.queue import SLACK_POST, enqueue, notify_workers, slack_lane
+from bot.slack import render
+from bot.storage.db import transaction
+from bot.tickets.events import SYSTEM, record_event
+from bot.tickets.ingest import IngestResult, ingest_email
+
+log = logging.getLogger(__name__)
+
+_FETCH_BATCH = 200
+
+
+@dataclass(frozen=True)
+class MailboxSettings:
+    host: str
+    port: int
+    user: str
+    password: str
+    ssl: bool
+    folder: str
+    channel: str
+    own_addresses: tuple[str, ...]
+    idle_seconds: float = 25 * 60
+    poll_seconds: float = 30.0
+    burst_threshold: int = 20
+    timeout: float = 30.0
+
+    @property
+    def mailbox_key(self) -> str:
+        return f"{self.user}@{self.host}/{self.folder}"
+
+
+def _arrived_meanwhile(client: IMAPClient) -> bool:
+    """Did the server announce new mail while we were searching or fetching?
+
+    An EXISTS that arrives inside another command's response is kept by imaplib
+    with the untagged responses and never reaches IDLE, so without this check a
+    mail appended during a sync would wait for the next one (up to 25 minutes).
+    """
+    pending = client._imap.untagged_responses.pop("EXISTS", None)
+    return bool(pending)
+
+
+class MailboxWatcher:
+    def __init__(
+        self,
+        settings: MailboxSettings,
+        factory: sessionmaker[Session],
+        clock: Clock,
+        *,
+        on_ingested: Callable[[list[IngestResult]], None] | None = None,
+        max_backoff: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.clock = clock
+        self.on_ingested = on_ingested
+        self.max_backoff = max_backoff
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: IMAPClient | None = None
+        self.connected = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="imap-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        client = self._client
+        if client is not None:
+            # Unblock an IDLE wait at once instead of waiting for its timeout.
+            with contextlib.suppress(OSError):
+                client.socket().shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        failures = 0
+        failing_since: str | None = None
+        while not self._stop.is_set():
+            try:
+                self._session()
+                failures = 0
+            except (IMAPClientError, OSError, ssl.SSLError, EOFError) as exc:
+                if self._stop.is_set():
+                    break
+                failures += 1
+                reason = f"{type(exc).__name__}: {exc}"
+                # Log the first failure and every change of cause, not every retry.
+                if reason != failing_since:
+                    log.warning(
+                        "mailbox %s unreachable (%s); reconnecting with backoff",
+                        self._where(),
+                        reason,
+                    )
+                    failing_since = reason
+                self._stop.wait(min(self.max_backoff, 0.5 * 2 ** min(failures - 1, 10)))
+                continue
+            except Exception:
+                if self._stop.is_set():
+                    break
+                failures += 1
+                log.exception("mailbox watcher failed; restarting it")
+                self._stop.wait(min(self.max_backoff, 0.5 * 2 ** min(failures - 1, 10)))
+                continue
+            if failing_since is not None:
+                log.info("mailbox %s reachable again", self._where())
+                failing_since = None
+        self.connected.clear()
+
+    def _where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}/{self.settings.folder}"
+
+    # -- one connection ----------------------------------------------------------
+
+    def _session(self) -> None:
+        s = self.settings
+        client = IMAPClient(s.host, port=s.port, ssl=s.ssl, timeout=s.timeout, use_uid=True)
+        self._client = client
+        try:
+            client.login(s.user, s.password)
+            status = client.select_folder(s.folder, readonly=True)
+            uidvalidity = int(status[b"UIDVALIDITY"])
+            self.connected.set()
+            can_idle = client.has_capability("IDLE")
+            while not self._stop.is_set():
+                self.sync(client, uidvalidity)
+                if _arrived_meanwhile(client):
+                    continue
+                if can_idle:
+                    self._idle(client)
+                else:
+                    self._stop.wait(s.poll_seconds)
+                    client.noop()
+        finally:
+            self.connected.clear()
+            self._client = None
+            try:
+                client.logout()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    client.shutdown()
+
+    def _idle(self, client: IMAPClient) -> None:
+        """Wait in IDLE until the server reports new mail, we are stopped, or it is time to renew."""
+        client.idle()
+        started = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() - started >= self.settings.idle_seconds:
+                    return
+                responses = client.idle_check(timeout=1.0)
+                if any(r[1] in (b"EXISTS", b"RECENT") for r in responses if len(r) > 1):
+                    return
+                if any(r[0] == b"BYE" for r in responses if r):
+                    raise ConnectionError("server closed the connection")
+        finally:
+            if not self._stop.is_set():
+                client.idle_done()
+
+    # -- fetching -----------------------------------------------------------------
+
+    def sync(self, client: IMAPClient, uidvalidity: int) -> int:
+        """Ingest everything newer than the checkpoint. Returns how many new messages were stored."""
+        s = self.settings
+        with transaction(self.factory) as session:
+            checkpoint = load_checkpoint(session, s.mailbox_key)
+            if checkpoint is None or checkpoint.uidvalidity != uidvalidity:
+                previous = checkpoint.uidvalidity if checkpoint else None
+                if previous is not None:
+                    # UIDs of the old generation mean nothing now: read everything again;
+                    # Message-ID dedupe keeps what we already have from doubling.
+                    log.warning(
+                        "UIDVALIDITY of %s changed (%s → %s); rescanning",
+                        s.mailbox_key,
+                        previous,
+                        uidvalidity,
+                    )
+                    record_event(
+                        session,
+                        ticket_id=None,
+                        actor=SYSTEM,
+                        action="uidvalidity_changed",
+                        at=self.clock.now(),
+                        mailbox=s.mailbox_key,
+                        previous=previous,
+                        current=uidvalidity,
+                    )
+                save_checkpoint(session, s.mailbox_key, uidvalidity, 0, self.clock.now())
+                last_uid = 0
+            else:
+                last_uid = checkpoint.last_uid
+        # "n:*" always matches the highest UID even when it is below n (RFC 3501 §6.4.8).
+        uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
+        if not uids:
+            return 0
+        if len(uids) >= s.burst_threshold:
+            self._announce_burst(uids, uidvalidity)
+        stored = 0
+        for start in range(0, len(uids), _FETCH_BATCH):
+            if self._stop.is_set():
+                break
+            batch = uids[start : start + _FETCH_BATCH]
+            fetched = client.fetch(batch, ["BODY.PEEK[]"])
+            stored += self._ingest_batch(batch, fetched, uidvalidity)
+        return stored
+
+    def _ingest_batch(
+        self, batch: list[int], fetched: dict[int, dict[bytes, object]], uidvalidity: int
+    ) -> int:
+        s = self.settings
+        results: list[IngestResult] = []
+        now = self.clock.now()
+        with transaction(self.factory) as session:
+            for uid in batch:
+                data = fetched.get(uid)
+                if data is None:
+                    continue  # expunged between SEARCH and FETCH: nothing to read
+                raw = data.get(b"BODY[]")
+                if not isinstance(raw, bytes):
+                    raw = b"" if raw is None else str(raw).encode("utf-8", "replace")
+                results.append(self._ingest_one(session, raw, uid, now))
+            save_checkpoint(session, s.mailbox_key, uidvalidity, batch[-1], now)
+        notify_workers()
+        if self.on_ingested is not None:
+            self.on_ingested(results)
+        return sum(1 for r in results if r.outcome != "duplicate")
+
+    def _ingest_one(self, session: Session, raw: bytes, uid: int, now: datetime) -> IngestResult:
+        s = self.settings
+        # A savepoint per message: one bad row rolls back alone, never the batch.
+        with session.begin_nested():
+            return ingest_email(
+                session,
+                raw,
+                mailbox=s.mailbox_key,
+                channel=s.channel,
+                now=now,
+                uid=uid,
+                own_addresses=s.own_addresses,
+            )
+
+    def _announce_burst(self, uids: list[int], uidvalidity: int) -> None:
+        s = self.settings
+        text, blocks = render.burst_summary(len(uids), None)
+        with transaction(self.factory) as session:
+            enqueue(
+                session,
+                kind=SLACK_POST,
+                lane=slack_lane(s.channel),
+                now=self.clock.now(),
+                payload={"channel": s.channel, "text": text, "blocks": blocks},
+                # One summary per backlog, even if we crash and rescan it.
+                dedupe_key=f"burst:{s.mailbox_key}:{uidvalidity}:{uids[0]}"[:200],
+            )
+        notify_workers()

@@ -1,0 +1,89 @@
+"""Writing effects into the outbox, inside the caller's transaction.
+
+Nothing here talks to the outside world: a row is the promise that a worker
+will deliver the effect after the transaction that wrote it commits.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.storage.models import OutboxItem
+
+# Kinds (delivery code in bot/slack/delivery.py and bot/mail/sender.py).
+SLACK_TICKET_POST = "slack.ticket_post"  # the ticket's channel message, rendered at delivery
+SLACK_TICKET_REFRESH = "slack.ticket_refresh"  # chat.update of that message with current state
+SLACK_THREAD_MESSAGE = "slack.thread_message"  # a stored message shown in the ticket's thread
+SLACK_POST = "slack.post"  # a pre-rendered post (summaries, announcements)
+
+
+def slack_lane(channel: str) -> str:
+    return f"slack:{channel}"
+
+
+_wakeup = threading.Event()
+
+
+def notify_workers() -> None:
+    """Tell in-process workers that new rows were committed (saves a poll interval)."""
+    _wakeup.set()
+
+
+def wait_for_work(timeout: float) -> None:
+    _wakeup.wait(timeout)
+    _wakeup.clear()
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: str,
+    lane: str,
+    now: datetime,
+    payload: dict[str, Any] | None = None,
+    ticket_id: int | None = None,
+    dedupe_key: str | None = None,
+) -> OutboxItem | None:
+    """Add an effect; returns None when `dedupe_key` was already queued."""
+    if dedupe_key is not None:
+        existing = session.scalar(select(OutboxItem).where(OutboxItem.dedupe_key == dedupe_key))
+        if existing is not None:
+            return None
+    item = OutboxItem(
+        kind=kind,
+        lane=lane,
+        payload=payload or {},
+        ticket_id=ticket_id,
+        dedupe_key=dedupe_key,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        result={},
+    )
+    session.add(item)
+    session.flush()
+    return item
+
+
+def enqueue_ticket_refresh(session: Session, *, ticket_id: int, lane: str, now: datetime) -> None:
+    """Queue an update of the ticket's channel message, coalescing with one already waiting.
+
+    Refreshes render the ticket's state at delivery time, so one pending refresh
+    already covers any change made after it was queued.
+    """
+    waiting = session.scalar(
+        select(OutboxItem.id).where(
+            OutboxItem.ticket_id == ticket_id,
+            OutboxItem.kind.in_([SLACK_TICKET_REFRESH, SLACK_TICKET_POST]),
+            OutboxItem.status == "pending",
+            OutboxItem.attempts == 0,
+        )
+    )
+    if waiting is None:
+        enqueue(session, kind=SLACK_TICKET_REFRESH, lane=lane, now=now, ticket_id=ticket_id)

@@ -1,0 +1,66 @@
+"""The persistent scheduler (APScheduler with its jobs in our database).
+
+Jobs are stored, so a restart neither forgets nor repeats them: a job whose time
+passed while the bot was down runs once on start (coalesce) and then follows its
+schedule. Only the leader replica runs the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine, delete
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock
+from bot.storage.db import transaction
+from bot.storage.models import OutboxItem
+
+log = logging.getLogger(__name__)
+
+# Jobs are pickled by reference; they reach the running bot's services through this.
+_runtime: dict[str, object] = {}
+
+DELIVERED_RETENTION = timedelta(days=30)
+
+
+def set_runtime(factory: sessionmaker[Session], clock: Clock) -> None:
+    _runtime["factory"] = factory
+    _runtime["clock"] = clock
+
+
+def purge_delivered_outbox() -> int:
+    """Delivered outbox rows are history the audit log already holds; keep a month of them."""
+    factory = _runtime["factory"]
+    clock = _runtime["clock"]
+    assert isinstance(factory, sessionmaker)
+    cutoff = clock.now() - DELIVERED_RETENTION  # type: ignore[attr-defined]
+    with transaction(factory) as session:
+        removed = session.execute(
+            delete(OutboxItem).where(OutboxItem.status == "done", OutboxItem.delivered_at < cutoff)
+        ).rowcount
+    if removed:
+        log.info("purged %s delivered outbox rows older than %s", removed, DELIVERED_RETENTION)
+    return int(removed or 0)
+
+
+def make_scheduler(engine: Engine) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        timezone="UTC",
+    )
+    return scheduler
+
+
+def install_standard_jobs(scheduler: BackgroundScheduler) -> None:
+    scheduler.add_job(
+        purge_delivered_outbox,
+        "interval",
+        hours=6,
+        id="purge_delivered_outbox",
+        replace_existing=True,
+    )

@@ -1,0 +1,221 @@
+"""Outbox handlers that talk to Slack's Web API.
+
+Posts carry message metadata naming their outbox row; when a row is tried a
+second time (the first try may have reached Slack before a crash) the handler
+first looks for that metadata in the channel or thread and adopts the post it
+finds instead of posting again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.outbox.queue import (
+    SLACK_POST,
+    SLACK_THREAD_MESSAGE,
+    SLACK_TICKET_POST,
+    SLACK_TICKET_REFRESH,
+)
+from bot.outbox.worker import Handler, PermanentFailure, RetryLater
+from bot.slack import render
+from bot.storage.models import Message, OutboxItem, Ticket
+from bot.tickets.views import message_card, ticket_card
+
+log = logging.getLogger(__name__)
+
+# Errors Slack documents as temporary; everything else that is not ok is a bad request.
+_TRANSIENT = {
+    "ratelimited",
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+}
+# How far back a retry looks for its own earlier post.
+_LOOKBACK = timedelta(hours=1)
+_LOOKUP_PAGES = 10
+
+
+def call_slack(fn: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call one Web API method, translating failures into the outbox's two outcomes."""
+    try:
+        response = fn(**kwargs)
+    except SlackApiError as exc:
+        status = exc.response.status_code
+        error = str(exc.response.get("error", "")) if isinstance(exc.response.data, dict) else ""
+        if status == 429 or error == "ratelimited":
+            retry_after = exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after")
+            try:
+                after = float(retry_after) if retry_after is not None else 1.0
+            except ValueError:
+                after = 1.0
+            raise RetryLater(f"rate limited, Retry-After {after:g}s", after=after) from None
+        if status >= 500 or error in _TRANSIENT:
+            raise RetryLater(f"Slack answered {status} {error}".strip()) from None
+        raise PermanentFailure(f"Slack refused: {error or status}") from None
+    except (SlackClientError, OSError) as exc:  # network trouble: connection refused, timeout, DNS
+        raise RetryLater(f"cannot reach Slack: {type(exc).__name__}: {exc}") from None
+    return dict(response.data) if isinstance(response.data, dict) else {}
+
+
+class _SlackHandler:
+    def __init__(self, client: WebClient, factory: sessionmaker[Session]) -> None:
+        self.client = client
+        self.factory = factory
+
+    def post(self, channel: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return call_slack(self.client.chat_postMessage, channel=channel, **kwargs)
+        except PermanentFailure as exc:
+            if "not_in_channel" not in str(exc):
+                raise
+        # A public channel the bot was never added to: join it, then post once more.
+        call_slack(self.client.conversations_join, channel=channel)
+        return call_slack(self.client.chat_postMessage, channel=channel, **kwargs)
+
+    def find_posted(self, channel: str, item: OutboxItem, thread_ts: str | None = None) -> str | None:
+        """The ts of a message this row already posted, if an earlier try got through."""
+        for message in self._recent(channel, item, thread_ts):
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if payload.get("outbox_id") == item.id:
+                return str(message["ts"])
+        return None
+
+    def _recent(self, channel: str, item: OutboxItem, thread_ts: str | None) -> Iterator[dict[str, Any]]:
+        oldest = f"{(item.created_at - _LOOKBACK).timestamp():.6f}"
+        cursor: str | None = None
+        for _ in range(_LOOKUP_PAGES):
+            args: dict[str, Any] = {"channel": channel, "include_all_metadata": True, "limit": 200}
+            if cursor:
+                args["cursor"] = cursor
+            if thread_ts is not None:
+                data = call_slack(self.client.conversations_replies, ts=thread_ts, **args)
+            else:
+                data = call_slack(self.client.conversations_history, oldest=oldest, **args)
+            yield from data.get("messages", [])
+            cursor = (data.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                return
+
+    def record(self, session: Session, item: OutboxItem, result: dict[str, Any]) -> None:
+        return None
+
+
+class TicketPostHandler(_SlackHandler):
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        with self.factory() as session:
+            card = ticket_card(session, item.ticket_id or 0)
+            ticket = session.get(Ticket, item.ticket_id or 0)
+            channel = ticket.slack_channel if ticket else None
+        if card is None or not channel:
+            raise PermanentFailure(f"ticket {item.ticket_id} no longer exists")
+        if item.attempts > 1:
+            ts = self.find_posted(channel, item)
+            if ts is not None:
+                log.info("ticket #%s was already posted (ts %s); not posting again", card.number, ts)
+                return {"channel": channel, "ts": ts, "adopted": True}
+        text, blocks = render.ticket_message(card)
+        data = self.post(
+            channel,
+            text=text,
+            blocks=blocks,
+            metadata=render.ticket_metadata(card, item.id),
+            unfurl_links=False,
+        )
+        return {"channel": data.get("channel", channel), "ts": data["ts"]}
+
+    def record(self, session: Session, item: OutboxItem, result: dict[str, Any]) -> None:
+        ticket = session.get(Ticket, item.ticket_id or 0)
+        if ticket is not None:
+            ticket.slack_channel = result["channel"]
+            ticket.slack_ts = result["ts"]
+
+
+class TicketRefreshHandler(_SlackHandler):
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        with self.factory() as session:
+            card = ticket_card(session, item.ticket_id or 0)
+            ticket = session.get(Ticket, item.ticket_id or 0)
+            channel, ts = (ticket.slack_channel, ticket.slack_ts) if ticket else (None, None)
+        if card is None or not channel:
+            raise PermanentFailure(f"ticket {item.ticket_id} no longer exists")
+        if ts is None:
+            # The post itself was set aside; nothing to update (it renders fresh state if revived).
+            return {"skipped": "ticket message not posted"}
+        text, blocks = render.ticket_message(card)
+        # chat.update is idempotent: a repeat after a crash just writes the same state.
+        call_slack(
+            self.client.chat_update,
+            channel=channel,
+            ts=ts,
+            text=text,
+            blocks=blocks,
+            metadata=render.ticket_metadata(card, item.id),
+        )
+        return {"channel": channel, "ts": ts}
+
+
+class ThreadMessageHandler(_SlackHandler):
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        message_id = int(item.payload["message_id"])
+        with self.factory() as session:
+            card = message_card(session, message_id)
+            ticket = session.get(Ticket, item.ticket_id or 0)
+            channel, parent = (ticket.slack_channel, ticket.slack_ts) if ticket else (None, None)
+        if card is None or not channel:
+            raise PermanentFailure(f"message {message_id} no longer exists")
+        if parent is None:
+            # Rows ahead in this lane post the ticket first; if that was set aside, wait for a person.
+            raise RetryLater("the ticket's own message is not posted yet", after=30)
+        if item.attempts > 1:
+            ts = self.find_posted(channel, item, thread_ts=parent)
+            if ts is not None:
+                return {"channel": channel, "ts": ts, "adopted": True}
+        text, blocks = render.thread_message(card)
+        data = self.post(
+            channel,
+            thread_ts=parent,
+            text=text,
+            blocks=blocks,
+            metadata=render.message_metadata(card, item.id),
+            unfurl_links=False,
+        )
+        return {"channel": channel, "ts": data["ts"]}
+
+    def record(self, session: Session, item: OutboxItem, result: dict[str, Any]) -> None:
+        message = session.get(Message, int(item.payload["message_id"]))
+        if message is not None:
+            message.slack_ts = result["ts"]
+
+
+class PlainPostHandler(_SlackHandler):
+    """A pre-rendered post: payload holds channel, text, blocks and optionally thread_ts."""
+
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        payload = dict(item.payload)
+        channel = payload.pop("channel")
+        thread_ts = payload.get("thread_ts")
+        if item.attempts > 1:
+            ts = self.find_posted(channel, item, thread_ts=thread_ts)
+            if ts is not None:
+                return {"channel": channel, "ts": ts, "adopted": True}
+        metadata = {"event_type": "supportbot_notice", "event_payload": {"outbox_id": item.id}}
+        data = self.post(channel, metadata=metadata, unfurl_links=False, **payload)
+        return {"channel": data.get("channel", channel), "ts": data["ts"]}
+
+
+def slack_handlers(client: WebClient, factory: sessionmaker[Session]) -> dict[str, Handler]:
+    return {
+        SLACK_TICKET_POST: TicketPostHandler(client, factory),
+        SLACK_TICKET_REFRESH: TicketRefreshHandler(client, factory),
+        SLACK_THREAD_MESSAGE: ThreadMessageHandler(client, factory),
+        SLACK_POST: PlainPostHandler(client, factory),
+    }

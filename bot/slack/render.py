@@ -1,0 +1,228 @@
+"""Block Kit for ticket messages and thread posts.
+
+All text that came from outside (email, user input) goes through `escape`
+exactly once, here, so `<!channel>` in a subject is shown, never acted on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.tickets.views import AttachmentInfo, MessageCard, TicketCard
+
+Block = dict[str, Any]
+
+# Action ids carried by the ticket buttons; listeners register on these names.
+ACTION_CLAIM = "ticket_claim"
+ACTION_REPLY = "ticket_reply"
+ACTION_TAG = "ticket_tag"
+ACTION_RESOLVE = "ticket_resolve"
+
+TICKET_EVENT_TYPE = "supportbot_ticket"
+MESSAGE_EVENT_TYPE = "supportbot_message"
+
+# Slack's limits: section text 3,000 characters, header 150, fallback text 40,000.
+_SECTION_LIMIT = 3000
+_HEADER_LIMIT = 150
+_SNIPPET_LIMIT = 600
+_THREAD_TEXT_LIMIT = 2800
+
+STATUS_LABELS = {
+    "open": ":large_green_circle: Open",
+    "claimed": ":large_blue_circle: Claimed",
+    "waiting": ":hourglass_flowing_sand: Waiting on customer",
+    "resolved": ":white_check_mark: Resolved",
+}
+
+AUTO_REASON_LABELS = {
+    "auto-submitted": "automatic message (Auto-Submitted)",
+    "precedence-bulk": "bulk or list mail (Precedence)",
+    "x-autoreply": "auto-reply (X-Autoreply)",
+    "x-auto-response-suppress": "automatic message (X-Auto-Response-Suppress)",
+    "bounce": "bounce / delivery report",
+    "own-address": "sent from our own address",
+    "malformed": "unreadable email",
+}
+
+
+def escape(text: str) -> str:
+    """Make outside text inert in mrkdwn: Slack's three control characters become entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def slack_date(moment: datetime, token: str = "{date_short_pretty} at {time}") -> str:
+    """Slack's date formatting: shown in each reader's own time zone."""
+    unix = int(moment.timestamp())
+    fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{unix}^{token}|{fallback}>"
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _sender(name: str, address: str) -> str:
+    if name and address:
+        return f"{escape(name)} &lt;{escape(address)}&gt;"
+    return escape(name or address or "unknown sender")
+
+
+def _quote(text: str, limit: int) -> str:
+    body = escape(truncate(text.strip(), limit))
+    if not body:
+        return "_(no text)_"
+    return "\n".join("&gt; " + line if line else "&gt;" for line in body.splitlines())
+
+
+def _attachment_line(attachments: tuple[AttachmentInfo, ...]) -> str:
+    parts = [f":paperclip: {escape(a.filename)} ({human_size(a.size)})" for a in attachments[:10]]
+    if len(attachments) > 10:
+        parts.append(f"and {len(attachments) - 10} more")
+    return "   ".join(parts)
+
+
+def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
+    """The ticket's one channel message: (fallback text, blocks)."""
+    subject = card.subject or "(no subject)"
+    fallback = truncate(
+        f"#{card.number} {escape(subject)} — from {_sender(card.customer_name, card.customer_email)}",
+        3000,
+    )
+    status = STATUS_LABELS.get(card.status, escape(card.status))
+    if card.owner and card.status != "resolved":
+        status += f" by <@{card.owner}>"
+    fields = [
+        {"type": "mrkdwn", "text": f"*From*\n{_sender(card.customer_name, card.customer_email)}"},
+        {"type": "mrkdwn", "text": f"*Received*\n{slack_date(card.created_at)}"},
+        {"type": "mrkdwn", "text": f"*Status*\n{status}"},
+        {
+            "type": "mrkdwn",
+            "text": "*Tags*\n" + (" ".join(f"`{escape(t)}`" for t in card.tags) if card.tags else "—"),
+        },
+    ]
+    blocks: list[Block] = [
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": truncate(f"#{card.number} {subject}", _HEADER_LIMIT),
+                "emoji": False,
+            },
+        },
+        {"type": "section", "block_id": f"ticket:{card.id}:fields", "fields": fields},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": _quote(card.snippet, _SNIPPET_LIMIT)},
+        },
+    ]
+    notes: list[str] = []
+    if card.attachments:
+        notes.append(_attachment_line(card.attachments))
+    if card.malformed:
+        reason = escape(truncate(card.parse_error or "unknown problem", 300))
+        notes.append(f":warning: This email could not be read ({reason}). Its raw source is kept.")
+    elif card.auto_reason:
+        label = AUTO_REASON_LABELS.get(card.auto_reason, escape(card.auto_reason))
+        notes.append(f":robot_face: {label}: it will never get an automatic reply.")
+    if card.message_count > 1:
+        notes.append(f":speech_balloon: {card.message_count} messages, see the thread")
+    if notes:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": truncate(n, _SECTION_LIMIT)} for n in notes],
+            }
+        )
+    value = str(card.id)
+    buttons: list[Block] = []
+    if card.status != "resolved" and not card.owner:
+        buttons.append(_button("Claim", ACTION_CLAIM, value, style="primary"))
+    buttons.append(_button("Reply", ACTION_REPLY, value))
+    buttons.append(_button("Tag", ACTION_TAG, value))
+    if card.status != "resolved":
+        buttons.append(_button("Resolve", ACTION_RESOLVE, value))
+    blocks.append({"type": "actions", "block_id": f"ticket:{card.id}:actions", "elements": buttons})
+    return fallback, blocks
+
+
+def ticket_metadata(card: TicketCard, outbox_id: int) -> dict[str, Any]:
+    # The outbox id lets a retry recognise a post that already happened.
+    return {
+        "event_type": TICKET_EVENT_TYPE,
+        "event_payload": {"ticket_id": card.id, "number": card.number, "outbox_id": outbox_id},
+    }
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
+    button: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def thread_message(card: MessageCard) -> tuple[str, list[Block]]:
+    """A follow-up email (or a sent reply) in the ticket's thread."""
+    if card.direction == "in":
+        who = _sender(card.from_name, card.from_address)
+        heading = f":incoming_envelope: *{who}* wrote, {slack_date(card.at)}"
+    else:
+        who = f"<@{card.author}>" if card.author else "supportbot"
+        heading = f":outbox_tray: {who} replied, {slack_date(card.at)}"
+    blocks: list[Block] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": heading}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": _quote(card.text, _THREAD_TEXT_LIMIT)},
+        },
+    ]
+    notes = []
+    if card.attachments:
+        notes.append(_attachment_line(card.attachments))
+    if card.parse_error:
+        notes.append(":warning: This email could not be read; its raw source is kept.")
+    elif card.auto_reason and card.direction == "in":
+        notes.append(f":robot_face: {AUTO_REASON_LABELS.get(card.auto_reason, escape(card.auto_reason))}")
+    if notes:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": truncate(n, _SECTION_LIMIT)} for n in notes],
+            }
+        )
+    fallback = truncate(f"#{card.ticket_number}: {who}: {escape(card.text)}", 3000)
+    return fallback, blocks
+
+
+def message_metadata(card: MessageCard, outbox_id: int) -> dict[str, Any]:
+    return {
+        "event_type": MESSAGE_EVENT_TYPE,
+        "event_payload": {
+            "ticket_id": card.ticket_id,
+            "message_id": card.id,
+            "outbox_id": outbox_id,
+        },
+    }
+
+
+def burst_summary(count: int, oldest: datetime | None) -> tuple[str, list[Block]]:
+    since = f" since {slack_date(oldest)}" if oldest else ""
+    text = (
+        f":mailbox_with_mail: {count} new emails arrived{since}. "
+        "Each gets its own ticket below, oldest first, at Slack's pace."
+    )
+    return text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]

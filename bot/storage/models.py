@@ -1,0 +1,212 @@
+"""The database schema as SQLAlchemy 2.0 typed models.
+
+The schema itself is created and changed only by Alembic revisions in
+`migrations/`; these classes must match the latest revision (a test checks).
+All times are stored as UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike.
+
+    SQLite has no time zone type, so values are stored naive-in-UTC; refusing
+    naive input stops local times from sneaking in unconverted.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}  # noqa: RUF012
+
+
+class Counter(Base):
+    """Named counters, e.g. the next human-friendly ticket number."""
+
+    __tablename__ = "counters"
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    # open → claimed → waiting → resolved; a customer reply reopens.
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    owner: Mapped[str | None] = mapped_column(String(32))
+    # Why nothing may auto-reply to this ticket (auto-submitted, bounce, …).
+    auto_reason: Mapped[str | None] = mapped_column(String(40))
+    malformed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+
+    customer: Mapped[Customer | None] = relationship()
+    tags: Mapped[list[Tag]] = relationship(secondary="ticket_tags", order_by="Tag.name")
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="ticket", order_by="Message.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (Index("ix_tickets_status_created", "status", "created_at"),)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(60), unique=True)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class TicketTag(Base):
+    __tablename__ = "ticket_tags"
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id"), primary_key=True, index=True)
+    added_by: Mapped[str | None] = mapped_column(String(32))
+    added_at: Mapped[datetime]
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    # in: from a customer; out: sent by us; note: internal, never emailed.
+    direction: Mapped[str] = mapped_column(String(10))
+    # Which mailbox it came from ("user@host/INBOX"), so dedupe is per mailbox.
+    mailbox: Mapped[str] = mapped_column(String(400), default="")
+    dedupe_key: Mapped[str] = mapped_column(String(400))
+    message_id: Mapped[str | None] = mapped_column(String(400), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(400))
+    references: Mapped[list[str]] = mapped_column(JSON, default=list)
+    from_address: Mapped[str] = mapped_column(String(320), default="")
+    from_name: Mapped[str] = mapped_column(String(200), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    headers: Mapped[list[list[str]]] = mapped_column(JSON, default=list)
+    text: Mapped[str] = mapped_column(Text, default="")
+    view_text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    auto_reason: Mapped[str | None] = mapped_column(String(40))
+    parse_error: Mapped[str | None] = mapped_column(Text)
+    defects: Mapped[list[str]] = mapped_column(JSON, default=list)
+    imap_uid: Mapped[int | None] = mapped_column(BigInteger)
+    author: Mapped[str | None] = mapped_column(String(32))  # Slack user for out/note
+    sent_at: Mapped[datetime | None]  # the Date header, or when we sent it
+    created_at: Mapped[datetime]
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+
+    ticket: Mapped[Ticket] = relationship(back_populates="messages")
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="message", order_by="Attachment.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (UniqueConstraint("mailbox", "dedupe_key", name="uq_messages_mailbox_dedupe"),)
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    content_type: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+
+    message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class Event(Base):
+    """The audit log: who did what, when. Never updated, only appended."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(340))  # Slack user id, "system", or "customer:<email>"
+    action: Mapped[str] = mapped_column(String(60))
+    at: Mapped[datetime] = mapped_column(index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class MailboxCheckpoint(Base):
+    """How far a mailbox has been read: resume from here after any restart."""
+
+    __tablename__ = "mailbox_checkpoints"
+    mailbox: Mapped[str] = mapped_column(String(400), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime]
+
+
+class OutboxItem(Base):
+    """An effect waiting to leave the process (Slack call, email).
+
+    Written in the same transaction as the state change it reports; the
+    outbox worker delivers it at least once and records the result.
+    """
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    # Items of one lane are delivered strictly in id order and paced together
+    # (a Slack channel, or "smtp").
+    lane: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # pending → done | dead. `attempts` counts delivery tries that started.
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_outbox_status_lane", "status", "lane", "id"),)
