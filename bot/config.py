@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_FILE = "supportbot.sqlite3"
+DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+DEFAULT_BUSINESS_HOURS = "mon-fri 09:00-18:00"
 
 SmtpSecurity = Literal["none", "starttls", "ssl"]
 
@@ -55,6 +57,12 @@ class Settings:
     burst_threshold: int
     slack_pace_seconds: float
     log_level: str
+    # Working tickets from Slack.
+    staff_usergroup: str | None = None
+    templates_dir: Path = DEFAULT_TEMPLATES_DIR
+    reply_late_minutes: float = 30.0
+    nudge_minutes: float = 30.0
+    business_hours: str = DEFAULT_BUSINESS_HOURS
 
     @property
     def socket_mode(self) -> bool:
@@ -226,6 +234,13 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         if not _SLACK_ID.match(manager):
             raise ConfigError(f"MANAGERS must be Slack user IDs (U…) separated by commas, got {manager!r}")
 
+    usergroup = r.raw("STAFF_USERGROUP")
+    if usergroup is not None and not re.match(r"^S[A-Z0-9]{2,}$", usergroup):
+        raise ConfigError(f"STAFF_USERGROUP must be a user group ID like S0123ABC, got {usergroup!r}")
+    templates_dir = Path(r.text("TEMPLATES_DIR", str(DEFAULT_TEMPLATES_DIR)))
+    if not templates_dir.is_dir():
+        raise ConfigError(f"TEMPLATES_DIR must be a directory of reply templates, got {str(templates_dir)!r}")
+
     return Settings(
         slack_bot_token=bot_token,
         slack_signing_secret=signing_secret,
@@ -256,4 +271,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         burst_threshold=r.integer("BURST_THRESHOLD", 20, 2, 100_000),
         slack_pace_seconds=r.number("SLACK_PACE_SECONDS", 1.0, 0.0, 60.0),
         log_level=r.text("LOG_LEVEL", "INFO").upper(),
+        staff_usergroup=usergroup,
+        templates_dir=templates_dir,
+        reply_late_minutes=r.number("REPLY_LATE_MINUTES", 30.0, 1.0, 7 * 24 * 60.0),
+        nudge_minutes=r.number("NUDGE_MINUTES", 30.0, 1.0, 7 * 24 * 60.0),
+        business_hours=r.text("BUSINESS_HOURS", DEFAULT_BUSINESS_HOURS),
     )

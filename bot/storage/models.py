@@ -88,6 +88,8 @@ class Ticket(Base):
     resolved_at: Mapped[datetime | None]
     slack_channel: Mapped[str | None] = mapped_column(String(32))
     slack_ts: Mapped[str | None] = mapped_column(String(32))
+    # When the last "still unclaimed" nudge went to the thread (None: never).
+    nudged_at: Mapped[datetime | None]
 
     customer: Mapped[Customer | None] = relationship()
     tags: Mapped[list[Tag]] = relationship(secondary="ticket_tags", order_by="Tag.name")
@@ -142,6 +144,10 @@ class Message(Base):
     sent_at: Mapped[datetime | None]  # the Date header, or when we sent it
     created_at: Mapped[datetime]
     slack_ts: Mapped[str | None] = mapped_column(String(32))
+    # Outgoing mail only: queued → sent | failed; which template (and version) it came from.
+    delivery_status: Mapped[str | None] = mapped_column(String(12))
+    template_name: Mapped[str | None] = mapped_column(String(120), index=True)
+    template_version: Mapped[int | None] = mapped_column(Integer)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
     attachments: Mapped[list[Attachment]] = relationship(
@@ -160,6 +166,27 @@ class Attachment(Base):
     size: Mapped[int] = mapped_column(BigInteger)
 
     message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class TemplateVersion(Base):
+    """Reply templates edited from Slack: every save is a new version, never an overwrite.
+
+    The newest version of a name overrides the file of the same name in `templates/`.
+    """
+
+    __tablename__ = "template_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(10))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_template_versions_name_version"),)
 
 
 class Event(Base):
