@@ -43,10 +43,10 @@ def main(count: int = 5000) -> None:
         PymapServer(tmp / "imap") as imap,
         SlackStandIn(channels=(CHANNEL,)) as slack,
     ):
-        for start in range(0, count, 500):
-            imap.append_many(
-                [customer_mail(n, subject=f"Backlog {n}") for n in range(start, min(count, start + 500))]
-            )
+        # Delivered straight into the maildir, as a delivery agent would during an outage.
+        imap.stop()
+        imap.write_backlog([customer_mail(n, subject=f"Backlog {n}") for n in range(count)])
+        imap.start()
         fetch_seconds = bare_fetch(imap)
         slack.set_down(True)
         factory = make_sessionmaker(make_engine(url))

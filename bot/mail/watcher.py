@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -67,6 +68,29 @@ def _arrived_meanwhile(client: IMAPClient) -> bool:
     return bool(pending)
 
 
+def _server_spoke(client: IMAPClient, timeout: float) -> bool:
+    """Is there anything to read, already buffered or arriving on the socket within `timeout`?"""
+    sock = client.socket()
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    # imaplib reads through a buffered file: a response that came in the same segment as
+    # the IDLE continuation sits in that buffer, invisible to poll(). Peeking on a
+    # non-blocking socket shows it without consuming or waiting.
+    sock.setblocking(False)
+    try:
+        buffered = client._imap.file.peek(1)
+    except (BlockingIOError, ssl.SSLWantReadError, InterruptedError):
+        buffered = b""
+    finally:
+        sock.setblocking(True)
+        client._set_read_timeout()
+    if buffered:
+        return True
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(timeout * 1000))
+
+
 class MailboxWatcher:
     def __init__(
         self,
@@ -85,6 +109,7 @@ class MailboxWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: IMAPClient | None = None
+        self._was_connected = False
         self.connected = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------
@@ -110,11 +135,12 @@ class MailboxWatcher:
         while not self._stop.is_set():
             try:
                 self._session()
-                failures = 0
             except (IMAPClientError, OSError, ssl.SSLError, EOFError) as exc:
                 if self._stop.is_set():
                     break
-                failures += 1
+                # A connection that worked for a while starts the backoff afresh: only
+                # failures in a row (the server is down) should slow reconnection.
+                failures = 1 if self._was_connected else failures + 1
                 reason = f"{type(exc).__name__}: {exc}"
                 # Log the first failure and every change of cause, not every retry.
                 if reason != failing_since:
@@ -124,19 +150,23 @@ class MailboxWatcher:
                         reason,
                     )
                     failing_since = reason
-                self._stop.wait(min(self.max_backoff, 0.5 * 2 ** min(failures - 1, 10)))
+                self._stop.wait(self._backoff(failures))
                 continue
             except Exception:
                 if self._stop.is_set():
                     break
-                failures += 1
+                failures = 1 if self._was_connected else failures + 1
                 log.exception("mailbox watcher failed; restarting it")
-                self._stop.wait(min(self.max_backoff, 0.5 * 2 ** min(failures - 1, 10)))
+                self._stop.wait(self._backoff(failures))
                 continue
+            failures = 0
             if failing_since is not None:
                 log.info("mailbox %s reachable again", self._where())
                 failing_since = None
         self.connected.clear()
+
+    def _backoff(self, failures: int) -> float:
+        return float(min(self.max_backoff, 0.5 * 2 ** min(failures - 1, 10)))
 
     def _where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}/{self.settings.folder}"
@@ -147,11 +177,13 @@ class MailboxWatcher:
         s = self.settings
         client = IMAPClient(s.host, port=s.port, ssl=s.ssl, timeout=s.timeout, use_uid=True)
         self._client = client
+        self._was_connected = False
         try:
             client.login(s.user, s.password)
             status = client.select_folder(s.folder, readonly=True)
             uidvalidity = int(status[b"UIDVALIDITY"])
             self.connected.set()
+            self._was_connected = True
             can_idle = client.has_capability("IDLE")
             while not self._stop.is_set():
                 self.sync(client, uidvalidity)
@@ -172,18 +204,23 @@ class MailboxWatcher:
                     client.shutdown()
 
     def _idle(self, client: IMAPClient) -> None:
-        """Wait in IDLE until the server reports new mail, we are stopped, or it is time to renew."""
+        """Wait in IDLE until the server says anything, we are stopped, or it is time to renew.
+
+        We only wait for the socket to become readable and let `idle_done` read what the
+        server sent, in blocking mode. imapclient's `idle_check` reads lines from a
+        non-blocking socket, and a response split across TCP segments is then read in two
+        halves: the second half later fails to parse ("unexpected response"), dropping
+        the connection. Any word from the server (EXISTS, EXPUNGE, a keep-alive) just
+        costs one UID SEARCH, which is cheap.
+        """
         client.idle()
         started = time.monotonic()
         try:
             while not self._stop.is_set():
                 if time.monotonic() - started >= self.settings.idle_seconds:
                     return
-                responses = client.idle_check(timeout=1.0)
-                if any(r[1] in (b"EXISTS", b"RECENT") for r in responses if len(r) > 1):
+                if _server_spoke(client, timeout=1.0):
                     return
-                if any(r[0] == b"BYE" for r in responses if r):
-                    raise ConnectionError("server closed the connection")
         finally:
             if not self._stop.is_set():
                 client.idle_done()
