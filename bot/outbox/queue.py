@@ -20,23 +20,37 @@ SLACK_TICKET_POST = "slack.ticket_post"  # the ticket's channel message, rendere
 SLACK_TICKET_REFRESH = "slack.ticket_refresh"  # chat.update of that message with current state
 SLACK_THREAD_MESSAGE = "slack.thread_message"  # a stored message shown in the ticket's thread
 SLACK_POST = "slack.post"  # a pre-rendered post (summaries, announcements)
+SMTP_SEND = "smtp.send"  # an outgoing reply (a stored Message), sent by bot/mail/sender.py
 
 
 def slack_lane(channel: str) -> str:
     return f"slack:{channel}"
 
 
-_wakeup = threading.Event()
+# One event per worker: a single shared event would be cleared by whichever worker woke
+# first, and the others would sleep through the news.
+_listeners: set[threading.Event] = set()
+_listeners_lock = threading.Lock()
 
 
 def notify_workers() -> None:
     """Tell in-process workers that new rows were committed (saves a poll interval)."""
-    _wakeup.set()
+    with _listeners_lock:
+        for event in _listeners:
+            event.set()
 
 
-def wait_for_work(timeout: float) -> None:
-    _wakeup.wait(timeout)
-    _wakeup.clear()
+def work_signal() -> threading.Event:
+    """An event set whenever rows are committed; the worker clears it after waking."""
+    event = threading.Event()
+    with _listeners_lock:
+        _listeners.add(event)
+    return event
+
+
+def drop_work_signal(event: threading.Event) -> None:
+    with _listeners_lock:
+        _listeners.discard(event)
 
 
 def enqueue(

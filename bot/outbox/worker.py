@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
-from bot.outbox.queue import wait_for_work
+from bot.outbox.queue import drop_work_signal, work_signal
 from bot.storage.db import transaction
 from bot.storage.models import OutboxItem
 
@@ -85,6 +85,7 @@ class OutboxWorker:
         self._last_sent: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._signal = work_signal()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -95,8 +96,10 @@ class OutboxWorker:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._signal.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        drop_work_signal(self._signal)
 
     def run(self) -> None:
         while not self._stop.is_set():
@@ -106,7 +109,8 @@ class OutboxWorker:
                 log.exception("outbox worker %s failed; retrying shortly", self.lane_prefix)
                 progressed, next_due = False, self.poll_seconds
             if not progressed:
-                wait_for_work(min(self.poll_seconds, max(0.01, next_due)))
+                self._signal.wait(min(self.poll_seconds, max(0.01, next_due)))
+                self._signal.clear()
 
     # -- one pass ---------------------------------------------------------------
 
