@@ -12,13 +12,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_FILE = "supportbot.sqlite3"
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_BUSINESS_HOURS = "mon-fri 09:00-18:00"
+
+if TYPE_CHECKING:
+    from bot.business_hours import BusinessCalendar
 
 SmtpSecurity = Literal["none", "starttls", "ssl"]
 
@@ -63,6 +66,12 @@ class Settings:
     reply_late_minutes: float = 30.0
     nudge_minutes: float = 30.0
     business_hours: str = DEFAULT_BUSINESS_HOURS
+
+    def calendar(self) -> BusinessCalendar:
+        """The team's working calendar: opening hours, time zone, public holidays."""
+        from bot.business_hours import BusinessCalendar
+
+        return BusinessCalendar.from_spec(self.business_hours, self.timezone, self.holidays_country)
 
     @property
     def socket_mode(self) -> bool:
@@ -241,6 +250,14 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
     if not templates_dir.is_dir():
         raise ConfigError(f"TEMPLATES_DIR must be a directory of reply templates, got {str(templates_dir)!r}")
 
+    business_hours = r.text("BUSINESS_HOURS", DEFAULT_BUSINESS_HOURS)
+    from bot.business_hours import parse_business_hours
+
+    try:
+        parse_business_hours(business_hours)
+    except ValueError as exc:
+        raise ConfigError(f"BUSINESS_HOURS is not valid ({exc}); e.g. 'mon-fri 09:00-18:00'") from None
+
     return Settings(
         slack_bot_token=bot_token,
         slack_signing_secret=signing_secret,
@@ -275,5 +292,5 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         templates_dir=templates_dir,
         reply_late_minutes=r.number("REPLY_LATE_MINUTES", 30.0, 1.0, 7 * 24 * 60.0),
         nudge_minutes=r.number("NUDGE_MINUTES", 30.0, 1.0, 7 * 24 * 60.0),
-        business_hours=r.text("BUSINESS_HOURS", DEFAULT_BUSINESS_HOURS),
+        business_hours=business_hours,
     )

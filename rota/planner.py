@@ -1,0 +1,265 @@
+"""Who holds which duty: a fair rota by construction, explained.
+
+Duties are filled in time order, each by the eligible person whose normalised
+load (weighted hours carried, divided by their weight) would be lowest after
+taking it. Loads count every duty kept as given: the past, and pinned duties
+(accepted swaps, a manager's choice) wherever they fall, so someone with a pinned
+Christmas week is spared before it as well as after.
+
+Hard rules, checked for every candidate:
+- nobody on time off for any part of the duty;
+- at least `min_rest` between the end of one of their duties and the start of the next;
+- at most `max_per_month` duties starting in one calendar month of their own time zone;
+- not the holder of the duty just before or just after, unless nobody else is free.
+
+When nobody passes, the duty stays unassigned and its `why` says why.
+Ties go to the lower user id, so the same input always gives the same rota.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from itertools import pairwise
+from types import MappingProxyType
+
+from bot.business_hours import BusinessCalendar
+from rota.duties import DUTY_UNITS, Duty, DutyUnit, duty_slots
+from rota.load import DEFAULT_WEIGHTS, LoadWeights, load_of_duty
+from rota.roster import Person, TimeOff, as_utc
+
+# Loads are sums of floats; rounding before comparing keeps ties ties, so they go
+# to the stable key rather than to the last bits of an addition.
+_KEY_DIGITS = 9
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    unit: DutyUnit = "week"
+    weights: LoadWeights = DEFAULT_WEIGHTS
+    min_rest: timedelta = timedelta(0)
+    max_per_month: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit not in DUTY_UNITS:
+            raise ValueError(f"duty unit must be one of {', '.join(DUTY_UNITS)}, got {self.unit!r}")
+        if self.min_rest < timedelta(0):
+            raise ValueError("the minimum rest cannot be negative")
+        if self.max_per_month is not None and self.max_per_month < 1:
+            raise ValueError(f"the monthly limit must be at least 1, got {self.max_per_month}")
+
+
+@dataclass(frozen=True)
+class CandidateNote:
+    """One person as the planner saw them for one duty."""
+
+    person: str
+    normalised_load: float  # before this duty
+    normalised_if_chosen: float
+    excluded: str | None = None  # why they could not take it; None if they could
+
+
+@dataclass(frozen=True)
+class Why:
+    summary: str
+    candidates: tuple[CandidateNote, ...]
+
+    def __str__(self) -> str:
+        lines = [self.summary]
+        for note in self.candidates:
+            line = f"- {note.person}: {note.normalised_load:.1f}"
+            line += f" ({note.excluded})" if note.excluded else f" → {note.normalised_if_chosen:.1f}"
+            lines.append(line)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    duty: Duty
+    load: float
+    why: Why | None = None  # None when the duty was kept as given (past or pinned)
+
+    @property
+    def planned(self) -> bool:
+        return self.why is not None
+
+
+@dataclass(frozen=True)
+class RotaPlan:
+    assignments: tuple[Assignment, ...]
+    loads: Mapping[str, float] = field(default_factory=dict)  # weighted hours, everyone who held a duty
+    normalised_loads: Mapping[str, float] = field(default_factory=dict)  # load / weight, roster only
+
+    @property
+    def duties(self) -> tuple[Duty, ...]:
+        return tuple(a.duty for a in self.assignments)
+
+    @property
+    def unassigned(self) -> tuple[Assignment, ...]:
+        return tuple(a for a in self.assignments if a.duty.person is None)
+
+
+def plan_rota(
+    people: Iterable[Person],
+    duties: Iterable[Duty],
+    calendar: BusinessCalendar,
+    *,
+    replan_from: datetime,
+    until: datetime | None = None,
+    time_off: Iterable[TimeOff] = (),
+    config: PlanConfig | None = None,
+) -> RotaPlan:
+    """Assign every duty that starts at or after `replan_from` and is not pinned.
+
+    Earlier and pinned duties are returned unchanged. With `until`, duties of
+    `config.unit` are added after the last one given so the rota reaches `until`.
+    """
+    config = config or PlanConfig()
+    roster = _roster(people)
+    replan_from = as_utc(replan_from)
+    existing = _in_order(duties)
+    if until is not None:
+        begin = max(existing[-1].end, replan_from) if existing else replan_from
+        existing += duty_slots(calendar, begin, until, config.unit)
+
+    kept = [duty.pinned or duty.start < replan_from for duty in existing]
+    state = [duty if keep else replace(duty, person=None) for duty, keep in zip(existing, kept, strict=True)]
+    duty_loads = [load_of_duty(duty, calendar, config.weights) for duty in state]
+
+    book = _Book(roster, time_off, config)
+    for duty, load, keep in zip(state, duty_loads, kept, strict=True):
+        if keep and duty.person is not None:
+            book.record(duty.person, duty, load)
+
+    assignments: list[Assignment] = []
+    for index, duty in enumerate(state):
+        if kept[index]:
+            assignments.append(Assignment(duty, duty_loads[index]))
+            continue
+        neighbours = {
+            "held the previous duty": state[index - 1].person if index > 0 else None,
+            "holds the next duty": state[index + 1].person if index + 1 < len(state) else None,
+        }
+        chosen, why = book.choose(duty, duty_loads[index], neighbours)
+        if chosen is not None:
+            duty = replace(duty, person=chosen)
+            state[index] = duty
+            book.record(chosen, duty, duty_loads[index])
+        assignments.append(Assignment(duty, duty_loads[index], why))
+
+    totals: dict[str, float] = {person.id: 0.0 for person in roster}
+    for duty, load in zip(state, duty_loads, strict=True):
+        if duty.person is not None:
+            totals[duty.person] = totals.get(duty.person, 0.0) + load
+    normalised = {person.id: totals[person.id] / person.weight for person in roster}
+    return RotaPlan(tuple(assignments), MappingProxyType(totals), MappingProxyType(normalised))
+
+
+class _Book:
+    """What the planner knows about each person so far: load, duties held, months used."""
+
+    def __init__(self, roster: list[Person], time_off: Iterable[TimeOff], config: PlanConfig) -> None:
+        self.roster = roster
+        self.config = config
+        self.people = {person.id: person for person in roster}
+        self.loads = {person.id: 0.0 for person in roster}
+        self.held: dict[str, list[tuple[datetime, datetime]]] = {person.id: [] for person in roster}
+        self.months: Counter[tuple[str, int, int]] = Counter()
+        self.time_off: dict[str, list[TimeOff]] = {person.id: [] for person in roster}
+        for off in sorted(time_off, key=lambda o: (o.start, o.end)):
+            if off.person in self.time_off:
+                self.time_off[off.person].append(off)
+
+    def record(self, person_id: str, duty: Duty, load: float) -> None:
+        person = self.people.get(person_id)
+        if person is None:
+            return  # someone who has left the roster: their history no longer shapes anyone's duties
+        self.loads[person_id] += load
+        bisect.insort(self.held[person_id], (duty.start, duty.end))
+        self.months[self._month(person, duty)] += 1
+
+    def choose(self, duty: Duty, load: float, neighbours: Mapping[str, str | None]) -> tuple[str | None, Why]:
+        if not self.roster:
+            return None, Why("unassigned: nobody is on the roster", ())
+        breaches = {person.id: self._breach(person, duty) for person in self.roster}
+        free = [person for person in self.roster if breaches[person.id] is None]
+        repeat = {person_id: reason for reason, person_id in neighbours.items() if person_id is not None}
+        fresh = [person for person in free if person.id not in repeat]
+        pool = fresh or free
+
+        def after(person: Person) -> float:
+            return (self.loads[person.id] + load) / person.weight
+
+        ranked = sorted(pool, key=lambda p: (round(after(p), _KEY_DIGITS), p.id))
+        notes = []
+        for person in self.roster:
+            reason = breaches[person.id]
+            if reason is None and fresh and person.id in repeat:
+                reason = f"{repeat[person.id]}, and others are free"
+            current = self.loads[person.id] / person.weight
+            notes.append(CandidateNote(person.id, current, after(person), reason))
+
+        if not ranked:
+            return None, Why("unassigned: nobody can take it", tuple(notes))
+        chosen = ranked[0]
+        if not fresh:
+            others = "everyone free would repeat a duty" if len(free) > 1 else "nobody else is free"
+            summary = f"{chosen.id} again: {others}"
+        else:
+            summary = f"{chosen.id}: lowest normalised load after this duty ({after(chosen):.1f})"
+            if len(ranked) > 1:
+                summary += f"; next {ranked[1].id} ({after(ranked[1]):.1f})"
+        return chosen.id, Why(summary, tuple(notes))
+
+    def _breach(self, person: Person, duty: Duty) -> str | None:
+        """The first hard rule `person` taking `duty` would break, in words; None if none."""
+        for off in self.time_off[person.id]:
+            if off.overlaps(duty.start, duty.end):
+                return f"on time off until {off.end.astimezone(person.tz):%Y-%m-%d %H:%M} ({person.tz})"
+        rest = self.config.min_rest
+        if rest > timedelta(0):
+            held = self.held[person.id]
+            at = bisect.bisect_left(held, (duty.start, duty.end))
+            needs = f"needs {_span(rest)}"
+            if at > 0 and (gap := duty.start - held[at - 1][1]) < rest:
+                return f"only {_span(gap)} rest after their last duty; {needs}"
+            if at < len(held) and (gap := held[at][0] - duty.end) < rest:
+                return f"only {_span(gap)} rest before their next duty; {needs}"
+        cap = self.config.max_per_month
+        if cap is not None:
+            _, year, month = key = self._month(person, duty)
+            if self.months[key] >= cap:
+                return f"already has {self.months[key]} duties in {year}-{month:02d} (limit {cap})"
+        return None
+
+    @staticmethod
+    def _month(person: Person, duty: Duty) -> tuple[str, int, int]:
+        local = duty.start.astimezone(person.tz)
+        return person.id, local.year, local.month
+
+
+def _roster(people: Iterable[Person]) -> list[Person]:
+    roster = sorted(people, key=lambda p: p.id)
+    for before, after in pairwise(roster):
+        if before.id == after.id:
+            raise ValueError(f"{before.id} is on the roster twice")
+    return roster
+
+
+def _in_order(duties: Iterable[Duty]) -> list[Duty]:
+    ordered = sorted(duties, key=lambda d: (d.start, d.end))
+    for before, after in pairwise(ordered):
+        if after.start < before.end:
+            raise ValueError(f"duties overlap at {after.start.isoformat()}")
+    return ordered
+
+
+def _span(delta: timedelta) -> str:
+    hours = int(delta.total_seconds() // 3600)
+    days, hours = divmod(hours, 24)
+    if days and hours:
+        return f"{days} d {hours} h"
+    return f"{days} d" if days else f"{hours} h"
