@@ -1,0 +1,354 @@
+"""Sending replies by SMTP: the outbox handler for `smtp.send` rows.
+
+The email is rebuilt from the stored Message on every try, so a retry sends the
+same bytes with the same Message-ID. SMTP has no way to ask "did you already take
+this one?", so delivery is at least once: after a crash between the server's
+250 and our commit the reply goes out again, and receiving servers and mail
+clients that deduplicate by Message-ID (Gmail, Outlook, Thunderbird) show it once.
+
+What a failure means decides what happens next: a server that is down or says
+"try later" (4xx) is retried with backoff for as long as it takes, and the agent
+hears in the ticket's thread once the reply is `reply_late_minutes` late; a
+recipient the server refuses for good (5xx) will never work, so the reply is
+marked failed and the agent is told at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.mail.compose import compose_reply
+from bot.outbox.queue import SLACK_POST, SLACK_THREAD_MESSAGE, SMTP_SEND, enqueue, notify_workers, slack_lane
+from bot.outbox.worker import Handler, PermanentFailure, RetryLater
+from bot.slack.render import escape
+from bot.storage.db import transaction
+from bot.storage.models import Message, OutboxItem, Ticket
+from bot.tickets.events import SYSTEM, record_event
+from bot.tickets.replies import stored_recipient
+
+log = logging.getLogger(__name__)
+
+SMTP_TIMEOUT = 30.0
+# SIZE (RFC 1870): the message is too big for this server, which no retry will change.
+_MESSAGE_TOO_BIG = 552
+
+
+def build_reply_email(message: Message) -> EmailMessage:
+    """The email for a stored outgoing Message: the same bytes on every try."""
+    to = stored_recipient(message)
+    return compose_reply(
+        from_name=message.from_name,
+        from_address=message.from_address,
+        to_address=to.addr_spec,
+        to_name=to.display_name,
+        subject=message.subject,
+        message_id=message.message_id or "",
+        in_reply_to=message.in_reply_to,
+        references=list(message.references or []),
+        text=message.text,
+        html=message.html,
+        # The moment the agent pressed Send (RFC 5322 §3.6.1), not the moment a retry got through.
+        date=message.created_at,
+        auto_submitted=any(
+            name.lower() == "auto-submitted" and value.lower() != "no"
+            for name, value in message.headers or []
+        ),
+    )
+
+
+class SmtpSendHandler:
+    def __init__(
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        clock: Clock,
+        *,
+        timeout: float = SMTP_TIMEOUT,
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.clock = clock
+        self.timeout = timeout
+
+    # -- Handler ------------------------------------------------------------------------
+
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        message_id = int(item.payload["message_id"])
+        # Read, then close the session before anything else writes: on SQLite every
+        # transaction holds the write lock from its first statement.
+        with self.factory() as session:
+            message = session.get(Message, message_id)
+            if message is None or message.direction != "out":
+                raise PermanentFailure(f"reply {message_id} no longer exists")
+            if message.delivery_status == "sent":
+                return {"skipped": "already sent", "message_id": message.message_id}
+            stored_id = message.message_id
+            try:
+                mail: EmailMessage | None = build_reply_email(message)
+                recipient = stored_recipient(message).addr_spec
+                problem = ""
+            except ValueError as exc:
+                mail, recipient, problem = None, "", str(exc)
+        if mail is None:
+            reason = f"the email could not be written: {problem}"
+            self.reply_failed(item, reason)
+            raise PermanentFailure(reason)
+        try:
+            response = self._send(mail, recipient)
+        except RetryLater as exc:
+            self._tell_if_late(exc.reason)
+            raise
+        except PermanentFailure as exc:
+            self.reply_failed(item, str(exc))
+            raise
+        return {"message_id": stored_id, "to": recipient, "response": response}
+
+    def record(self, session: Session, item: OutboxItem, result: dict[str, Any]) -> None:
+        message = session.get(Message, int(item.payload["message_id"]))
+        if message is None or message.delivery_status == "sent":
+            return
+        now = self.clock.now()
+        message.delivery_status = "sent"
+        message.sent_at = now
+        record_event(
+            session,
+            ticket_id=message.ticket_id,
+            actor=SYSTEM,
+            action="reply_delivered",
+            at=now,
+            message_id=message.id,
+            to=result.get("to"),
+        )
+        ticket = session.get(Ticket, message.ticket_id)
+        if ticket is not None and ticket.slack_channel:
+            enqueue(
+                session,
+                kind=SLACK_THREAD_MESSAGE,
+                lane=slack_lane(ticket.slack_channel),
+                now=now,
+                ticket_id=ticket.id,
+                payload={"message_id": message.id},
+                dedupe_key=f"thread-message:{message.id}",
+            )
+
+    # -- SMTP -------------------------------------------------------------------------
+
+    def _send(self, mail: EmailMessage, recipient: str) -> str:
+        """One SMTP session; every failure becomes RetryLater or PermanentFailure."""
+        s = self.settings
+        where = f"{s.smtp_host}:{s.smtp_port}"
+        try:
+            client = self._connect()
+        except OSError as exc:  # refused, unreachable, timed out, TLS handshake failed
+            raise RetryLater(self._clean(f"cannot reach the mail server {where}: {_describe(exc)}")) from None
+        except smtplib.SMTPException as exc:  # a 4xx greeting, no STARTTLS, login refused
+            raise RetryLater(self._clean(f"the mail server {where} refused us: {_describe(exc)}")) from None
+        try:
+            try:
+                client.send_message(mail, from_addr=s.support_address, to_addrs=[recipient])
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, text = next(iter(exc.recipients.values()), (0, b""))
+                reason = f"the mail server refused {recipient}: {code} {_text(text)}"
+                if 500 <= code < 600:
+                    raise PermanentFailure(self._clean(reason)) from None
+                raise RetryLater(self._clean(reason)) from None
+            except smtplib.SMTPDataError as exc:
+                reason = f"the mail server refused the message: {exc.smtp_code} {_text(exc.smtp_error)}"
+                if 500 <= exc.smtp_code < 600:
+                    raise PermanentFailure(self._clean(reason)) from None
+                raise RetryLater(self._clean(reason)) from None
+            except smtplib.SMTPSenderRefused as exc:
+                reason = (
+                    f"the mail server refused to send as {s.support_address}: "
+                    f"{exc.smtp_code} {_text(exc.smtp_error)}"
+                )
+                if exc.smtp_code == _MESSAGE_TOO_BIG:
+                    raise PermanentFailure(self._clean(reason)) from None
+                # Otherwise our account or SUPPORT_ADDRESS is at fault, not this reply:
+                # once that is fixed the reply should go out, so keep it queued.
+                raise RetryLater(self._clean(reason)) from None
+            except (smtplib.SMTPException, OSError) as exc:
+                raise RetryLater(self._clean(f"sending through {where} failed: {_describe(exc)}")) from None
+        finally:
+            _close(client)
+        return "accepted"
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        context = ssl.create_default_context()
+        client: smtplib.SMTP
+        if s.smtp_security == "ssl":
+            client = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=self.timeout, context=context)
+        else:
+            client = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=self.timeout)
+        try:
+            if s.smtp_security == "starttls":
+                client.ehlo()
+                if not client.has_extn("starttls"):
+                    # Never fall back to plain text: the password and the mail would travel in clear.
+                    raise smtplib.SMTPNotSupportedError(
+                        "the server does not offer STARTTLS (set SMTP_SECURITY to ssl or none)"
+                    )
+                client.starttls(context=context)
+                client.ehlo()
+            if s.smtp_user:
+                try:
+                    client.login(s.smtp_user, s.smtp_password or "")
+                except smtplib.SMTPAuthenticationError as exc:
+                    raise smtplib.SMTPException(
+                        f"login as {s.smtp_user} refused ({exc.smtp_code}); check SMTP_USER and SMTP_PASSWORD"
+                    ) from None
+        except BaseException:
+            _close(client)
+            raise
+        return client
+
+    def _clean(self, reason: str) -> str:
+        # Servers echo odd things back; the password must never reach a log line or Slack.
+        password = self.settings.smtp_password
+        if password:
+            reason = reason.replace(password, "***")
+        return reason[:500]
+
+    # -- telling the agent ----------------------------------------------------------------
+
+    def _tell_if_late(self, reason: str) -> None:
+        """Tell each agent whose reply is `reply_late_minutes` overdue, once per reply.
+
+        Every queued reply is checked, not only this lane's head: the ones waiting behind
+        it are just as late and would otherwise be told nothing until the head got through.
+        """
+        now = self.clock.now()
+        cutoff = now - timedelta(minutes=self.settings.reply_late_minutes)
+        try:
+            with transaction(self.factory) as session:
+                waiting = session.scalars(
+                    select(OutboxItem).where(
+                        OutboxItem.kind == SMTP_SEND,
+                        OutboxItem.status == "pending",
+                        OutboxItem.created_at <= cutoff,
+                    )
+                ).all()
+                told = 0
+                for row in waiting:
+                    message = session.get(Message, int(row.payload["message_id"]))
+                    if message is None or message.delivery_status != "queued":
+                        continue
+                    ticket = message.ticket
+                    queued_at = row.created_at
+                    minutes = int((now - queued_at).total_seconds() // 60)
+                    text = (
+                        f":hourglass: {_mention(message.author)}your reply to #{ticket.number} has not "
+                        f"reached the customer after {minutes} minutes: {escape(reason)}. "
+                        "It stays queued and is retried automatically."
+                    )
+                    if self._post_to_thread(session, ticket, text, f"reply-late:{message.id}", now):
+                        record_event(
+                            session,
+                            ticket_id=ticket.id,
+                            actor=SYSTEM,
+                            action="reply_late",
+                            at=now,
+                            message_id=message.id,
+                            reason=reason,
+                        )
+                        told += 1
+        except Exception:
+            # Telling is a courtesy; it must never turn a temporary failure into something else.
+            log.exception("could not queue the late-reply notice")
+            return
+        if told:
+            notify_workers()
+
+    def reply_failed(self, item: OutboxItem, reason: str) -> None:
+        """Mark a reply that can never be sent as failed and tell the agent in the thread.
+
+        Also usable as (part of) the worker's `on_dead` callback; it is idempotent.
+        """
+        if item.kind != SMTP_SEND:
+            return
+        now = self.clock.now()
+        with transaction(self.factory) as session:
+            message = session.get(Message, int(item.payload["message_id"]))
+            if message is None or message.delivery_status in {"sent", "failed"}:
+                return
+            message.delivery_status = "failed"
+            ticket = session.get(Ticket, message.ticket_id)
+            record_event(
+                session,
+                ticket_id=message.ticket_id,
+                actor=SYSTEM,
+                action="reply_failed",
+                at=now,
+                message_id=message.id,
+                reason=reason,
+            )
+            if ticket is not None:
+                text = (
+                    f":x: {_mention(message.author)}your reply to #{ticket.number} could not be sent "
+                    f"and will not be retried: {escape(reason)}. Check the address and send it again."
+                )
+                self._post_to_thread(session, ticket, text, f"reply-failed:{message.id}", now)
+        notify_workers()
+
+    def on_dead(self, item: OutboxItem, reason: str) -> None:
+        self.reply_failed(item, reason)
+
+    @staticmethod
+    def _post_to_thread(session: Session, ticket: Ticket, text: str, dedupe_key: str, now: datetime) -> bool:
+        if not ticket.slack_channel:
+            return False
+        payload: dict[str, Any] = {"channel": ticket.slack_channel, "text": text}
+        if ticket.slack_ts:
+            payload["thread_ts"] = ticket.slack_ts
+        queued = enqueue(
+            session,
+            kind=SLACK_POST,
+            lane=slack_lane(ticket.slack_channel),
+            now=now,
+            ticket_id=ticket.id,
+            payload=payload,
+            dedupe_key=dedupe_key,
+        )
+        return queued is not None
+
+
+def smtp_handlers(
+    settings: Settings, factory: sessionmaker[Session], clock: Clock, *, timeout: float = SMTP_TIMEOUT
+) -> dict[str, Handler]:
+    return {SMTP_SEND: SmtpSendHandler(settings, factory, clock, timeout=timeout)}
+
+
+def _mention(user: str | None) -> str:
+    return f"<@{user}> " if user else ""
+
+
+def _text(value: bytes | str) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return " ".join(text.split())
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{exc.smtp_code} {_text(exc.smtp_error)}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _close(client: smtplib.SMTP) -> None:
+    # After the server's 250 the reply is sent; a failing QUIT must not make us send it again.
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
