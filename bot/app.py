@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, Settings
 from bot.leader import Leadership
+from bot.mail.sender import smtp_handlers
 from bot.mail.watcher import MailboxSettings, MailboxWatcher
+from bot.outbox.queue import SMTP_SEND
 from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
 from bot.scheduler import install_standard_jobs, make_scheduler, set_runtime
 from bot.slack.delivery import slack_handlers
@@ -95,7 +97,7 @@ class SupportBot:
         self.scheduler: Any = None
         self.leadership = Leadership(self.engine, self._become_leader, self._stop_leading)
         self._duties_lock = threading.Lock()
-        set_runtime(self.factory, self.clock)
+        set_runtime(self.factory, self.clock, settings)
 
     # -- start and stop ----------------------------------------------------------
 
@@ -152,6 +154,7 @@ class SupportBot:
                 self.factory,
                 self.clock,
             )
+            smtp = smtp_handlers(s, self.factory, self.clock)
             self.workers = [
                 OutboxWorker(
                     self.factory,
@@ -160,7 +163,16 @@ class SupportBot:
                     clock=self.clock,
                     pace_seconds=s.slack_pace_seconds,
                     backoff=Backoff(base=1.0, cap=60.0),
-                )
+                ),
+                OutboxWorker(
+                    self.factory,
+                    smtp,
+                    lane_prefix="smtp",
+                    clock=self.clock,
+                    # A mail server that is down stays down for minutes; retry patiently.
+                    backoff=Backoff(base=2.0, cap=300.0),
+                    on_dead=smtp[SMTP_SEND].on_dead,  # type: ignore[attr-defined]
+                ),
             ]
             for worker in self.workers:
                 worker.start()

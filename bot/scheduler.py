@@ -16,6 +16,7 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
+from bot.config import Settings
 from bot.storage.db import transaction
 from bot.storage.models import OutboxItem
 
@@ -27,9 +28,33 @@ _runtime: dict[str, object] = {}
 DELIVERED_RETENTION = timedelta(days=30)
 
 
-def set_runtime(factory: sessionmaker[Session], clock: Clock) -> None:
+def set_runtime(factory: sessionmaker[Session], clock: Clock, settings: Settings | None = None) -> None:
     _runtime["factory"] = factory
     _runtime["clock"] = clock
+    if settings is not None:
+        _runtime["settings"] = settings
+        _runtime["calendar"] = settings.calendar()
+
+
+def nudge_unclaimed_tickets() -> list[int]:
+    """Remind the channel of tickets nobody has claimed (see bot/tickets/reminders.py)."""
+    from bot.outbox.queue import notify_workers
+    from bot.tickets.reminders import nudge_unclaimed
+
+    factory = _runtime["factory"]
+    clock = _runtime["clock"]
+    settings = _runtime["settings"]
+    assert isinstance(factory, sessionmaker)
+    with transaction(factory) as session:
+        nudged = nudge_unclaimed(
+            session,
+            _runtime["calendar"],  # type: ignore[arg-type]
+            nudge_minutes=settings.nudge_minutes,  # type: ignore[attr-defined]
+            now=clock.now(),  # type: ignore[attr-defined]
+        )
+    if nudged:
+        notify_workers()
+    return nudged
 
 
 def purge_delivered_outbox() -> int:
@@ -57,6 +82,13 @@ def make_scheduler(engine: Engine) -> BackgroundScheduler:
 
 
 def install_standard_jobs(scheduler: BackgroundScheduler) -> None:
+    scheduler.add_job(
+        nudge_unclaimed_tickets,
+        "interval",
+        minutes=1,
+        id="nudge_unclaimed_tickets",
+        replace_existing=True,
+    )
     scheduler.add_job(
         purge_delivered_outbox,
         "interval",

@@ -1,4 +1,4 @@
-"""Thin Slack listeners, one module per Slack surface, each with `register(app, services)`."""
+"""Thin Slack listeners, one module per Slack surface, each with a `register(app, …)`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ if TYPE_CHECKING:
 
 
 def register_all(app: App, services: Services) -> None:
-    from handlers import actions
+    from handlers import actions, commands, events, views
+    from handlers.access import Access
+    from handlers.common import People
 
-    actions.register(app, services)
+    access = Access(services)
+    people = People(services.client)
+    actions.register(app, services, access, people)
+    views.register(app, services, access, people)
+    commands.register(app, services, access)
+    events.register(app, services, access)

@@ -1,17 +1,27 @@
-"""Who may act: staff (members of the support channel) on tickets, managers on rota
-administration. Checked in one place, before any listener body runs."""
+"""Who may act: staff (members of the support channel, or of STAFF_USERGROUP) on tickets,
+managers (MANAGERS) on templates and rota administration.
+
+Each listener declares the permission it needs where it is registered
+(`guarded("staff", listener)`); the check runs here, once, before the listener
+body, and a refusal is always an ephemeral sentence that says why.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 from slack_sdk.errors import SlackApiError
 
 if TYPE_CHECKING:
     from bot.app import Services
 
+log = logging.getLogger(__name__)
+
+Permission = Literal["anyone", "staff", "manager"]
 _CACHE_SECONDS = 60.0
 
 
@@ -19,38 +29,133 @@ class Access:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._members: frozenset[str] = frozenset()
-        self._fetched_at = 0.0
+        self._fetched_at = -_CACHE_SECONDS
         self._lock = threading.Lock()
 
     def is_manager(self, user: str) -> bool:
         return user in self.services.settings.managers
 
     def is_staff(self, user: str) -> bool:
-        return self.is_manager(user) or user in self._channel_members()
+        return self.is_manager(user) or user in self._staff()
 
-    def _channel_members(self) -> frozenset[str]:
+    def allows(self, permission: Permission, user: str) -> bool:
+        if permission == "manager":
+            return self.is_manager(user)
+        if permission == "staff":
+            return self.is_staff(user)
+        return True
+
+    def refusal(self, permission: Permission) -> str:
+        if permission == "manager":
+            managers = ", ".join(f"<@{m}>" for m in sorted(self.services.settings.managers)) or "nobody yet"
+            return f"Only managers can do that (managers: {managers})."
+        where = (
+            f"the <!subteam^{self.services.settings.staff_usergroup}> group"
+            if self.services.settings.staff_usergroup
+            else f"<#{self.services.settings.support_channel}>"
+        )
+        return f"Only support staff can work on tickets: ask to be added to {where}."
+
+    def forget(self) -> None:
+        """Drop the cached staff list (someone joined or left the channel)."""
+        with self._lock:
+            self._fetched_at = -_CACHE_SECONDS
+
+    def _staff(self) -> frozenset[str]:
         # Membership changes rarely; asking Slack on every click would hit rate limits.
         with self._lock:
             if time.monotonic() - self._fetched_at < _CACHE_SECONDS:
                 return self._members
-            members: set[str] = set()
-            cursor = None
             try:
-                while True:
-                    response = self.services.client.conversations_members(
-                        channel=self.services.settings.support_channel, limit=1000, cursor=cursor
-                    )
-                    members.update(response.get("members") or [])
-                    cursor = (response.get("response_metadata") or {}).get("next_cursor")
-                    if not cursor:
-                        break
-            except SlackApiError:
+                members = self._fetch()
+            except SlackApiError as exc:
                 # Keep the last known list rather than locking everyone out during a Slack hiccup.
+                log.warning("cannot read the staff list from Slack (%s); using the last one", exc)
                 return self._members
             self._members = frozenset(members)
             self._fetched_at = time.monotonic()
             return self._members
 
+    def _fetch(self) -> set[str]:
+        client = self.services.client
+        group = self.services.settings.staff_usergroup
+        if group:
+            return set(client.usergroups_users_list(usergroup=group).get("users") or [])
+        members: set[str] = set()
+        cursor = None
+        while True:
+            response = client.conversations_members(
+                channel=self.services.settings.support_channel, limit=1000, cursor=cursor
+            )
+            members.update(response.get("members") or [])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return members
 
-NOT_STAFF = "Only members of the support channel can work on tickets."
-NOT_MANAGER = "Only managers can do that. Ask one of: {managers}."
+
+def acting_user(body: dict[str, Any]) -> str:
+    """The user behind an interaction, a slash command or an event."""
+    if isinstance(body.get("user"), dict):
+        return str(body["user"]["id"])
+    return str(body.get("user_id") or (body.get("event") or {}).get("user") or "")
+
+
+def guarded(access: Access, permission: Permission, listener: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a listener so it runs only for users holding `permission`.
+
+    Bolt injects arguments by name, so the wrapper asks for all it may need and
+    passes on only what the listener's signature names.
+    """
+    import inspect
+
+    wanted = set(inspect.signature(listener).parameters)
+
+    def run(
+        ack: Any,
+        body: dict[str, Any],
+        client: Any,
+        context: Any,
+        logger: Any,
+    ) -> None:
+        user = acting_user(body)
+        if not access.allows(permission, user):
+            refuse(ack, body, client, access.refusal(permission))
+            return
+        available = {"ack": ack, "body": body, "client": client, "context": context, "logger": logger}
+        listener(**{name: value for name, value in available.items() if name in wanted})
+
+    run.__name__ = getattr(listener, "__name__", "listener")
+    return run
+
+
+def refuse(ack: Any, body: dict[str, Any], client: Any, text: str) -> None:
+    """Say no, ephemerally, in the form each kind of request allows."""
+    kind = body.get("type")
+    if body.get("command"):
+        ack(text=text)
+        return
+    if kind == "view_submission":
+        ack(response_action="errors", errors=_first_block_error(body, text))
+        return
+    ack()
+    tell(client, body, text)
+
+
+def _first_block_error(body: dict[str, Any], text: str) -> dict[str, str]:
+    values = ((body.get("view") or {}).get("state") or {}).get("values") or {}
+    block = next(iter(values), "")
+    return {block: text} if block else {}
+
+
+def tell(client: Any, body: dict[str, Any], text: str) -> None:
+    """An ephemeral answer to the person who acted, where they acted (a DM from a modal)."""
+    user = acting_user(body)
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    thread_ts = (body.get("container") or {}).get("thread_ts")
+    try:
+        if channel:
+            client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
+        else:
+            client.chat_postMessage(channel=user, text=text)
+    except SlackApiError:
+        log.exception("could not tell %s: %s", user, text)

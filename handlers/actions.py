@@ -1,84 +1,145 @@
-"""Buttons on the ticket message: Claim and Resolve (Reply and Tag open modals, in views)."""
+"""Buttons on the ticket message (Claim, Reply, Tag, Resolve, the ⋯ menu) and the template
+picker inside the reply modal."""
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.outbox.queue import notify_workers
-from bot.slack.render import ACTION_CLAIM, ACTION_RESOLVE
-from bot.storage.db import transaction
-from bot.tickets.workflow import TicketError, claim_ticket, resolve_ticket
-from handlers.access import NOT_STAFF, Access
+from bot.slack import lists, modals
+from bot.slack.render import ACTION_CLAIM, ACTION_MORE, ACTION_REPLY, ACTION_RESOLVE, ACTION_TAG
+from bot.tickets import queries
+from bot.tickets.views import ticket_card
+from bot.tickets.workflow import (
+    TicketError,
+    all_tags,
+    claim_ticket,
+    resolve_ticket,
+    set_status,
+    unclaim_ticket,
+)
+from handlers.access import Access, acting_user, guarded, tell
+from handlers.common import People, action_value, run_domain, ticket_id_of, view_metadata
+from handlers.replies import ReplyDesk
 
 if TYPE_CHECKING:
     from slack_bolt import App
 
     from bot.app import Services
 
-log = logging.getLogger(__name__)
+NO_TICKET = "That button carries no ticket; the message may be from an old version of supportbot."
 
 
-def _ticket_id(body: dict[str, Any]) -> int | None:
-    try:
-        return int(body["actions"][0]["value"])
-    except (KeyError, IndexError, ValueError, TypeError):
-        return None
-
-
-def _tell(client: Any, body: dict[str, Any], text: str) -> None:
-    """An ephemeral answer to the person who clicked, in the channel they clicked in."""
-    channel = (body.get("channel") or body.get("container") or {}).get("id") or body.get("container", {}).get(
-        "channel_id"
-    )
-    user = body["user"]["id"]
-    if channel:
-        client.chat_postEphemeral(channel=channel, user=user, text=text)
-    else:
-        client.chat_postMessage(channel=user, text=text)
-
-
-def register(app: App, services: Services) -> None:
-    access = Access(services)
+def register(app: App, services: Services, access: Access, people: People) -> None:
+    desk = ReplyDesk(services, people)
 
     def claim(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
-        user = body["user"]["id"]
-        if not access.is_staff(user):
-            _tell(client, body, NOT_STAFF)
-            return
-        ticket_id = _ticket_id(body)
+        ticket_id = ticket_id_of(action_value(body))
         if ticket_id is None:
-            _tell(client, body, "That button carries no ticket; the message may be from an old version.")
+            tell(client, body, NO_TICKET)
             return
+        user = acting_user(body)
         try:
-            with transaction(services.factory) as session:
-                result = claim_ticket(session, ticket_id, user, services.clock.now())
+            result = run_domain(services, lambda s: claim_ticket(s, ticket_id, user, services.clock.now()))
         except TicketError as exc:
-            _tell(client, body, str(exc))
+            tell(client, body, str(exc))
             return
-        notify_workers()
         if not result.claimed:
             owner = "you" if result.owner == user else f"<@{result.owner}>"
-            _tell(client, body, f"Ticket #{result.number} is already claimed by {owner}.")
+            tell(client, body, f"Ticket #{result.number} is already claimed by {owner}.")
 
     def resolve(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
-        user = body["user"]["id"]
-        if not access.is_staff(user):
-            _tell(client, body, NOT_STAFF)
-            return
-        ticket_id = _ticket_id(body)
+        ticket_id = ticket_id_of(action_value(body))
         if ticket_id is None:
-            _tell(client, body, "That button carries no ticket; the message may be from an old version.")
+            tell(client, body, NO_TICKET)
             return
         try:
-            with transaction(services.factory) as session:
-                resolve_ticket(session, ticket_id, user, services.clock.now())
+            run_domain(
+                services, lambda s: resolve_ticket(s, ticket_id, acting_user(body), services.clock.now())
+            )
         except TicketError as exc:
-            _tell(client, body, str(exc))
-            return
-        notify_workers()
+            tell(client, body, str(exc))
 
-    app.action(ACTION_CLAIM)(claim)
-    app.action(ACTION_RESOLVE)(resolve)
+    def reply(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        ticket_id = ticket_id_of(action_value(body))
+        if ticket_id is None:
+            tell(client, body, NO_TICKET)
+            return
+        try:
+            view = desk.open_view(ticket_id)
+        except TicketError as exc:
+            tell(client, body, str(exc))
+            return
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    def pick_template(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        view = body["view"]
+        metadata = view_metadata(body)
+        name = action_value(body)
+        new_view = desk.with_template(int(metadata["ticket_id"]), name, acting_user(body), metadata, view)
+        # The hash makes Slack refuse the update if the modal changed meanwhile (a double pick).
+        client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
+
+    def tag(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        ticket_id = ticket_id_of(action_value(body))
+        card = run_domain(services, lambda s: ticket_card(s, ticket_id)) if ticket_id is not None else None
+        if card is None:
+            tell(client, body, NO_TICKET)
+            return
+        known = run_domain(services, all_tags)
+        view = modals.tags_modal(ticket_id=card.id, number=card.number, known=known, current=card.tags)
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    def more(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        value = action_value(body)
+        verb = value.split(":", 1)[0]
+        ticket_id = ticket_id_of(value)
+        if ticket_id is None:
+            tell(client, body, NO_TICKET)
+            return
+        user = acting_user(body)
+        now = services.clock.now()
+        try:
+            if verb == "unclaim":
+                run_domain(
+                    services,
+                    lambda s: unclaim_ticket(s, ticket_id, user, now, manager=access.is_manager(user)),
+                )
+            elif verb == "waiting":
+                run_domain(services, lambda s: set_status(s, ticket_id, user, "waiting", now))
+            elif verb == "reopen":
+                run_domain(services, lambda s: set_status(s, ticket_id, user, "open", now))
+            elif verb == "reassign":
+                card = run_domain(services, lambda s: ticket_card(s, ticket_id))
+                if card is None:
+                    raise TicketError(NO_TICKET)
+                view = modals.reassign_modal(ticket_id=card.id, number=card.number, owner=card.owner)
+                client.views_open(trigger_id=body["trigger_id"], view=view)
+            elif verb == "timeline":
+                line = run_domain(services, lambda s: queries.ticket_line(s, ticket_id))
+                if line is None:
+                    raise TicketError(NO_TICKET)
+                timeline = run_domain(services, lambda s: queries.timeline(s, line.number))
+                channel = (body.get("channel") or {}).get("id") or services.settings.support_channel
+                client.chat_postEphemeral(
+                    channel=channel,
+                    user=user,
+                    text=f"Timeline of #{line.number}",
+                    blocks=lists.timeline_blocks(timeline),
+                )
+            else:
+                raise TicketError(f"Unknown choice {verb!r}.")
+        except TicketError as exc:
+            tell(client, body, str(exc))
+
+    app.action(ACTION_CLAIM)(guarded(access, "staff", claim))
+    app.action(ACTION_RESOLVE)(guarded(access, "staff", resolve))
+    app.action(ACTION_REPLY)(guarded(access, "staff", reply))
+    app.action(ACTION_TAG)(guarded(access, "staff", tag))
+    app.action(ACTION_MORE)(guarded(access, "staff", more))
+    app.action(modals.ACTION_PICK_TEMPLATE)(guarded(access, "staff", pick_template))

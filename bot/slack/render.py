@@ -18,6 +18,7 @@ ACTION_CLAIM = "ticket_claim"
 ACTION_REPLY = "ticket_reply"
 ACTION_TAG = "ticket_tag"
 ACTION_RESOLVE = "ticket_resolve"
+ACTION_MORE = "ticket_more"  # overflow: unclaim, reassign, waiting on customer, reopen
 
 TICKET_EVENT_TYPE = "supportbot_ticket"
 MESSAGE_EVENT_TYPE = "supportbot_message"
@@ -151,6 +152,7 @@ def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
     buttons.append(_button("Tag", ACTION_TAG, value))
     if card.status != "resolved":
         buttons.append(_button("Resolve", ACTION_RESOLVE, value))
+    buttons.append(_more_menu(card))
     blocks.append({"type": "actions", "block_id": f"ticket:{card.id}:actions", "elements": buttons})
     return fallback, blocks
 
@@ -160,6 +162,27 @@ def ticket_metadata(card: TicketCard, outbox_id: int) -> dict[str, Any]:
     return {
         "event_type": TICKET_EVENT_TYPE,
         "event_payload": {"ticket_id": card.id, "number": card.number, "outbox_id": outbox_id},
+    }
+
+
+def _more_menu(card: TicketCard) -> Block:
+    choices: list[tuple[str, str]] = []
+    if card.owner and card.status != "resolved":
+        choices.append(("Unclaim", "unclaim"))
+    if card.status != "resolved":
+        choices.append(("Reassign…", "reassign"))
+    if card.status in ("open", "claimed"):
+        choices.append(("Waiting on customer", "waiting"))
+    if card.status in ("resolved", "waiting"):
+        choices.append(("Reopen", "reopen"))
+    choices.append(("Timeline", "timeline"))
+    return {
+        "type": "overflow",
+        "action_id": ACTION_MORE,
+        "options": [
+            {"text": {"type": "plain_text", "text": label}, "value": f"{verb}:{card.id}"}
+            for label, verb in choices
+        ],
     }
 
 

@@ -1,0 +1,199 @@
+"""Block Kit for what `/support` answers and App Home shows: queues, timelines, templates, help."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.slack.render import STATUS_LABELS, Block, escape, slack_date, truncate
+from bot.tickets.queries import TicketLine, Timeline
+
+SUPPORT_USAGE = """*`/support` commands*
+• `/support open`: unclaimed tickets, oldest first
+• `/support mine`: tickets you own
+• `/support ticket 123`: the full timeline of #123
+• `/support customer someone@example.com`: that customer's tickets
+• `/support claim 123` · `unclaim 123` · `resolve 123` · `reopen 123`
+• `/support templates` · `/support templates NAME`: list or preview reply templates
+• `/support template new` · `/support template edit NAME`: add or change a template (managers)
+• `/support help`: this list"""
+
+ACTION_VIEWS = {
+    "claimed": "claimed it",
+    "unclaimed": "released it",
+    "reassigned": "reassigned it",
+    "resolved": "resolved it",
+    "reopened": "reopened it",
+    "waiting_on_customer": "set it to waiting on customer",
+    "customer_replied": "customer replied",
+    "status_changed": "changed its status",
+    "tagged": "changed tags",
+    "note_added": "added an internal note",
+    "replied": "replied by email",
+    "reply_sent": "reply delivered",
+    "reply_failed": "reply could not be delivered",
+    "ticket_created": "opened the ticket",
+    "customer_message": "wrote again",
+    "malformed_email": "sent an unreadable email",
+    "nudged": "nudged: still unclaimed",
+}
+
+
+def _age(created: datetime, now: datetime) -> str:
+    minutes = int((now - created).total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60:02d} min"
+    return f"{minutes // (24 * 60)} days"
+
+
+def _link(line: TicketLine, team_url: str | None) -> str:
+    label = f"#{line.number}"
+    if team_url and line.slack_channel and line.slack_ts:
+        return f"<{team_url}archives/{line.slack_channel}/p{line.slack_ts.replace('.', '')}|{label}>"
+    return label
+
+
+def ticket_lines(
+    title: str, lines: Sequence[TicketLine], now: datetime, *, empty: str, team_url: str | None = None
+) -> list[Block]:
+    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": title}}]
+    if not lines:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": empty}})
+        return blocks
+    rows = []
+    for line in lines:
+        owner = f" · <@{line.owner}>" if line.owner else ""
+        status = STATUS_LABELS.get(line.status, escape(line.status))
+        rows.append(
+            f"{_link(line, team_url)} *{escape(truncate(line.subject or '(no subject)', 80))}* "
+            f"from {escape(line.customer or 'unknown')} · {status}{owner} · {_age(line.created_at, now)} old"
+        )
+    # One section per ten rows keeps each under Slack's 3,000-character limit.
+    for start in range(0, len(rows), 10):
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(rows[start : start + 10])}}
+        )
+    return blocks
+
+
+def timeline_blocks(timeline: Timeline) -> list[Block]:
+    ticket = timeline.ticket
+    head = (
+        f"*#{ticket.number} {escape(ticket.subject or '(no subject)')}*\n"
+        f"From {escape(ticket.customer or 'unknown')} · {_status(ticket.status)}"
+        + (f" · owner <@{ticket.owner}>" if ticket.owner else "")
+    )
+    rows = []
+    for entry in timeline.entries:
+        who = _actor(entry.actor)
+        what = ACTION_VIEWS.get(entry.action, escape(entry.action.replace("_", " ")))
+        detail = _detail(entry.action, entry.data)
+        rows.append(f"{slack_date(entry.at, '{date_short} {time}')} {who} {what}{detail}")
+    blocks: list[Block] = [{"type": "section", "text": {"type": "mrkdwn", "text": head}}]
+    for start in range(0, len(rows), 15):
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(rows[start : start + 15])}}
+        )
+    return blocks[:50]
+
+
+def _status(status: str) -> str:
+    return STATUS_LABELS.get(status, escape(status))
+
+
+def _actor(actor: str) -> str:
+    if actor.startswith("customer:"):
+        return escape(actor.split(":", 1)[1])
+    if actor == "system":
+        return "supportbot"
+    return f"<@{actor}>"
+
+
+def _detail(action: str, data: dict[str, Any]) -> str:
+    if action == "tagged":
+        added = ", ".join(data.get("added") or [])
+        removed = ", ".join(data.get("removed") or [])
+        parts = [f"+{escape(added)}" if added else "", f"−{escape(removed)}" if removed else ""]
+        return ": " + " ".join(p for p in parts if p)
+    if action == "reassigned" and data.get("owner"):
+        return f" to <@{data['owner']}>"
+    if action == "replied" and data.get("template"):
+        return f" (template `{escape(str(data['template']))}`)"
+    return ""
+
+
+def template_list(templates: Sequence[Any]) -> list[Block]:
+    if not templates:
+        return [{"type": "section", "text": {"type": "mrkdwn", "text": "No reply templates yet."}}]
+    rows = [
+        f"• `{escape(t.name)}` *{escape(t.title)}* ({escape(t.language)})"
+        + (f" · {' '.join('`' + escape(tag) + '`' for tag in t.tags)}" if t.tags else "")
+        + (f" · v{t.version} edited in Slack" if getattr(t, "source", "file") == "db" else "")
+        for t in templates
+    ]
+    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": "Reply templates"}}]
+    for start in range(0, len(rows), 20):
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(rows[start : start + 20])}}
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": "Preview one with `/support templates NAME`."}],
+        }
+    )
+    return blocks
+
+
+def template_preview(template: Any) -> list[Block]:
+    body = escape(truncate(template.text, 2800))
+    blocks: list[Block] = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": (
+                    f"*{escape(template.title)}* · `{escape(template.name)}` ({escape(template.language)})"
+                ),
+            },
+        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": "```" + body + "```"}},
+    ]
+    if template.html:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "Also has an HTML version."}]}
+        )
+    return blocks
+
+
+def home_view(
+    *, user: str, mine: Sequence[TicketLine], queue: Sequence[TicketLine], waiting: int, now: datetime
+) -> dict[str, Any]:
+    blocks = [
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": f"Hello <@{user}>. Updated {slack_date(now)}."},
+        },
+        *ticket_lines("Your open tickets", mine, now, empty="Nothing on your plate."),
+        {"type": "divider"},
+        *ticket_lines(f"Unclaimed ({waiting})", queue, now, empty=":sparkles: Every ticket has an owner."),
+    ]
+    return {"type": "home", "blocks": blocks[:100]}
+
+
+def not_staff_home() -> dict[str, Any]:
+    return {
+        "type": "home",
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "supportbot works for the support team. Join its channel to see tickets.",
+                },
+            }
+        ],
+    }

@@ -1,0 +1,297 @@
+"""Block Kit for the modals staff work in: reply, tags, reassign, and the template editor.
+
+Outside text (email, templates typed by people) is escaped with `render.escape`
+wherever it lands in mrkdwn; plain_text fields are shown by Slack as written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.slack.render import Block, escape, truncate
+
+REPLY_CALLBACK = "reply_submit"
+TAGS_CALLBACK = "tags_submit"
+REASSIGN_CALLBACK = "reassign_submit"
+TEMPLATE_EDIT_CALLBACK = "template_submit"
+
+ACTION_PICK_TEMPLATE = "reply_template"
+BODY_ACTION = "body"
+NEW_TAGS_BLOCK = "new_tags"
+TAGS_BLOCK = "tags"
+ASSIGNEE_BLOCK = "assignee"
+
+# Slack limits: plain_text_input 3,000 characters, option text 75, modal title 24.
+INPUT_LIMIT = 3000
+_QUOTE_LIMIT = 1200
+
+
+@dataclass(frozen=True)
+class TemplateChoice:
+    name: str
+    title: str
+    language: str
+
+
+def text_digest(text: str) -> str:
+    """Whether the agent edited a rendered template: only then may its HTML part go out too."""
+    return hashlib.sha256(text.strip().encode()).hexdigest()[:16]
+
+
+def body_block_id(revision: int) -> str:
+    # Slack keeps what was typed per block_id: a new id is the only way to put new
+    # text into the editor with views.update.
+    return f"reply_body:{revision}"
+
+
+def reply_modal(
+    *,
+    ticket_id: int,
+    number: int,
+    customer: str,
+    subject: str,
+    last_message: str,
+    templates: Sequence[TemplateChoice],
+    body: str = "",
+    revision: int = 0,
+    template: str | None = None,
+    template_version: int | None = None,
+    rendered_digest: str | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    metadata = {
+        "ticket_id": ticket_id,
+        "template": template,
+        "version": template_version,
+        "digest": rendered_digest,
+        "revision": revision,
+    }
+    shown_subject = truncate(subject or "(no subject)", 200)
+    blocks: list[Block] = [
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"To *{escape(customer)}* · Re: {escape(shown_subject)}",
+                }
+            ],
+        }
+    ]
+    if last_message.strip():
+        quoted = escape(truncate(last_message.strip(), _QUOTE_LIMIT))
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "\n".join("&gt; " + line for line in quoted.splitlines())},
+            }
+        )
+    if templates:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "template_pick",
+                "elements": [_template_select(templates, template)],
+            }
+        )
+    if error:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f":warning: {escape(error)}"}]}
+        )
+    element: Block = {
+        "type": "plain_text_input",
+        "action_id": BODY_ACTION,
+        "multiline": True,
+        "max_length": INPUT_LIMIT,
+        "placeholder": {"type": "plain_text", "text": "Write to the customer, or pick a template above"},
+    }
+    if body:
+        element["initial_value"] = body[:INPUT_LIMIT]
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": body_block_id(revision),
+            "label": {"type": "plain_text", "text": "Message"},
+            "element": element,
+        }
+    )
+    return {
+        "type": "modal",
+        "callback_id": REPLY_CALLBACK,
+        "title": {"type": "plain_text", "text": truncate(f"Reply to #{number}", 24)},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "private_metadata": json.dumps(metadata),
+        "blocks": blocks,
+    }
+
+
+def _template_select(templates: Sequence[TemplateChoice], selected: str | None) -> Block:
+    by_language: dict[str, list[TemplateChoice]] = {}
+    for choice in templates:
+        by_language.setdefault(choice.language or "other", []).append(choice)
+
+    def option(choice: TemplateChoice) -> Block:
+        return {
+            "text": {"type": "plain_text", "text": truncate(choice.title or choice.name, 75)},
+            "value": choice.name,
+        }
+
+    element: Block = {
+        "type": "static_select",
+        "action_id": ACTION_PICK_TEMPLATE,
+        "placeholder": {"type": "plain_text", "text": "Pick a template"},
+        # Slack allows at most 100 options; option groups keep languages apart.
+        "option_groups": [
+            {"label": {"type": "plain_text", "text": language.upper()}, "options": [option(c) for c in group]}
+            for language, group in sorted(by_language.items())
+        ][:100],
+    }
+    current = next((c for c in templates if c.name == selected), None)
+    if current is not None:
+        element["initial_option"] = option(current)
+    return element
+
+
+def tags_modal(
+    *, ticket_id: int, number: int, known: Sequence[str], current: Sequence[str]
+) -> dict[str, Any]:
+    def option(tag: str) -> Block:
+        return {"text": {"type": "plain_text", "text": truncate(tag, 75)}, "value": tag}
+
+    blocks: list[Block] = []
+    if known:
+        select: Block = {
+            "type": "multi_static_select",
+            "action_id": "pick",
+            "placeholder": {"type": "plain_text", "text": "Choose tags"},
+            "options": [option(t) for t in known[:100]],
+        }
+        chosen = [t for t in current if t in known[:100]]
+        if chosen:
+            select["initial_options"] = [option(t) for t in chosen]
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": TAGS_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Tags"},
+                "element": select,
+            }
+        )
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": NEW_TAGS_BLOCK,
+            "optional": True,
+            "label": {"type": "plain_text", "text": "New tags"},
+            "hint": {"type": "plain_text", "text": "Comma-separated, e.g. billing, refund"},
+            "element": {"type": "plain_text_input", "action_id": "names"},
+        }
+    )
+    return {
+        "type": "modal",
+        "callback_id": TAGS_CALLBACK,
+        "title": {"type": "plain_text", "text": truncate(f"Tags of #{number}", 24)},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "private_metadata": json.dumps({"ticket_id": ticket_id}),
+        "blocks": blocks,
+    }
+
+
+def reassign_modal(*, ticket_id: int, number: int, owner: str | None) -> dict[str, Any]:
+    element: Block = {"type": "users_select", "action_id": "user"}
+    if owner:
+        element["initial_user"] = owner
+    return {
+        "type": "modal",
+        "callback_id": REASSIGN_CALLBACK,
+        "title": {"type": "plain_text", "text": truncate(f"Reassign #{number}", 24)},
+        "submit": {"type": "plain_text", "text": "Reassign"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "private_metadata": json.dumps({"ticket_id": ticket_id}),
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": ASSIGNEE_BLOCK,
+                "label": {"type": "plain_text", "text": "New owner"},
+                "element": element,
+            }
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class TemplateDraft:
+    name: str = ""
+    title: str = ""
+    language: str = "en"
+    tags: tuple[str, ...] = ()
+    text: str = ""
+    html: str | None = None
+
+
+def template_editor(draft: TemplateDraft, *, editing: bool) -> dict[str, Any]:
+    def text_input(
+        block: str,
+        label: str,
+        value: str,
+        *,
+        multiline: bool = False,
+        optional: bool = False,
+        hint: str | None = None,
+    ) -> Block:
+        element: Block = {"type": "plain_text_input", "action_id": "value", "multiline": multiline}
+        if value:
+            element["initial_value"] = value[:INPUT_LIMIT]
+        block_def: Block = {
+            "type": "input",
+            "block_id": block,
+            "optional": optional,
+            "label": {"type": "plain_text", "text": label},
+            "element": element,
+        }
+        if hint:
+            block_def["hint"] = {"type": "plain_text", "text": hint}
+        return block_def
+
+    return {
+        "type": "modal",
+        "callback_id": TEMPLATE_EDIT_CALLBACK,
+        "title": {"type": "plain_text", "text": "Edit template" if editing else "New template"},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "private_metadata": json.dumps({"editing": draft.name if editing else None}),
+        "blocks": [
+            text_input("name", "Name", draft.name, hint="Lowercase, e.g. password_reset.en"),
+            text_input("title", "Title", draft.title),
+            text_input("language", "Language", draft.language, hint="e.g. en, it"),
+            text_input("tags", "Tags", ", ".join(draft.tags), optional=True, hint="Comma-separated"),
+            text_input(
+                "text",
+                "Text",
+                draft.text,
+                multiline=True,
+                hint="Jinja2: {{ customer_first_name }}, {{ ticket_number }}, {{ agent_name }}…",
+            ),
+            text_input("html", "HTML version", draft.html or "", multiline=True, optional=True),
+        ],
+    }
+
+
+def state_value(view: dict[str, Any], block_id: str, action_id: str = "value") -> Any:
+    """The submitted value of one input, whatever element it is."""
+    element = (((view.get("state") or {}).get("values") or {}).get(block_id) or {}).get(action_id) or {}
+    kind = element.get("type")
+    if kind == "multi_static_select":
+        return [o["value"] for o in element.get("selected_options") or []]
+    if kind == "static_select":
+        return (element.get("selected_option") or {}).get("value")
+    if kind == "users_select":
+        return element.get("selected_user")
+    return element.get("value")

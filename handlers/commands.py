@@ -1,0 +1,147 @@
+"""`/support`: queues, timelines, customer history, claim/resolve by number, templates.
+
+Every answer is ephemeral (the `ack` payload). Empty input and `help` show usage;
+unknown input shows usage with what was not understood.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from bot.slack import lists, modals
+from bot.tickets import queries
+from bot.tickets import templates as reply_templates
+from bot.tickets.workflow import (
+    TicketError,
+    claim_ticket,
+    resolve_ticket,
+    set_status,
+    ticket_by_number,
+    unclaim_ticket,
+)
+from handlers.access import Access, acting_user, guarded
+from handlers.common import run_domain
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+    from sqlalchemy.orm import Session
+
+    from bot.app import Services
+
+
+def _number(args: list[str]) -> int:
+    if len(args) != 1 or not args[0].lstrip("#").isdigit():
+        raise TicketError("Give one ticket number, like `123`.")
+    return int(args[0].lstrip("#"))
+
+
+def register(app: App, services: Services, access: Access) -> None:
+    def by_number(args: list[str], change: Callable[[Session, int], Any]) -> Any:
+        number = _number(args)
+        return run_domain(services, lambda s: change(s, ticket_by_number(s, number).id))
+
+    def support(ack: Any, body: dict[str, Any], client: Any) -> None:
+        user = acting_user(body)
+        words = (body.get("text") or "").split()
+        verb, args = (words[0].lower(), words[1:]) if words else ("help", [])
+        now = services.clock.now()
+        try:
+            if verb == "help":
+                ack(text=lists.SUPPORT_USAGE)
+            elif verb == "open":
+                lines = run_domain(services, queries.open_queue)
+                ack(
+                    text="Unclaimed tickets",
+                    blocks=lists.ticket_lines(
+                        "Unclaimed tickets, oldest first",
+                        lines,
+                        now,
+                        empty=":sparkles: Every ticket has an owner.",
+                    ),
+                )
+            elif verb == "mine":
+                lines = run_domain(services, lambda s: queries.my_tickets(s, user))
+                ack(
+                    text="Your tickets",
+                    blocks=lists.ticket_lines(
+                        "Your open tickets", lines, now, empty="Nothing on your plate."
+                    ),
+                )
+            elif verb == "ticket":
+                number = _number(args)
+                timeline = run_domain(services, lambda s: queries.timeline(s, number))
+                ack(text=f"Timeline of #{number}", blocks=lists.timeline_blocks(timeline))
+            elif verb == "customer":
+                if len(args) != 1:
+                    raise TicketError("Give one email address, like `/support customer ada@example.com`.")
+                address = args[0].strip("<>").removeprefix("mailto:").split("|")[0]
+                lines = run_domain(services, lambda s: queries.customer_tickets(s, address))
+                ack(
+                    text=f"Tickets from {address}",
+                    blocks=lists.ticket_lines(
+                        f"Tickets from {address}"[:150], lines, now, empty="No tickets from that address."
+                    ),
+                )
+            elif verb == "claim":
+                result = by_number(args, lambda s, tid: claim_ticket(s, tid, user, now))
+                if result.claimed:
+                    ack(text=f"You claimed #{result.number}.")
+                else:
+                    owner = "you" if result.owner == user else f"<@{result.owner}>"
+                    ack(text=f"Ticket #{result.number} is already claimed by {owner}.")
+            elif verb == "unclaim":
+                by_number(
+                    args, lambda s, tid: unclaim_ticket(s, tid, user, now, manager=access.is_manager(user))
+                )
+                ack(text=f"You released #{_number(args)}.")
+            elif verb == "resolve":
+                by_number(args, lambda s, tid: resolve_ticket(s, tid, user, now))
+                ack(text=f"Resolved #{_number(args)}.")
+            elif verb == "reopen":
+                by_number(args, lambda s, tid: set_status(s, tid, user, "open", now))
+                ack(text=f"Reopened #{_number(args)}.")
+            elif verb == "templates":
+                templates(ack, args)
+            elif verb == "template":
+                edit_template(ack, body, client, user, args)
+            else:
+                ack(text=f"I don't know `{verb}`.\n\n{lists.SUPPORT_USAGE}")
+        except TicketError as exc:
+            ack(text=str(exc))
+
+    def templates(ack: Any, args: list[str]) -> None:
+        directory = services.settings.templates_dir
+        if not args:
+            found = run_domain(services, lambda s: reply_templates.list_templates(s, directory))
+            ack(text="Reply templates", blocks=lists.template_list(found))
+            return
+        try:
+            template = run_domain(services, lambda s: reply_templates.get_template(s, directory, args[0]))
+        except reply_templates.TemplateNotFound as exc:
+            raise TicketError(str(exc)) from None
+        ack(text=template.title, blocks=lists.template_preview(template))
+
+    def edit_template(ack: Any, body: dict[str, Any], client: Any, user: str, args: list[str]) -> None:
+        if not access.is_manager(user):
+            ack(text=access.refusal("manager"))
+            return
+        if args[:1] == ["new"] and len(args) == 1:
+            draft = modals.TemplateDraft()
+            editing = False
+        elif args[:1] == ["edit"] and len(args) == 2:
+            directory = services.settings.templates_dir
+            try:
+                found = run_domain(services, lambda s: reply_templates.get_template(s, directory, args[1]))
+            except reply_templates.TemplateNotFound as exc:
+                raise TicketError(str(exc)) from None
+            draft = modals.TemplateDraft(
+                found.name, found.title, found.language, tuple(found.tags), found.text, found.html
+            )
+            editing = True
+        else:
+            raise TicketError("Use `/support template new` or `/support template edit NAME`.")
+        ack()
+        client.views_open(trigger_id=body["trigger_id"], view=modals.template_editor(draft, editing=editing))
+
+    app.command("/support")(guarded(access, "staff", support))
