@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
 from bot.storage.db import make_engine, make_sessionmaker
 from tests.support.databases import DatabaseFactory, database_factory
+from tests.support.dovecot import DovecotServer, dovecot_binary
 from tests.support.harness import CHANNEL
 
 
@@ -47,4 +49,22 @@ def slack() -> Iterator[SlackStandIn]:
 @pytest.fixture
 def imap(tmp_path: Path) -> Iterator[PymapServer]:
     with PymapServer(tmp_path / "imap") as server:
+        yield server
+
+
+@pytest.fixture(params=["pymap", pytest.param("dovecot", marks=pytest.mark.dovecot)])
+def any_imap(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PymapServer | DovecotServer]:
+    """The mailbox for tests of IMAP behaviour: run once on pymap and once on Dovecot,
+    a server the bot will meet in production."""
+    if request.param == "pymap":
+        with PymapServer(tmp_path / "imap") as server:
+            yield server
+        return
+    if dovecot_binary() is None:
+        if os.environ.get("CI") == "true":
+            # CI installs dovecot-imapd (.ci/run); a silent skip there would hide that
+            # these tests never ran against it.
+            pytest.fail("CI=true but dovecot is not installed (apt-get install dovecot-imapd)")
+        pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
+    with DovecotServer() as server:
         yield server

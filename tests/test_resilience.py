@@ -94,17 +94,19 @@ def test_two_replicas_never_double_ingest_and_take_over(imap, slack, database_ur
     assert_exactly_once(database_url, slack, 60)
 
 
-def test_uidvalidity_change_neither_loses_nor_doubles(imap, slack, database_url):
-    if not hasattr(imap, "reset_uidvalidity"):
+def test_uidvalidity_change_neither_loses_nor_doubles(any_imap, slack, database_url):
+    if not hasattr(any_imap, "reset_uidvalidity"):
         pytest.skip("this IMAP server cannot change UIDVALIDITY")
-    env = bot_env(slack_url=slack.base_url, imap=imap, database_url=database_url, BURST_THRESHOLD="100000")
+    env = bot_env(
+        slack_url=slack.base_url, imap=any_imap, database_url=database_url, BURST_THRESHOLD="100000"
+    )
     old = [customer_mail(n, subject=f"Before {n}") for n in range(3)]
-    imap.append_many(old)
+    any_imap.append_many(old)
     with running_bot(env):
         wait_until(lambda: len(ticket_post_ids(slack)) == 3, what="the first three")
     # The server renumbers the mailbox: same mails, new UIDs, plus one new mail.
-    imap.reset_uidvalidity()
-    imap.append(customer_mail(3, subject="After the renumbering"))
+    any_imap.reset_uidvalidity()
+    any_imap.append(customer_mail(3, subject="After the renumbering"))
     with running_bot(env):
         wait_until(lambda: len(ticket_post_ids(slack)) == 4, what="the new mail")
         time.sleep(1.0)

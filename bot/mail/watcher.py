@@ -34,7 +34,9 @@ from bot.tickets.ingest import IngestResult, ingest_email
 
 log = logging.getLogger(__name__)
 
-_FETCH_BATCH = 200
+# Small batches: a slow server (pymap, a busy Exchange) answers each FETCH well inside
+# the read timeout, and a crash re-reads little.
+_FETCH_BATCH = 50
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class MailboxSettings:
     idle_seconds: float = 25 * 60
     poll_seconds: float = 30.0
     burst_threshold: int = 20
-    timeout: float = 30.0
+    timeout: float = 60.0
 
     @property
     def mailbox_key(self) -> str:
