@@ -1,0 +1,112 @@
+"""Claim under load: signed block_actions requests into the bot's real HTTP endpoint.
+
+50 staff claim 50 different tickets at once, then 20 staff race for one ticket.
+Reported: time from sending the request to the HTTP response (Slack allows 3 s).
+
+    .venv/bin/python -m benchmarks.bench_claim                      # SQLite
+    BENCH_DATABASE_URL=postgresql://127.0.0.1:5432/test .venv/bin/python -m benchmarks.bench_claim
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from benchmarks._setup import fresh_sqlite, machine, percentile
+from bot.sandbox.imap_server import PymapServer
+from bot.sandbox.slack_api import SlackStandIn
+from bot.slack import render
+from bot.storage.db import make_engine, make_sessionmaker, upgrade
+from bot.storage.models import Ticket
+from bot.tickets.ingest import ingest_email
+from bot.tickets.views import ticket_card
+from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.mail import customer_mail
+from tests.support.slack_requests import SlackUser
+
+
+def _postgres_database(admin_url: str) -> str:
+    name = f"sb_bench_claim_{os.getpid()}"
+    admin = sa.create_engine(
+        admin_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = sa.engine.make_url(admin_url.replace("postgresql://", "postgresql+psycopg://")).set(database=name)
+    rendered = url.render_as_string(hide_password=False)
+    upgrade(rendered)
+    return rendered
+
+
+def _race(users: list[SlackUser], messages: list[dict]) -> list[float]:
+    start = threading.Barrier(len(users))
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def press(user: SlackUser, message: dict) -> None:
+        start.wait()
+        began = time.monotonic()
+        answer = user.click(message, render.ACTION_CLAIM)
+        took = time.monotonic() - began
+        assert answer.status == 200, answer
+        with lock:
+            times.append(took)
+
+    threads = [threading.Thread(target=press, args=pair) for pair in zip(users, messages, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return times
+
+
+def main() -> None:
+    pg = os.environ.get("BENCH_DATABASE_URL", "").strip()
+    with (
+        fresh_sqlite() as (sqlite_url, tmp),
+        PymapServer(tmp / "imap") as imap,
+        SlackStandIn(channels=(CHANNEL,)) as slack,
+    ):
+        url = _postgres_database(pg) if pg else sqlite_url
+        staff = [f"U0B{n:03d}" for n in range(50)]
+        for user in staff:
+            slack.add_user(user, user.lower(), channels=(CHANNEL,))
+        factory = make_sessionmaker(make_engine(url))
+        now = datetime.now(UTC)
+        messages = []
+        with factory.begin() as session:
+            for n in range(52):
+                result = ingest_email(session, customer_mail(n), mailbox="bench", channel=CHANNEL, now=now)
+                card = ticket_card(session, result.ticket_id)
+                assert card is not None
+                _, blocks = render.ticket_message(card)
+                messages.append({"ts": f"1700000000.{n:06d}", "channel": CHANNEL, "blocks": blocks})
+        slack.set_down(True)  # ticket posts wait in the outbox: this measures the endpoint only
+        env = bot_env(slack_url=slack.base_url, imap=imap, database_url=url)
+        slack.set_down(False)
+        with running_bot(env) as bot:
+            users = [SlackUser(bot.url, slack, user) for user in staff]
+            users[0].click(messages[50], render.ACTION_CLAIM)  # warm up: auth.test, staff list
+            different = _race(users, messages[:50])
+            same = _race(users[:20], [messages[51]] * 20)
+            wait_until(lambda: len(slack.ephemerals()) >= 19, what="the refusals", timeout=30)
+        with factory() as session:
+            owners = session.scalars(sa.select(Ticket.owner).where(Ticket.owner.is_not(None))).all()
+    backend = "PostgreSQL" if pg else "SQLite"
+    print(f"claim under load, signed HTTP requests, {backend} ({machine()})")
+    for label, times in (("50 claims, 50 tickets", different), ("20 claims, one ticket", same)):
+        p50, p99 = percentile(times, 50) * 1000, percentile(times, 99) * 1000
+        print(
+            f"  {label}:  p50 {p50:6.0f} ms   p99 {p99:6.0f} ms   (Slack allows 3000; target p99 < 300 on PG)"
+        )
+    print(f"  tickets with an owner: {len(owners)} of 52 (50 + one warm-up + one raced for)")
+
+
+if __name__ == "__main__":
+    main()
