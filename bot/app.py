@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,9 @@ def make_bolt_app(services: Services) -> App:
         # We check the token ourselves at start-up, with a message naming the setting.
         token_verification_enabled=False,
         request_verification_enabled=not settings.socket_mode,
+        # Bolt answers Slack only once a listener has called ack(), so a burst of clicks must
+        # not wait for one of the default ten workers (HTTP serves 32 requests at once).
+        listener_executor=ThreadPoolExecutor(max_workers=48, thread_name_prefix="bolt-listener"),
     )
     from handlers import register_all
 

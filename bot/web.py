@@ -51,7 +51,7 @@ class HttpServer:
     def __init__(self, app: WSGIApp, host: str, port: int) -> None:
         # Slack retries a request that gets no answer in 3 s; enough threads that a slow
         # database moment does not queue requests behind each other.
-        self.server = create_server(app, host=host, port=port, threads=16, ident="supportbot")
+        self.server = create_server(app, host=host, port=port, threads=32, ident="supportbot")
         self._thread: threading.Thread | None = None
 
     @property
