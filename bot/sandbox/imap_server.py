@@ -33,7 +33,58 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class PymapServer:
+class MailboxOps:
+    """What tests and the sandbox do to a mailbox, over a real IMAP connection to any
+    server that has `host`, `port`, `user` and `password` (pymap here, Dovecot in CI)."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[IMAPClient]:
+        client = IMAPClient(self.host, port=self.port, ssl=False, timeout=30)
+        try:
+            client.login(self.user, self.password)
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                client.logout()
+
+    def append(self, raw: bytes, flags: Sequence[bytes | str] = (), folder: str = "INBOX") -> int:
+        with self.client() as client:
+            answer = client.append(folder, raw, flags=tuple(flags))
+        return _appended_uids(answer)[-1]
+
+    def append_many(self, raws: Sequence[bytes], folder: str = "INBOX") -> list[int]:
+        """One MULTIAPPEND (RFC 3502) per call: one round trip instead of one per mail."""
+        if not raws:
+            return []
+        with self.client() as client:
+            answer = client.multiappend(folder, list(raws))
+        return _appended_uids(answer)
+
+    def set_seen(self, uid: int, folder: str = "INBOX") -> None:
+        with self.client() as client:
+            client.select_folder(folder)
+            client.add_flags([uid], [b"\\Seen"])
+
+    def flags(self, uid: int, folder: str = "INBOX") -> tuple[bytes, ...]:
+        with self.client() as client:
+            client.select_folder(folder, readonly=True)
+            return tuple(client.get_flags([uid]).get(uid, ()))
+
+    def count(self, folder: str = "INBOX") -> int:
+        with self.client() as client:
+            return int(client.select_folder(folder, readonly=True)[b"EXISTS"])
+
+    def uidvalidity(self, folder: str = "INBOX") -> int:
+        with self.client() as client:
+            return int(client.select_folder(folder, readonly=True)[b"UIDVALIDITY"])
+
+
+class PymapServer(MailboxOps):
     def __init__(
         self,
         directory: Path | None = None,
@@ -136,49 +187,6 @@ class PymapServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-    # -- mailbox operations, over a real IMAP connection -------------------------------
-
-    @contextlib.contextmanager
-    def client(self) -> Iterator[IMAPClient]:
-        client = IMAPClient(self.host, port=self.port, ssl=False, timeout=30)
-        try:
-            client.login(self.user, self.password)
-            yield client
-        finally:
-            with contextlib.suppress(Exception):
-                client.logout()
-
-    def append(self, raw: bytes, flags: Sequence[bytes | str] = (), folder: str = "INBOX") -> int:
-        with self.client() as client:
-            answer = client.append(folder, raw, flags=tuple(flags))
-        return _appended_uids(answer)[-1]
-
-    def append_many(self, raws: Sequence[bytes], folder: str = "INBOX") -> list[int]:
-        """One MULTIAPPEND (RFC 3502) per call: one round trip instead of one per mail."""
-        if not raws:
-            return []
-        with self.client() as client:
-            answer = client.multiappend(folder, list(raws))
-        return _appended_uids(answer)
-
-    def set_seen(self, uid: int, folder: str = "INBOX") -> None:
-        with self.client() as client:
-            client.select_folder(folder)
-            client.add_flags([uid], [b"\\Seen"])
-
-    def flags(self, uid: int, folder: str = "INBOX") -> tuple[bytes, ...]:
-        with self.client() as client:
-            client.select_folder(folder, readonly=True)
-            return tuple(client.get_flags([uid]).get(uid, ()))
-
-    def count(self, folder: str = "INBOX") -> int:
-        with self.client() as client:
-            return int(client.select_folder(folder, readonly=True)[b"EXISTS"])
-
-    def uidvalidity(self, folder: str = "INBOX") -> int:
-        with self.client() as client:
-            return int(client.select_folder(folder, readonly=True)[b"UIDVALIDITY"])
 
     def reset_uidvalidity(self) -> None:
         """Renumber the mailbox, as a server does after a restore or a migration: the

@@ -19,13 +19,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from imapclient import IMAPClient
-
-from bot.sandbox.imap_server import _appended_uids, free_port
+from bot.sandbox.imap_server import MailboxOps, free_port
 
 # Debian installs the binary in /usr/sbin, which is not on a normal user's PATH.
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/usr/local/sbin"])
@@ -41,7 +38,7 @@ def dovecot_binary() -> str | None:
     return shutil.which("dovecot", path=_SEARCH_PATH)
 
 
-class DovecotServer:
+class DovecotServer(MailboxOps):
     def __init__(
         self,
         directory: Path | None = None,
@@ -248,49 +245,6 @@ service anvil {{
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-    # -- mailbox operations, over a real IMAP connection -------------------------------
-
-    @contextlib.contextmanager
-    def client(self) -> Iterator[IMAPClient]:
-        client = IMAPClient(self.host, port=self.port, ssl=False, timeout=30)
-        try:
-            client.login(self.user, self.password)
-            yield client
-        finally:
-            with contextlib.suppress(Exception):
-                client.logout()
-
-    def append(self, raw: bytes, flags: Sequence[bytes | str] = (), folder: str = "INBOX") -> int:
-        with self.client() as client:
-            answer = client.append(folder, raw, flags=tuple(flags))
-        return _appended_uids(answer)[-1]
-
-    def append_many(self, raws: Sequence[bytes], folder: str = "INBOX") -> list[int]:
-        """One MULTIAPPEND (RFC 3502) per call, as with pymap."""
-        if not raws:
-            return []
-        with self.client() as client:
-            answer = client.multiappend(folder, list(raws))
-        return _appended_uids(answer)
-
-    def set_seen(self, uid: int, folder: str = "INBOX") -> None:
-        with self.client() as client:
-            client.select_folder(folder)
-            client.add_flags([uid], [b"\\Seen"])
-
-    def flags(self, uid: int, folder: str = "INBOX") -> tuple[bytes, ...]:
-        with self.client() as client:
-            client.select_folder(folder, readonly=True)
-            return tuple(client.get_flags([uid]).get(uid, ()))
-
-    def count(self, folder: str = "INBOX") -> int:
-        with self.client() as client:
-            return int(client.select_folder(folder, readonly=True)[b"EXISTS"])
-
-    def uidvalidity(self, folder: str = "INBOX") -> int:
-        with self.client() as client:
-            return int(client.select_folder(folder, readonly=True)[b"UIDVALIDITY"])
 
     def reset_uidvalidity(self) -> None:
         """Renumber the mailbox, as after a restore or a migration: Dovecot rebuilds its
