@@ -190,11 +190,15 @@ class SupportBot:
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=False)
                 self.scheduler = None
-            if self.watcher is not None:
-                self.watcher.stop()
-                self.watcher = None
-            for worker in self.workers:
-                worker.stop()
+            # Stopped side by side: each may take up to its join timeout (an IMAP connect
+            # cannot be interrupted), and SIGTERM must not wait for the sum of them.
+            duties: list[Any] = [*self.workers, *([self.watcher] if self.watcher else [])]
+            stoppers = [threading.Thread(target=duty.stop, name="stop-duty") for duty in duties]
+            for stopper in stoppers:
+                stopper.start()
+            for stopper in stoppers:
+                stopper.join()
+            self.watcher = None
             self.workers = []
 
     # -- HTTP ----------------------------------------------------------------------
