@@ -34,13 +34,35 @@ def free_port() -> int:
 
 
 class MailboxOps:
-    """What tests and the sandbox do to a mailbox, over a real IMAP connection to any
-    server that has `host`, `port`, `user` and `password` (pymap here, Dovecot in CI)."""
+    """A local IMAP server's life cycle and what tests and the sandbox do to its mailbox,
+    over a real IMAP connection (pymap here, Dovecot in CI). Subclasses start and stop it."""
 
     host: str
     port: int
     user: str
     password: str
+    directory: Path
+    _own_dir: bool
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     @contextlib.contextmanager
     def client(self) -> Iterator[IMAPClient]:
@@ -170,23 +192,9 @@ class PymapServer(MailboxOps):
             self.proc.wait(10)
         self.proc = None
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
     def __enter__(self) -> PymapServer:
         self.start()
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def reset_uidvalidity(self) -> None:
         """Renumber the mailbox, as a server does after a restore or a migration: the

@@ -20,7 +20,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from bot.sandbox.imap_server import MailboxOps, free_port
 
@@ -224,15 +223,6 @@ service anvil {{
         self.proc.wait(10)
         self.proc = None
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
     def __enter__(self) -> DovecotServer:
         try:
             self.start()
@@ -240,11 +230,6 @@ service anvil {{
             self.close()
             raise
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def reset_uidvalidity(self) -> None:
         """Renumber the mailbox, as after a restore or a migration: Dovecot rebuilds its
