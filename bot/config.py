@@ -11,9 +11,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from rota.duties import DUTY_UNITS, DutyUnit
+from rota.load import LoadWeights, parse_load_weights
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_FILE = "supportbot.sqlite3"
@@ -22,6 +27,13 @@ DEFAULT_BUSINESS_HOURS = "mon-fri 09:00-18:00"
 
 if TYPE_CHECKING:
     from bot.business_hours import BusinessCalendar
+    from rota.compensation import CompensationPolicy
+    from rota.planner import PlanConfig
+
+
+def _default_weights() -> LoadWeights:
+    return LoadWeights()
+
 
 SmtpSecurity = Literal["none", "starttls", "ssl"]
 
@@ -66,12 +78,51 @@ class Settings:
     reply_late_minutes: float = 30.0
     nudge_minutes: float = 30.0
     business_hours: str = DEFAULT_BUSINESS_HOURS
+    # The on-call rota.
+    company_days_off: frozenset[date] = frozenset()
+    rota_unit: DutyUnit = "week"
+    rota_weights: LoadWeights = field(default_factory=_default_weights)
+    rota_min_rest_hours: float = 0.0
+    rota_max_per_month: int | None = None
+    rota_plan_weeks: int = 8
+    swap_expiry_hours: float = 48.0
+    swap_approval: bool = False
+    oncall_usergroup: str | None = None
+    comp_policy: Literal["days", "pay"] = "days"
+    comp_days_per_week: Decimal = Decimal(1)
+    comp_pay_rates: LoadWeights | None = None
+    public_url: str | None = None
 
     def calendar(self) -> BusinessCalendar:
-        """The team's working calendar: opening hours, time zone, public holidays."""
+        """The team's working calendar: opening hours, time zone, public holidays, company days off."""
         from bot.business_hours import BusinessCalendar
 
-        return BusinessCalendar.from_spec(self.business_hours, self.timezone, self.holidays_country)
+        return BusinessCalendar.from_spec(
+            self.business_hours, self.timezone, self.holidays_country, self.company_days_off
+        )
+
+    def plan_config(self) -> PlanConfig:
+        from rota.planner import PlanConfig
+
+        return PlanConfig(
+            unit=self.rota_unit,
+            weights=self.rota_weights,
+            min_rest=timedelta(hours=self.rota_min_rest_hours),
+            max_per_month=self.rota_max_per_month,
+        )
+
+    def compensation(self) -> CompensationPolicy:
+        from rota.compensation import DaysInLieu, PayPerWeightedHour
+
+        if self.comp_policy == "pay" and self.comp_pay_rates is not None:
+            # The rates are money per hour by kind: a weight of 1 money unit times the rate.
+            return PayPerWeightedHour(rate=Decimal(1), weights=self.comp_pay_rates)
+        return DaysInLieu(days_per_week=self.comp_days_per_week)
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach the bot's HTTP server (calendar feeds)."""
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
     def socket_mode(self) -> bool:
@@ -169,6 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         env = merged
     r = _Reader(env)
 
+
     bot_token = r.required("SLACK_BOT_TOKEN", "the Bot User OAuth Token (xoxb-…) of your Slack app")
     if not bot_token.startswith("xoxb-"):
         raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with 'xoxb-'")
@@ -258,6 +310,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
     except ValueError as exc:
         raise ConfigError(f"BUSINESS_HOURS is not valid ({exc}); e.g. 'mon-fri 09:00-18:00'") from None
 
+    rota = _rota_settings(r)
+
     return Settings(
         slack_bot_token=bot_token,
         slack_signing_secret=signing_secret,
@@ -293,4 +347,70 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         reply_late_minutes=r.number("REPLY_LATE_MINUTES", 30.0, 1.0, 7 * 24 * 60.0),
         nudge_minutes=r.number("NUDGE_MINUTES", 30.0, 1.0, 7 * 24 * 60.0),
         business_hours=business_hours,
+        **rota,
     )
+
+
+def _rota_settings(r: _Reader) -> dict[str, object]:
+    unit = r.text("ROTA_UNIT", "week").lower()
+    if unit not in DUTY_UNITS:
+        raise ConfigError(f"ROTA_UNIT must be one of {', '.join(DUTY_UNITS)}, got {unit!r}")
+    try:
+        weights = parse_load_weights(r.text("ROTA_LOAD_WEIGHTS", ""))
+    except ValueError as exc:
+        raise ConfigError(
+            f"ROTA_LOAD_WEIGHTS is not valid ({exc}); e.g. 'weeknight=1, weekend=1.5, holiday=2'"
+        ) from None
+    days_off: set[date] = set()
+    for part in (p.strip() for p in (r.raw("COMPANY_DAYS_OFF") or "").split(",")):
+        if part:
+            try:
+                days_off.add(date.fromisoformat(part))
+            except ValueError:
+                raise ConfigError(
+                    f"COMPANY_DAYS_OFF must be dates like 2026-12-24, separated by commas; got {part!r}"
+                ) from None
+    cap = r.raw("ROTA_MAX_PER_MONTH")
+    oncall_group = r.raw("ONCALL_USERGROUP")
+    if oncall_group is not None and not re.match(r"^S[A-Z0-9]{2,}$", oncall_group):
+        raise ConfigError(f"ONCALL_USERGROUP must be a user group ID like S0123ABC, got {oncall_group!r}")
+    policy = r.text("COMP_POLICY", "days").lower()
+    if policy not in {"days", "pay"}:
+        raise ConfigError(f"COMP_POLICY must be days or pay, got {policy!r}")
+    raw_days = r.text("COMP_DAYS_PER_WEEK", "1")
+    try:
+        days_per_week = Decimal(raw_days)
+    except InvalidOperation:
+        days_per_week = Decimal("NaN")
+    if not days_per_week.is_finite() or not Decimal(0) < days_per_week <= Decimal(7):
+        raise ConfigError(f"COMP_DAYS_PER_WEEK must be a number above 0 and at most 7, got {raw_days!r}")
+    rates = None
+    if policy == "pay":
+        spec = r.required(
+            "COMP_PAY_RATES",
+            "with COMP_POLICY=pay, the pay per hour by kind, e.g. 'weeknight=10, weekend=15, holiday=20'",
+        )
+        try:
+            rates = parse_load_weights(spec)
+        except ValueError as exc:
+            raise ConfigError(
+                f"COMP_PAY_RATES is not valid ({exc}); e.g. 'weeknight=10, weekend=15, holiday=20'"
+            ) from None
+    public_url = r.raw("PUBLIC_URL")
+    if public_url is not None and not re.match(r"^https?://[^/\s]+", public_url):
+        raise ConfigError(f"PUBLIC_URL must be an http(s) URL, got {public_url!r}")
+    return {
+        "company_days_off": frozenset(days_off),
+        "rota_unit": unit,
+        "rota_weights": weights,
+        "rota_min_rest_hours": r.number("ROTA_MIN_REST_HOURS", 0.0, 0.0, 24 * 60.0),
+        "rota_max_per_month": None if cap is None else r.integer("ROTA_MAX_PER_MONTH", 0, 1, 31),
+        "rota_plan_weeks": r.integer("ROTA_PLAN_WEEKS", 8, 1, 104),
+        "swap_expiry_hours": r.number("SWAP_EXPIRY_HOURS", 48.0, 0.1, 24 * 60.0),
+        "swap_approval": r.boolean("SWAP_APPROVAL", False),
+        "oncall_usergroup": oncall_group,
+        "comp_policy": policy,
+        "comp_days_per_week": days_per_week,
+        "comp_pay_rates": rates,
+        "public_url": public_url,
+    }

@@ -7,18 +7,22 @@ All times are stored as UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -237,3 +241,107 @@ class OutboxItem(Base):
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (Index("ix_outbox_status_lane", "status", "lane", "id"),)
+
+
+# -- the on-call rota ----------------------------------------------------------------
+
+
+class RotaMember(Base):
+    """Someone who can be on call: support staff, synced from Slack, with a manager-set weight."""
+
+    __tablename__ = "rota_members"
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    tz: Mapped[str] = mapped_column(String(64), default="UTC")  # from their Slack profile
+    weight: Mapped[float] = mapped_column(Float, default=1.0)  # 0.5: part-time, half the load
+    # False: left the staff, or taken off the rota by a manager; their history stays.
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The secret in their personal calendar feed's URL.
+    ical_token: Mapped[str] = mapped_column(String(64), unique=True)
+    joined_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class TimeOffRecord(Base):
+    """Whole local days away, first to last inclusive; [start, end) is the same in UTC."""
+
+    __tablename__ = "time_off"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), index=True)
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)
+    start: Mapped[datetime]
+    end: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    cancelled_at: Mapped[datetime | None]
+    cancelled_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class RotaDuty(Base):
+    """One published duty: `user_id` holds the emergency phone during [start, end).
+
+    Duties tile the after-hours without gaps. `pinned` duties (a swap, a cover, a
+    manager's choice) are kept by re-planning. The three *_at markers make each
+    hand-off step happen once, whatever restarts in between.
+    """
+
+    __tablename__ = "rota_duties"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[datetime] = mapped_column(unique=True)
+    end: Mapped[datetime] = mapped_column(index=True)
+    user_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    origin: Mapped[str] = mapped_column(String(20), default="planned")  # planned|swap|cover|manager|split
+    why: Mapped[str] = mapped_column(Text, default="")
+    published_at: Mapped[datetime]
+    published_by: Mapped[str] = mapped_column(String(32))
+    reminded_at: Mapped[datetime | None]
+    handed_off_at: Mapped[datetime | None]
+    settled_at: Mapped[datetime | None]
+
+
+class DutySwap(Base):
+    """A duty offered to a colleague (swap) or taken outright (cover), and what became of it."""
+
+    __tablename__ = "duty_swaps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    duty_id: Mapped[int] = mapped_column(ForeignKey("rota_duties.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # swap | cover
+    from_user: Mapped[str | None] = mapped_column(String(32))
+    to_user: Mapped[str] = mapped_column(String(32))
+    # offered → accepted | declined | expired | cancelled; awaiting_approval → accepted | rejected
+    status: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class LedgerLine(Base):
+    """The compensation ledger: earned per duty held, taken, or adjusted by a manager."""
+
+    __tablename__ = "ledger_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # earned | taken | adjusted
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 4))
+    unit: Mapped[str] = mapped_column(String(10))  # days | money
+    at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text, default="")
+    duty_id: Mapped[int | None] = mapped_column(ForeignKey("rota_duties.id"))
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+
+    # A duty earns once, whatever retries the settling job goes through.
+    __table_args__ = (UniqueConstraint("duty_id", "user_id", "kind", name="uq_ledger_duty_user_kind"),)
+
+
+class CalendarFeed(Base):
+    """The team's calendar feed secret (personal ones live on RotaMember)."""
+
+    __tablename__ = "calendar_feeds"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
