@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, Settings
+from bot.ical_http import ical_app
 from bot.leader import Leadership
 from bot.mail.sender import smtp_handlers
 from bot.mail.watcher import MailboxSettings, MailboxWatcher
@@ -101,7 +102,7 @@ class SupportBot:
         self.scheduler: Any = None
         self.leadership = Leadership(self.engine, self._become_leader, self._stop_leading)
         self._duties_lock = threading.Lock()
-        set_runtime(self.factory, self.clock, settings)
+        set_runtime(self.factory, self.clock, settings, client=self.client)
 
     # -- start and stop ----------------------------------------------------------
 
@@ -206,6 +207,7 @@ class SupportBot:
     def _router(self) -> Router:
         router = Router()
         router.add("/healthz", self._healthz)
+        router.add_prefix("/ical/", ical_app(self.factory, self.clock, self.settings))
         if not self.settings.socket_mode:
             from slack_bolt.adapter.wsgi import SlackRequestHandler
 

@@ -8,7 +8,7 @@ schedule. Only the leader replica runs the scheduler.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -28,9 +28,13 @@ _runtime: dict[str, object] = {}
 DELIVERED_RETENTION = timedelta(days=30)
 
 
-def set_runtime(factory: sessionmaker[Session], clock: Clock, settings: Settings | None = None) -> None:
+def set_runtime(
+    factory: sessionmaker[Session], clock: Clock, settings: Settings | None = None, client: object = None
+) -> None:
     _runtime["factory"] = factory
     _runtime["clock"] = clock
+    if client is not None:
+        _runtime["client"] = client
     if settings is not None:
         _runtime["settings"] = settings
         _runtime["calendar"] = settings.calendar()
@@ -55,6 +59,44 @@ def nudge_unclaimed_tickets() -> list[int]:
     if nudged:
         notify_workers()
     return nudged
+
+
+def rota_tick() -> None:
+    """Swap expiry, reminders, hand-offs, the ledger, and the rota kept planned ahead (bot/rota_jobs.py)."""
+    from bot.outbox.queue import notify_workers
+    from bot.rota_jobs import rota_tick as tick
+
+    factory = _runtime["factory"]
+    clock = _runtime["clock"]
+    assert isinstance(factory, sessionmaker)
+    with transaction(factory) as session:
+        report = tick(session, _runtime["settings"], _runtime["calendar"], clock.now())  # type: ignore[arg-type,attr-defined]
+    if report.handed_off or report.reminded or report.expired:
+        log.info(
+            "rota: handed off %s, reminded %s, expired offers %s",
+            report.handed_off,
+            report.reminded,
+            report.expired,
+        )
+    notify_workers()
+
+
+def sync_roster() -> None:
+    """The roster follows the support staff in Slack (joins, leavers, names, time zones)."""
+    from bot.slack.staff import fetch_staff
+    from rota.store import sync_roster as sync
+
+    factory = _runtime["factory"]
+    clock = _runtime["clock"]
+    client = _runtime.get("client")
+    if client is None:
+        return
+    assert isinstance(factory, sessionmaker)
+    staff = fetch_staff(client, _runtime["settings"])  # type: ignore[arg-type]
+    with transaction(factory) as session:
+        changes = sync(session, staff, clock.now())  # type: ignore[attr-defined]
+    if changes.added or changes.left:
+        log.info("roster: joined %s, left %s", list(changes.added), list(changes.left))
 
 
 def purge_delivered_outbox() -> int:
@@ -88,6 +130,16 @@ def install_standard_jobs(scheduler: BackgroundScheduler) -> None:
         minutes=1,
         id="nudge_unclaimed_tickets",
         replace_existing=True,
+    )
+    scheduler.add_job(rota_tick, "interval", minutes=1, id="rota_tick", replace_existing=True)
+    # First at start-up (a new leader may have missed joins and leavers), then hourly.
+    scheduler.add_job(
+        sync_roster,
+        "interval",
+        hours=1,
+        id="sync_roster",
+        replace_existing=True,
+        next_run_time=datetime.now(UTC),
     )
     scheduler.add_job(
         purge_delivered_outbox,

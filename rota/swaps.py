@@ -203,6 +203,7 @@ def _apply(session: Session, swap: DutySwap, actor: str, now: datetime) -> SwapO
             reminded_at=now,  # starts now: no reminder the day before
         )
         row.end = now
+        row.published_at = now  # calendar feeds read this as the event's last change
         session.flush()  # the shortened duty first, so the new one never overlaps it
         session.add(taken)
         session.flush()
@@ -218,6 +219,7 @@ def _apply(session: Session, swap: DutySwap, actor: str, now: datetime) -> SwapO
             else f"{swap.kind} of an unassigned duty"
         )
         row.reminded_at = None  # the new holder gets their own reminder
+        row.published_at = now
         applied = row
     swap.status, swap.decided_at, swap.decided_by = "accepted", now, actor
     record_event(

@@ -20,6 +20,8 @@ SLACK_TICKET_POST = "slack.ticket_post"  # the ticket's channel message, rendere
 SLACK_TICKET_REFRESH = "slack.ticket_refresh"  # chat.update of that message with current state
 SLACK_THREAD_MESSAGE = "slack.thread_message"  # a stored message shown in the ticket's thread
 SLACK_POST = "slack.post"  # a pre-rendered post (summaries, announcements)
+SLACK_SET_TOPIC = "slack.set_topic"  # a channel's topic (who is on call)
+SLACK_USERGROUP = "slack.usergroup_users"  # a user group's members (the @oncall group)
 SMTP_SEND = "smtp.send"  # an outgoing reply (a stored Message), sent by bot/mail/sender.py
 
 

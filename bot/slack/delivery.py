@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.outbox.queue import (
     SLACK_POST,
+    SLACK_SET_TOPIC,
     SLACK_THREAD_MESSAGE,
     SLACK_TICKET_POST,
     SLACK_TICKET_REFRESH,
+    SLACK_USERGROUP,
 )
 from bot.outbox.worker import Handler, PermanentFailure, RetryLater
 from bot.slack import render
@@ -202,6 +204,10 @@ class PlainPostHandler(_SlackHandler):
     def deliver(self, item: OutboxItem) -> dict[str, Any]:
         payload = dict(item.payload)
         channel = payload.pop("channel")
+        if channel.startswith(("U", "W")):
+            # A DM: history lookups (to find an earlier try) need the DM's own channel id.
+            opened = call_slack(self.client.conversations_open, users=channel)
+            channel = (opened.get("channel") or {}).get("id") or channel
         thread_ts = payload.get("thread_ts")
         if item.attempts > 1:
             ts = self.find_posted(channel, item, thread_ts=thread_ts)
@@ -212,8 +218,42 @@ class PlainPostHandler(_SlackHandler):
         return {"channel": data.get("channel", channel), "ts": data["ts"]}
 
 
+class TopicHandler(_SlackHandler):
+    """Put "On call: …" first in a channel's topic, keeping the rest of what people wrote there.
+
+    Setting the same topic twice is harmless, so retries are too.
+    """
+
+    PREFIX = "On call:"
+
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        channel, oncall = item.payload["channel"], item.payload["oncall"]
+        current = call_slack(self.client.conversations_info, channel=channel)
+        old = str(((current.get("channel") or {}).get("topic") or {}).get("value") or "")
+        rest = [part for part in old.split(" | ") if part.strip() and not part.startswith(self.PREFIX)]
+        topic = " | ".join([oncall, *rest])[:250]  # Slack's topic limit
+        if topic == old:
+            return {"channel": channel, "unchanged": True}
+        call_slack(self.client.conversations_setTopic, channel=channel, topic=topic)
+        return {"channel": channel, "topic": topic}
+
+
+class UsergroupHandler(_SlackHandler):
+    """usergroups.users.update: the `@oncall` group becomes exactly these people."""
+
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        group, users = item.payload["usergroup"], list(item.payload["users"])
+        if not users:
+            # Slack refuses an empty group; leave the last holder in it rather than fail forever.
+            return {"usergroup": group, "skipped": "nobody on call"}
+        call_slack(self.client.usergroups_users_update, usergroup=group, users=",".join(users))
+        return {"usergroup": group, "users": users}
+
+
 def slack_handlers(client: WebClient, factory: sessionmaker[Session]) -> dict[str, Handler]:
     return {
+        SLACK_SET_TOPIC: TopicHandler(client, factory),
+        SLACK_USERGROUP: UsergroupHandler(client, factory),
         SLACK_TICKET_POST: TicketPostHandler(client, factory),
         SLACK_TICKET_REFRESH: TicketRefreshHandler(client, factory),
         SLACK_THREAD_MESSAGE: ThreadMessageHandler(client, factory),
