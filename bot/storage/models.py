@@ -345,3 +345,90 @@ class CalendarFeed(Base):
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
+
+
+# -- after hours: urgency, paging, automatic replies ----------------------------------
+
+
+class UrgencyRule(Base):
+    """One rule deciding whether a ticket is urgent; rules are tried in `position` order, first match wins."""
+
+    __tablename__ = "urgency_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    # keyword (subject or body) | sender (an address) | domain | tag
+    kind: Mapped[str] = mapped_column(String(10))
+    pattern: Mapped[str] = mapped_column(String(320))
+    urgent: Mapped[bool] = mapped_column(Boolean, default=True)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+
+
+class TicketTriage(Base):
+    """What happened to a ticket when it arrived: urgent or not and why, paged, answered automatically."""
+
+    __tablename__ = "ticket_triage"
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    after_hours: Mapped[bool] = mapped_column(Boolean, default=False)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(String(400), default="")  # the rule that matched, in words
+    auto_reply: Mapped[str | None] = mapped_column(String(120))  # template of the automatic reply sent
+    triaged_at: Mapped[datetime]
+
+
+class Page(Base):
+    """Waking someone for an urgent ticket: one escalation chain, stepped by the scheduler."""
+
+    __tablename__ = "pages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    # active → acknowledged | exhausted | cancelled
+    status: Mapped[str] = mapped_column(String(14), default="active")
+    step: Mapped[int] = mapped_column(Integer, default=0)  # pages sent so far
+    next_step_at: Mapped[datetime | None] = mapped_column(index=True)
+    started_at: Mapped[datetime]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(32))
+    acknowledged_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+
+class PageAttempt(Base):
+    """One page sent: to whom, at which level of the chain, and whether their notifications were paused."""
+
+    __tablename__ = "page_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(10))  # oncall | backup | managers
+    user_id: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
+    dnd: Mapped[bool | None] = mapped_column(Boolean)  # None until Slack has told us
+
+    __table_args__ = (UniqueConstraint("page_id", "step", "user_id", name="uq_page_attempts_step_user"),)
+
+
+class AutoReply(Base):
+    """Every automatic email sent, by recipient: the per-sender rate cap counts these."""
+
+    __tablename__ = "auto_replies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    kind: Mapped[str] = mapped_column(String(12))  # ack | template
+    template_name: Mapped[str | None] = mapped_column(String(120))
+    sent_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class TemplateAutomation(Base):
+    """A template a manager switched to automatic: sent by itself to matching tickets."""
+
+    __tablename__ = "template_automations"
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    # after_hours | business_hours | always; a row is deleted when switched off (the audit log keeps it).
+    when: Mapped[str] = mapped_column(String(16))
+    # Which tickets: a tag they carry or a keyword in subject or body, as in urgency rules.
+    match_kind: Mapped[str] = mapped_column(String(10))
+    match_pattern: Mapped[str] = mapped_column(String(320))
+    enabled_by: Mapped[str] = mapped_column(String(32))
+    enabled_at: Mapped[datetime]
