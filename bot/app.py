@@ -163,7 +163,7 @@ class SupportBot:
             self.workers = [
                 OutboxWorker(
                     self.factory,
-                    slack_handlers(self.client, self.factory),
+                    slack_handlers(self.client, self.factory, s),
                     lane_prefix="slack:",
                     clock=self.clock,
                     pace_seconds=s.slack_pace_seconds,

@@ -92,6 +92,18 @@ class Settings:
     comp_days_per_week: Decimal = Decimal(1)
     comp_pay_rates: LoadWeights | None = None
     public_url: str | None = None
+    # After hours: paging, automatic replies, template automation.
+    urgency_rules_file: Path | None = None
+    page_repeat_minutes: float = 5.0
+    page_repeats: int = 3
+    page_dnd_escalate_minutes: float = 1.0
+    auto_ack: bool = True
+    auto_ack_template: str = "auto_ack"
+    auto_reply_cap: int = 10
+    auto_reply_cap_hours: float = 3.0
+    close_rate_days: float = 7.0
+    automation_min_uses: int = 20
+    automation_min_close_rate: float = 0.8
 
     def calendar(self) -> BusinessCalendar:
         """The team's working calendar: opening hours, time zone, public holidays, company days off."""
@@ -413,4 +425,27 @@ def _rota_settings(r: _Reader) -> dict[str, object]:
         "comp_days_per_week": days_per_week,
         "comp_pay_rates": rates,
         "public_url": public_url,
+        **_after_hours_settings(r),
+    }
+
+
+def _after_hours_settings(r: _Reader) -> dict[str, object]:
+    rules_file = r.raw("URGENCY_RULES_FILE")
+    if rules_file is not None and not Path(rules_file).is_file():
+        raise ConfigError(f"URGENCY_RULES_FILE must be a file of urgency rules, got {rules_file!r}")
+    template = r.text("AUTO_ACK_TEMPLATE", "auto_ack")
+    if not re.match(r"^[a-z0-9_][a-z0-9_-]*$", template):
+        raise ConfigError(f"AUTO_ACK_TEMPLATE must be a template name like auto_ack, got {template!r}")
+    return {
+        "urgency_rules_file": Path(rules_file) if rules_file else None,
+        "page_repeat_minutes": r.number("PAGE_REPEAT_MINUTES", 5.0, 0.1, 24 * 60.0),
+        "page_repeats": r.integer("PAGE_REPEATS", 3, 0, 20),
+        "page_dnd_escalate_minutes": r.number("PAGE_DND_ESCALATE_MINUTES", 1.0, 0.0, 24 * 60.0),
+        "auto_ack": r.boolean("AUTO_ACK", True),
+        "auto_ack_template": template,
+        "auto_reply_cap": r.integer("AUTO_REPLY_CAP", 10, 1, 10_000),
+        "auto_reply_cap_hours": r.number("AUTO_REPLY_CAP_HOURS", 3.0, 0.1, 24 * 30.0),
+        "close_rate_days": r.number("CLOSE_RATE_DAYS", 7.0, 1.0, 365.0),
+        "automation_min_uses": r.integer("AUTOMATION_MIN_USES", 20, 1, 100_000),
+        "automation_min_close_rate": r.number("AUTOMATION_MIN_CLOSE_RATE", 0.8, 0.0, 1.0),
     }

@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from bot.business_hours import BusinessCalendar
 from bot.config import Settings
-from bot.outbox.queue import SLACK_POST, SLACK_SET_TOPIC, SLACK_USERGROUP, enqueue, slack_lane
+from bot.outbox.queue import (
+    SLACK_DND_CHECK,
+    SLACK_POST,
+    SLACK_SET_TOPIC,
+    SLACK_USERGROUP,
+    enqueue,
+    slack_lane,
+)
 from bot.slack.render import slack_date
 from rota import handoffs, ledger, store, swaps
 
@@ -104,6 +111,15 @@ def _hand_over(session: Session, settings: Settings, handoff: handoffs.HandOff, 
             f":phone: <@{holder}> is on call {until}{handed}.",
             now,
             f"{key}:channel",
+        )
+    if not handoff.continues:
+        enqueue(
+            session,
+            kind=SLACK_DND_CHECK,
+            lane=slack_lane(holder),
+            now=now,
+            payload={"user": holder, "managers": sorted(settings.managers)},
+            dedupe_key=f"{key}:dnd",
         )
     name = store.member(session, holder)
     _topic(session, settings, f"On call: {name.name if name else holder}", now, key)

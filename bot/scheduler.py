@@ -81,6 +81,23 @@ def rota_tick() -> None:
     notify_workers()
 
 
+def paging_tick() -> None:
+    """Repeat and escalate unacknowledged pages; the morning hand-over at opening (bot/paging_jobs.py)."""
+    from bot.outbox.queue import notify_workers
+    from bot.paging_jobs import morning_handover
+    from bot.paging_jobs import paging_tick as tick
+
+    factory = _runtime["factory"]
+    clock = _runtime["clock"]
+    assert isinstance(factory, sessionmaker)
+    now = clock.now()  # type: ignore[attr-defined]
+    with transaction(factory) as session:
+        steps = tick(session, _runtime["settings"], now)  # type: ignore[arg-type]
+        morning = morning_handover(session, _runtime["settings"], _runtime["calendar"], now)  # type: ignore[arg-type]
+    if steps or morning:
+        notify_workers()
+
+
 def sync_roster() -> None:
     """The roster follows the support staff in Slack (joins, leavers, names, time zones)."""
     from bot.slack.staff import fetch_staff
@@ -132,6 +149,7 @@ def install_standard_jobs(scheduler: BackgroundScheduler) -> None:
         replace_existing=True,
     )
     scheduler.add_job(rota_tick, "interval", minutes=1, id="rota_tick", replace_existing=True)
+    scheduler.add_job(paging_tick, "interval", seconds=15, id="paging_tick", replace_existing=True)
     # First at start-up (a new leader may have missed joins and leavers), then hourly.
     scheduler.add_job(
         sync_roster,

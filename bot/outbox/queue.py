@@ -22,6 +22,11 @@ SLACK_THREAD_MESSAGE = "slack.thread_message"  # a stored message shown in the t
 SLACK_POST = "slack.post"  # a pre-rendered post (summaries, announcements)
 SLACK_SET_TOPIC = "slack.set_topic"  # a channel's topic (who is on call)
 SLACK_USERGROUP = "slack.usergroup_users"  # a user group's members (the @oncall group)
+SLACK_TICKET_NOTICE = "slack.ticket_notice"  # a short text in a ticket's thread, posted once the ticket is
+SLACK_PAGE = "slack.page"  # a page DM; delivery then reads the person's Do Not Disturb state
+SLACK_DND_CHECK = (
+    "slack.dnd_check"  # at duty start: warn the holder (and managers) if notifications are paused
+)
 SMTP_SEND = "smtp.send"  # an outgoing reply (a stored Message), sent by bot/mail/sender.py
 
 

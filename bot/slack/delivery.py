@@ -9,6 +9,7 @@ finds instead of posting again.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -17,10 +18,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.config import Settings
 from bot.outbox.queue import (
+    SLACK_DND_CHECK,
+    SLACK_PAGE,
     SLACK_POST,
     SLACK_SET_TOPIC,
     SLACK_THREAD_MESSAGE,
+    SLACK_TICKET_NOTICE,
     SLACK_TICKET_POST,
     SLACK_TICKET_REFRESH,
     SLACK_USERGROUP,
@@ -202,7 +207,9 @@ class PlainPostHandler(_SlackHandler):
     """A pre-rendered post: payload holds channel, text, blocks and optionally thread_ts."""
 
     def deliver(self, item: OutboxItem) -> dict[str, Any]:
-        payload = dict(item.payload)
+        return self.post_payload(item, dict(item.payload))
+
+    def post_payload(self, item: OutboxItem, payload: dict[str, Any]) -> dict[str, Any]:
         channel = payload.pop("channel")
         if channel.startswith(("U", "W")):
             # A DM: history lookups (to find an earlier try) need the DM's own channel id.
@@ -250,8 +257,117 @@ class UsergroupHandler(_SlackHandler):
         return {"usergroup": group, "users": users}
 
 
-def slack_handlers(client: WebClient, factory: sessionmaker[Session]) -> dict[str, Handler]:
+class TicketNoticeHandler(_SlackHandler):
+    """A short text in a ticket's thread (paging progress); waits until the ticket itself is posted."""
+
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        with self.factory() as session:
+            ticket = session.get(Ticket, item.ticket_id or 0)
+            channel, parent = (ticket.slack_channel, ticket.slack_ts) if ticket else (None, None)
+        if not channel:
+            raise PermanentFailure(f"ticket {item.ticket_id} no longer exists")
+        if parent is None:
+            raise RetryLater("the ticket's own message is not posted yet", after=5)
+        if item.attempts > 1:
+            ts = self.find_posted(channel, item, thread_ts=parent)
+            if ts is not None:
+                return {"channel": channel, "ts": ts, "adopted": True}
+        metadata = {"event_type": "supportbot_notice", "event_payload": {"outbox_id": item.id}}
+        data = self.post(channel, thread_ts=parent, text=item.payload["text"], metadata=metadata)
+        return {"channel": channel, "ts": data["ts"]}
+
+
+def notifications_paused(client: WebClient, user: str, now: float | None = None) -> bool:
+    """Whether Slack is holding back `user`'s notifications right now (snooze, or scheduled DND)."""
+    data = call_slack(client.dnd_info, user=user)
+    if data.get("snooze_enabled"):
+        return True
+    if not data.get("dnd_enabled"):
+        return False
+    start, end = data.get("next_dnd_start_ts"), data.get("next_dnd_end_ts")
+    if start is None or end is None:
+        return True
+    moment = time.time() if now is None else now
+    return float(start) <= moment < float(end)
+
+
+class PageHandler(PlainPostHandler):
+    """The page DM, then a look at the person's Do Not Disturb state to escalate sooner if paused."""
+
+    def __init__(self, client: WebClient, factory: sessionmaker[Session], settings: Settings | None) -> None:
+        super().__init__(client, factory)
+        self.settings = settings
+
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        payload = item.payload
+        fields = {k: payload[k] for k in ("channel", "text", "blocks") if k in payload}
+        result = self.post_payload(item, fields)
+        try:
+            result["dnd"] = notifications_paused(self.client, payload["user"])
+        except (RetryLater, PermanentFailure) as exc:
+            # The page is out; not knowing about DND must not send it again.
+            log.warning("could not read Do Not Disturb for %s: %s", payload["user"], exc)
+            result["dnd"] = None
+        return result
+
+    def record(self, session: Session, item: OutboxItem, result: dict[str, Any]) -> None:
+        if result.get("dnd") is None or self.settings is None:
+            return
+        from bot.paging_jobs import dnd_notices
+        from rota.paging import PagePolicy, record_dnd
+
+        payload = item.payload
+        escalated = record_dnd(
+            session,
+            int(payload["page_id"]),
+            int(payload["step"]),
+            payload["user"],
+            dnd=bool(result["dnd"]),
+            policy=PagePolicy.from_settings(self.settings),
+        )
+        if result["dnd"]:
+            dnd_notices(session, int(payload["page_id"]), payload["user"], item.created_at, escalated)
+
+
+class DndCheckHandler(_SlackHandler):
+    """At duty start: if the new holder's notifications are paused, tell them and the managers."""
+
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        return {"paused": notifications_paused(self.client, item.payload["user"])}
+
+    def record(self, session: Session, item: OutboxItem, result: dict[str, Any]) -> None:
+        if not result.get("paused"):
+            return
+        from bot.outbox.queue import enqueue, slack_lane
+
+        user = item.payload["user"]
+        notices = {
+            user: ":no_bell: You are on call, but your Slack notifications are paused (Do Not Disturb). "
+            "Pages will not wake you: end Do Not Disturb, or allow notifications from this app "
+            "(Preferences → Notifications).",
+        }
+        for manager in item.payload.get("managers") or []:
+            notices[manager] = (
+                f":no_bell: <@{user}> is on call with Slack notifications paused; pages may not wake them."
+            )
+        for target, text in notices.items():
+            enqueue(
+                session,
+                kind=SLACK_POST,
+                lane=slack_lane(target),
+                now=item.created_at,
+                payload={"channel": target, "text": text},
+                dedupe_key=f"dnd-duty:{item.id}:{target}",
+            )
+
+
+def slack_handlers(
+    client: WebClient, factory: sessionmaker[Session], settings: Settings | None = None
+) -> dict[str, Handler]:
     return {
+        SLACK_TICKET_NOTICE: TicketNoticeHandler(client, factory),
+        SLACK_PAGE: PageHandler(client, factory, settings),
+        SLACK_DND_CHECK: DndCheckHandler(client, factory),
         SLACK_SET_TOPIC: TopicHandler(client, factory),
         SLACK_USERGROUP: UsergroupHandler(client, factory),
         SLACK_TICKET_POST: TicketPostHandler(client, factory),

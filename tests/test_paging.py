@@ -1,0 +1,377 @@
+"""Paging after hours: page → no acknowledgement → repeat → escalate to the backup → managers;
+an acknowledgement stops it; Do Not Disturb moves it on sooner; each step once, across
+restarts and competing replicas; the morning hand-over tells the day team."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import scheduler
+from bot.app import SupportBot
+from bot.clock import FrozenClock
+from bot.config import Settings, load_settings
+from bot.paging_jobs import ACTION_ACK, ACTION_CLAIM, morning_handover, paging_tick, step_effects
+from bot.sandbox.imap_server import PymapServer
+from bot.sandbox.slack_api import SlackStandIn
+from bot.storage.db import make_engine, make_sessionmaker, transaction
+from bot.storage.models import OutboxItem, Page, PageAttempt, Ticket
+from bot.tickets.ingest import ingest_email
+from bot.tickets.workflow import claim_ticket
+from rota import paging, store
+from rota.paging import PagePolicy
+from rota.store import StaffMember
+from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.mail import customer_mail
+from tests.support.slack_requests import SlackUser
+
+ROME = ZoneInfo("Europe/Rome")
+ADA, BOB, MAY = "UADA", "UBOB", "UMAY"
+# Tuesday 2026-12-01, 23:00 in Rome: after hours, in the week Ada holds (planned from Sunday).
+SUNDAY = datetime(2026, 11, 29, 10, 0, tzinfo=ROME).astimezone(UTC)
+NIGHT = datetime(2026, 12, 1, 23, 0, tzinfo=ROME).astimezone(UTC)
+POLICY = PagePolicy(
+    repeat_every=timedelta(minutes=5), repeats=3, managers=(MAY,), dnd_escalate_after=timedelta(minutes=1)
+)
+
+
+def settings_for(database_url: str, **overrides: str) -> Settings:
+    return load_settings(
+        env={
+            "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_SIGNING_SECRET": "s",
+            "SUPPORT_CHANNEL": CHANNEL,
+            "DATABASE_URL": database_url,
+            "IMAP_HOST": "127.0.0.1",
+            "IMAP_USER": "u",
+            "IMAP_PASSWORD": "p",
+            "SMTP_HOST": "127.0.0.1",
+            "SUPPORT_ADDRESS": "support@example.com",
+            "TIMEZONE": "Europe/Rome",
+            "HOLIDAYS_COUNTRY": "IT",
+            "MANAGERS": MAY,
+            **overrides,
+        }
+    )
+
+
+def rota_with_ada_on_call(factory: sessionmaker[Session], settings: Settings) -> None:
+    """Ada holds the week of 30 November, Bob the next: Bob is Ada's backup."""
+    with transaction(factory) as session:
+        store.sync_roster(session, [StaffMember(ADA, "Ada"), StaffMember(BOB, "Bob")], SUNDAY)
+        preview = store.preview_plan(
+            session,
+            settings.calendar(),
+            settings.plan_config(),
+            now=SUNDAY,
+            until=SUNDAY + timedelta(weeks=3),
+        )
+        store.publish_plan(session, preview, by=MAY, now=SUNDAY)
+        week = store.duty_at(session, NIGHT)
+        assert week is not None
+        if week.user_id != ADA:
+            # The planner's choice depends on names only; make the scenario explicit.
+            for duty in store.duties_between(session, SUNDAY, SUNDAY + timedelta(weeks=3)):
+                from bot.storage.models import RotaDuty
+
+                row = session.get(RotaDuty, duty.id)
+                assert row is not None
+                row.user_id = {ADA: BOB, BOB: ADA}.get(row.user_id or "", row.user_id)
+
+
+def urgent_ticket(factory: sessionmaker[Session], n: int = 1, at: datetime = NIGHT) -> int:
+    with transaction(factory) as session:
+        result = ingest_email(
+            session, customer_mail(n, subject=f"Server down {n}"), mailbox="box", channel=CHANNEL, now=at
+        )
+        return result.ticket_id
+
+
+def attempts(factory: sessionmaker[Session]) -> list[tuple[int, str, str]]:
+    with factory() as session:
+        rows = session.scalars(select(PageAttempt).order_by(PageAttempt.id)).all()
+        return [(row.step, row.level, row.user_id) for row in rows]
+
+
+@pytest.fixture
+def night(session_factory: sessionmaker[Session], database_url: str) -> sessionmaker[Session]:
+    rota_with_ada_on_call(session_factory, settings_for(database_url))
+    return session_factory
+
+
+def test_no_answer_repeats_then_escalates_to_the_backup_then_managers(night: sessionmaker[Session]) -> None:
+    ticket_id = urgent_ticket(night)
+    with transaction(night) as session:
+        first = paging.start_page(session, ticket_id=ticket_id, now=NIGHT, policy=POLICY, reason="keyword")
+        assert first is not None and (first.level, first.users) == ("oncall", (ADA,))
+        assert paging.start_page(session, ticket_id=ticket_id, now=NIGHT, policy=POLICY) is None
+    for minute in range(1, 70):
+        with transaction(night) as session:
+            paging.due_steps(session, NIGHT + timedelta(minutes=minute), POLICY)
+    levels = [(level, user) for _, level, user in attempts(night)]
+    assert levels == [("oncall", ADA)] * 4 + [("backup", BOB)] * 4 + [("managers", MAY)] * 4
+    with night() as session:
+        page = session.scalar(select(Page))
+        assert page is not None and page.status == "exhausted"
+        times = [a.at for a in session.scalars(select(PageAttempt).order_by(PageAttempt.id))]
+    assert [int((t - NIGHT).total_seconds() // 60) for t in times] == list(range(0, 60, 5))
+
+
+def test_an_acknowledgement_stops_the_chain_and_a_second_one_says_who(night: sessionmaker[Session]) -> None:
+    ticket_id = urgent_ticket(night)
+    with transaction(night) as session:
+        paging.start_page(session, ticket_id=ticket_id, now=NIGHT, policy=POLICY)
+        paging.due_steps(session, NIGHT + timedelta(minutes=5), POLICY)
+        ack = paging.acknowledge(session, 1, user=ADA, now=NIGHT + timedelta(minutes=7))
+        assert ack.first and ack.after == timedelta(minutes=7) and ack.paged == (ADA,)
+        again = paging.acknowledge(session, 1, user=BOB, now=NIGHT + timedelta(minutes=8))
+        assert not again.first and again.by == ADA
+    with transaction(night) as session:
+        assert paging.due_steps(session, NIGHT + timedelta(hours=2), POLICY) == []
+    assert len(attempts(night)) == 2
+
+
+def test_claiming_the_ticket_elsewhere_cancels_the_chain(night: sessionmaker[Session]) -> None:
+    ticket_id = urgent_ticket(night)
+    with transaction(night) as session:
+        paging.start_page(session, ticket_id=ticket_id, now=NIGHT, policy=POLICY)
+        claim_ticket(session, ticket_id, BOB, NIGHT + timedelta(minutes=2))
+    with transaction(night) as session:
+        steps = paging.due_steps(session, NIGHT + timedelta(minutes=5), POLICY)
+    assert [(s.level, s.reason) for s in steps] == [("cancelled", "<@UBOB> claimed the ticket")]
+
+
+def test_do_not_disturb_moves_on_to_the_backup_sooner(night: sessionmaker[Session]) -> None:
+    ticket_id = urgent_ticket(night)
+    with transaction(night) as session:
+        step = paging.start_page(session, ticket_id=ticket_id, now=NIGHT, policy=POLICY)
+        assert step is not None
+        assert paging.record_dnd(session, step.page_id, step.step, ADA, dnd=True, policy=POLICY)
+    with transaction(night) as session:
+        assert paging.due_steps(session, NIGHT + timedelta(seconds=30), POLICY) == []
+        moved = paging.due_steps(session, NIGHT + timedelta(minutes=1), POLICY)
+    assert [(s.level, s.users) for s in moved] == [("backup", (BOB,))]
+    with transaction(night) as session:
+        # Bob answers his phone: nothing skips ahead.
+        assert not paging.record_dnd(session, moved[0].page_id, moved[0].step, BOB, dnd=False, policy=POLICY)
+
+
+def test_a_rerun_after_a_restart_takes_each_step_once(
+    night: sessionmaker[Session], database_url: str
+) -> None:
+    settings = settings_for(database_url)
+    ticket_id = urgent_ticket(night)
+    with transaction(night) as session:
+        step = paging.start_page(session, ticket_id=ticket_id, now=NIGHT, settings=settings)
+        assert step is not None
+        step_effects(session, settings, step, NIGHT)
+    later = NIGHT + timedelta(minutes=6)
+    for _ in range(3):  # the job ran, the bot restarted, the job ran again at the same moment
+        with transaction(night) as session:
+            paging_tick(session, settings, later)
+    assert [a[0] for a in attempts(night)] == [0, 1]
+    with night() as session:
+        pages = session.scalars(select(OutboxItem).where(OutboxItem.kind == "slack.page")).all()
+    assert [p.dedupe_key for p in pages] == [f"page:1:0:{ADA}", f"page:1:1:{ADA}"]
+
+
+def test_two_replicas_stepping_at_once_page_once_per_step(
+    night: sessionmaker[Session], database_url: str
+) -> None:
+    settings = settings_for(database_url)
+    for n in range(1, 6):
+        ticket_id = urgent_ticket(night, n)
+        with transaction(night) as session:
+            paging.start_page(session, ticket_id=ticket_id, now=NIGHT, settings=settings)
+    engines = [make_engine(database_url) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def replica(engine: object) -> None:
+        factory = make_sessionmaker(engine)  # type: ignore[arg-type]
+        barrier.wait()
+        try:
+            with transaction(factory) as session:
+                paging_tick(session, settings, NIGHT + timedelta(minutes=5))
+        except OperationalError as exc:  # SQLite: the loser of the write lock gives up, changing nothing
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replica, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for engine in engines:
+        engine.dispose()
+    steps = attempts(night)
+    assert sorted(s for s, _, _ in steps) == [0] * 5 + [1] * 5
+    with night() as session:
+        keys = [
+            p.dedupe_key for p in session.scalars(select(OutboxItem).where(OutboxItem.kind == "slack.page"))
+        ]
+    assert len(keys) == 5 and len(set(keys)) == 5
+
+
+def test_morning_hand_over_sums_up_the_night(night: sessionmaker[Session], database_url: str) -> None:
+    settings = settings_for(database_url)
+    calendar = settings.calendar()
+    urgent = urgent_ticket(night, 1)
+    quiet = urgent_ticket(night, 2, at=NIGHT + timedelta(hours=1))
+    with transaction(night) as session:
+        paging.start_page(session, ticket_id=urgent, now=NIGHT, settings=settings)
+        paging.acknowledge(session, 1, user=ADA, now=NIGHT + timedelta(minutes=4))
+        claim_ticket(session, urgent, ADA, NIGHT + timedelta(minutes=5))
+    opening = datetime(2026, 12, 2, 9, 0, tzinfo=ROME).astimezone(UTC)
+    with transaction(night) as session:
+        assert not morning_handover(session, settings, calendar, opening - timedelta(minutes=1))
+        assert morning_handover(session, settings, calendar, opening + timedelta(minutes=1))
+        assert not morning_handover(session, settings, calendar, opening + timedelta(minutes=2))
+        post = session.scalar(select(OutboxItem).where(OutboxItem.dedupe_key == "morning:2026-12-02"))
+        numbers = {t.id: t.number for t in session.scalars(select(Ticket))}
+    assert post is not None
+    text = post.payload["text"]
+    assert "2 tickets came in overnight" in text and "1 still unclaimed" in text
+    assert (
+        f"#{numbers[urgent]} Server down 1: paged <@{ADA}>; "
+        f"<@{ADA}> acknowledged in 4 min; claimed by <@{ADA}>" in text
+    )
+    assert f"#{numbers[quiet]} Server down 2: *unclaimed*" in text
+
+
+# -- through Slack ------------------------------------------------------------------------------
+
+
+@dataclass
+class Night:
+    bot: SupportBot
+    slack: SlackStandIn
+    clock: FrozenClock
+
+
+@pytest.fixture
+def live(tmp_path: Path, database_url: str) -> Iterator[Night]:
+    with SlackStandIn(channels=(CHANNEL,)) as slack, PymapServer(tmp_path / "imap") as imap:
+        for user, name in ((ADA, "ada"), (BOB, "bob"), (MAY, "may")):
+            slack.add_user(user, name, name.title(), channels=(CHANNEL,))
+        clock = FrozenClock(NIGHT)
+        env = bot_env(slack_url=slack.base_url, imap=imap, database_url=database_url, MANAGERS=MAY)
+        with running_bot(env, clock=clock) as bot:
+            rota_with_ada_on_call(bot.factory, bot.settings)
+            yield Night(bot, slack, clock)
+
+
+def start(live: Night) -> int:
+    ticket_id = urgent_ticket(live.bot.factory)
+    with transaction(live.bot.factory) as session:
+        step = paging.start_page(
+            session, ticket_id=ticket_id, now=live.clock.now(), settings=live.bot.settings
+        )
+        assert step is not None
+        step_effects(session, live.bot.settings, step, live.clock.now())
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        ticket.slack_ts = None  # posted by the worker shortly; the thread notices wait for it
+    scheduler.paging_tick()
+    return ticket_id
+
+
+def page_dm(live: Night, user: str, count: int = 1) -> dict:
+    return wait_until(
+        lambda: (
+            (dms := [m for m in live.slack.dms(user) if "Urgent ticket" in m.get("text", "")])
+            and len(dms) >= count
+            and {**dms[-1], "channel": live.slack.dm_channels[user]}
+        ),
+        what=f"page DM {count} to {user}",
+    )
+
+
+def test_a_page_reaches_the_on_call_dm_and_acknowledge_stops_it(live: Night) -> None:
+    ticket_id = start(live)
+    message = page_dm(live, ADA)
+    assert "Server down 1" in message["text"]
+    answer = SlackUser(live.bot.url, live.slack, ADA).click(message, ACTION_ACK)
+    assert answer.status == 200
+    wait_until(
+        lambda: any("You acknowledged this page" in str(m.get("blocks")) for m in live.slack.dms(ADA)),
+        what="the page DM shows the acknowledgement",
+    )
+    with live.bot.factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None and ticket.slack_ts is not None
+        thread = live.slack.thread(CHANNEL, ticket.slack_ts)
+    wait_until(
+        lambda: any(
+            "acknowledged the page after" in m["text"] for m in live.slack.thread(CHANNEL, thread[0]["ts"])
+        ),
+        what="the thread notice",
+    )
+    live.clock.advance(timedelta(minutes=30))
+    scheduler.paging_tick()
+    assert not [m for m in live.slack.dms(BOB) if "Urgent ticket" in m.get("text", "")]
+
+
+def test_claim_from_the_page_and_a_late_click_by_someone_else(live: Night) -> None:
+    ticket_id = start(live)
+    live.clock.advance(timedelta(minutes=20))
+    scheduler.paging_tick()  # repeats for Ada
+    for _ in range(3):
+        scheduler.paging_tick()
+        live.clock.advance(timedelta(minutes=5))
+    bob_page = page_dm(live, BOB)
+    SlackUser(live.bot.url, live.slack, BOB).click(bob_page, ACTION_CLAIM)
+    wait_until(
+        lambda: any("claimed the ticket" in str(m.get("blocks")) for m in live.slack.dms(BOB)),
+        what="Bob's DM",
+    )
+    with live.bot.factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None and ticket.owner == BOB
+    wait_until(
+        lambda: any("acknowledged urgent ticket" in m.get("text", "") for m in live.slack.dms(ADA)),
+        what="Ada told",
+    )
+    ada_page = page_dm(live, ADA)
+    SlackUser(live.bot.url, live.slack, ADA).click(ada_page, ACTION_ACK)
+    wait_until(
+        lambda: any(
+            f"<@{BOB}> had already acknowledged" in str(m.get("blocks")) for m in live.slack.dms(ADA)
+        ),
+        what="Ada sees Bob got there first",
+    )
+
+
+def test_do_not_disturb_is_noticed_and_the_backup_paged_sooner(live: Night) -> None:
+    live.slack.set_dnd(ADA, True)
+    start(live)
+    page_dm(live, ADA)
+
+    def dnd_recorded() -> bool:
+        with live.bot.factory() as session:
+            attempt = session.scalar(select(PageAttempt).where(PageAttempt.user_id == ADA))
+            return attempt is not None and attempt.dnd is True
+
+    wait_until(dnd_recorded, what="Do Not Disturb read")
+    live.clock.advance(timedelta(minutes=1))
+    scheduler.paging_tick()
+    page_dm(live, BOB)
+
+    def notices() -> list[str]:
+        with live.bot.factory() as session:
+            ticket = session.scalar(select(Ticket))
+            ts = ticket.slack_ts if ticket else None
+        return [m["text"] for m in live.slack.thread(CHANNEL, ts)] if ts else []
+
+    wait_until(
+        lambda: any("has notifications paused" in text and "sooner" in text for text in notices()),
+        what="the DND notice in the ticket's thread",
+    )
