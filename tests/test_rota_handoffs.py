@@ -66,7 +66,13 @@ def tick(factory: sessionmaker[Session], settings: Settings, now: datetime) -> N
 def effects(factory: sessionmaker[Session]) -> list[tuple[str, str]]:
     with factory() as session:
         rows = session.scalars(select(OutboxItem).order_by(OutboxItem.id)).all()
-        return [(row.kind, str(row.payload.get("channel") or row.payload.get("usergroup"))) for row in rows]
+        return [
+            (
+                row.kind,
+                str(row.payload.get("channel") or row.payload.get("usergroup") or row.payload.get("user")),
+            )
+            for row in rows
+        ]
 
 
 def test_reminder_and_hand_off_happen_once_each(
@@ -98,6 +104,7 @@ def test_reminder_and_hand_off_happen_once_each(
             ("slack.post", CHANNEL),
             ("slack.set_topic", CHANNEL),
             ("slack.usergroup_users", "S0ONCALL"),
+            ("slack.dnd_check", week.user_id),  # paused notifications would silence pages
         ]
     )
     with session_factory() as session:
