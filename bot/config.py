@@ -232,7 +232,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         env = merged
     r = _Reader(env)
 
-
     bot_token = r.required("SLACK_BOT_TOKEN", "the Bot User OAuth Token (xoxb-…) of your Slack app")
     if not bot_token.startswith("xoxb-"):
         raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with 'xoxb-'")
