@@ -104,6 +104,8 @@ class Settings:
     close_rate_days: float = 7.0
     automation_min_uses: int = 20
     automation_min_close_rate: float = 0.8
+    comp_page_work: bool = False
+    comp_workday_hours: float = 8.0
 
     def calendar(self) -> BusinessCalendar:
         """The team's working calendar: opening hours, time zone, public holidays, company days off."""
@@ -447,4 +449,6 @@ def _after_hours_settings(r: _Reader) -> dict[str, object]:
         "close_rate_days": r.number("CLOSE_RATE_DAYS", 7.0, 1.0, 365.0),
         "automation_min_uses": r.integer("AUTOMATION_MIN_USES", 20, 1, 100_000),
         "automation_min_close_rate": r.number("AUTOMATION_MIN_CLOSE_RATE", 0.8, 0.0, 1.0),
+        "comp_page_work": r.boolean("COMP_PAGE_WORK", False),
+        "comp_workday_hours": r.number("COMP_WORKDAY_HOURS", 8.0, 1.0, 24.0),
     }

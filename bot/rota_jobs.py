@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -69,6 +70,16 @@ def rota_tick(session: Session, settings: Settings, calendar: BusinessCalendar, 
         report.handed_off.append(handoff.duty.id)
         _hand_over(session, settings, handoff, now)
     report.settled = len(ledger.settle_duties(session, settings.compensation(), calendar, now=now))
+    if settings.comp_page_work:
+        report.settled += len(
+            ledger.settle_pages(
+                session,
+                settings.compensation(),
+                calendar,
+                now=now,
+                workday_hours=Decimal(str(settings.comp_workday_hours)),
+            )
+        )
     extended = store.extend_rota(
         session,
         calendar,

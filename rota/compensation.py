@@ -192,3 +192,36 @@ def _exact(weight: float) -> Fraction:
 def _check_positive(value: Decimal, what: str) -> None:
     if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
         raise ValueError(f"the {what} must be a positive Decimal, got {value!r}")
+
+
+def page_work_earning(
+    start: datetime,
+    end: datetime,
+    policy: CompensationPolicy,
+    calendar: BusinessCalendar,
+    *,
+    workday_hours: Decimal = Decimal(8),
+) -> Decimal:
+    """What night work on a page earns, from the page to the ticket's resolution.
+
+    Only after-hours time counts (during opening hours it is ordinary work). Pay
+    policies pay the weighted hours at their rate; days in lieu give the hours
+    back, a working day for every `workday_hours`.
+    """
+    start, end = as_utc(start), as_utc(end)
+    if end <= start:
+        return Decimal(0).quantize(policy.quantum)
+    stretches = calendar.after_hours(start, end)
+    if isinstance(policy, DaysInLieu):
+        hours = sum((Fraction(s.duration // _MICROSECOND, _HOUR) for s in stretches), Fraction(0))
+        exact = hours / Fraction(workday_hours)
+    else:
+        exact = sum(
+            (
+                Fraction(s.duration // _MICROSECOND, _HOUR) * _exact(policy.weights.of(s.kind))
+                for s in stretches
+            ),
+            Fraction(0),
+        ) * Fraction(policy.rate)
+    quanta = round(exact / Fraction(policy.quantum))
+    return (Decimal(quanta) * policy.quantum).quantize(policy.quantum)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from bot.business_hours import BusinessCalendar
 from bot.storage.models import LedgerLine, RotaDuty
 from bot.tickets.events import record_event
-from rota.compensation import CompensationPolicy, earned_entries
+from rota.compensation import CompensationPolicy, earned_entries, page_work_earning
 from rota.duties import Duty
 from rota.store import SYSTEM, RotaError, _require_member
 
@@ -78,6 +78,55 @@ def settle_duties(
             at=row.end,
             note=entry.note,
             duty_id=row.id,
+            created_by=SYSTEM,
+            created_at=now,
+        )
+        session.add(line)
+        session.flush()
+        written.append(_line_view(line))
+    return written
+
+
+def settle_pages(
+    session: Session,
+    policy: CompensationPolicy,
+    calendar: BusinessCalendar,
+    *,
+    now: datetime,
+    workday_hours: Decimal = Decimal(8),
+) -> list[LineView]:
+    """Credit night work on pages: whoever acknowledged earns the after-hours time from the
+    page to the ticket's resolution. Each page once; a page still open waits."""
+    from bot.storage.models import Page, Ticket
+
+    rows = session.execute(
+        select(Page, Ticket)
+        .join(Ticket, Ticket.id == Page.ticket_id)
+        .outerjoin(LedgerLine, LedgerLine.page_id == Page.id)
+        .where(
+            Page.acknowledged_by.is_not(None),
+            Ticket.status == "resolved",
+            Ticket.resolved_at.is_not(None),
+            Ticket.resolved_at <= now,
+            LedgerLine.id.is_(None),
+        )
+        .order_by(Page.id)
+    ).all()
+    written: list[LineView] = []
+    for page, ticket in rows:
+        assert page.acknowledged_by is not None and ticket.resolved_at is not None
+        amount = page_work_earning(
+            page.started_at, ticket.resolved_at, policy, calendar, workday_hours=workday_hours
+        )
+        local = page.started_at.astimezone(calendar.tz)
+        line = LedgerLine(
+            user_id=page.acknowledged_by,
+            kind="earned",
+            amount=amount,
+            unit=policy.unit,
+            at=ticket.resolved_at,
+            note=f"night work on ticket #{ticket.number}, paged {local:%Y-%m-%d %H:%M} ({calendar.tz.key})",
+            page_id=page.id,
             created_by=SYSTEM,
             created_at=now,
         )

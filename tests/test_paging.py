@@ -375,3 +375,53 @@ def test_do_not_disturb_is_noticed_and_the_backup_paged_sooner(live: Night) -> N
         lambda: any("has notifications paused" in text and "sooner" in text for text in notices()),
         what="the DND notice in the ticket's thread",
     )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"COMP_PAGE_WORK": "true"}, ("1.5 h / 8 h", "0.1900", "days")),
+        (
+            {"COMP_PAGE_WORK": "true", "COMP_POLICY": "pay", "COMP_PAY_RATES": "weeknight=10, weekend=15"},
+            ("1.5 h × 10", "15.0000", "money"),
+        ),
+    ],
+)
+def test_night_work_on_a_page_earns_compensation_once(
+    night: sessionmaker[Session], database_url: str, overrides: dict[str, str], expected: tuple[str, str, str]
+) -> None:
+    from bot.rota_jobs import rota_tick
+    from bot.storage.models import LedgerLine
+    from bot.tickets.workflow import resolve_ticket
+
+    settings = settings_for(database_url, **overrides)
+    ticket_id = urgent_ticket(night)
+    with transaction(night) as session:
+        paging.start_page(session, ticket_id=ticket_id, now=NIGHT, settings=settings)
+        paging.acknowledge(session, 1, user=BOB, now=NIGHT + timedelta(minutes=3))
+    with transaction(night) as session:
+        resolve_ticket(session, ticket_id, BOB, NIGHT + timedelta(minutes=90))
+    for minutes in (91, 92):
+        with transaction(night) as session:
+            rota_tick(session, settings, settings.calendar(), NIGHT + timedelta(minutes=minutes))
+    with night() as session:
+        lines = session.scalars(select(LedgerLine).where(LedgerLine.page_id.is_not(None))).all()
+    _, amount, unit = expected
+    assert [(line.user_id, f"{line.amount:.4f}", line.unit) for line in lines] == [(BOB, amount, unit)]
+    assert "night work on ticket #1" in lines[0].note
+
+
+def test_only_after_hours_time_on_a_page_counts() -> None:
+    from decimal import Decimal
+
+    from rota.compensation import PayPerWeightedHour, page_work_earning
+    from rota.load import LoadWeights
+
+    calendar = settings_for("sqlite://").calendar()
+    policy = PayPerWeightedHour(rate=Decimal(1), weights=LoadWeights(weeknight=10, weekend=15, holiday=20))
+    # Wednesday 08:30 → 09:30: half an hour before opening counts, the half hour after does not.
+    start = datetime(2026, 12, 2, 8, 30, tzinfo=ROME)
+    assert page_work_earning(start, start + timedelta(hours=1), policy, calendar) == Decimal("5.00")
+    # Christmas Day (a holiday in Italy): the whole hour, at the holiday rate.
+    christmas = datetime(2026, 12, 25, 14, 0, tzinfo=ROME)
+    assert page_work_earning(christmas, christmas + timedelta(hours=1), policy, calendar) == Decimal("20.00")

@@ -331,11 +331,16 @@ class LedgerLine(Base):
     at: Mapped[datetime]
     note: Mapped[str] = mapped_column(Text, default="")
     duty_id: Mapped[int | None] = mapped_column(ForeignKey("rota_duties.id"))
+    # Night work on a page (from the page to the ticket's resolution), when the policy pays for it.
+    page_id: Mapped[int | None] = mapped_column(ForeignKey("pages.id"))
     created_by: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime]
 
-    # A duty earns once, whatever retries the settling job goes through.
-    __table_args__ = (UniqueConstraint("duty_id", "user_id", "kind", name="uq_ledger_duty_user_kind"),)
+    # A duty, or a page, earns once, whatever retries the settling job goes through.
+    __table_args__ = (
+        UniqueConstraint("duty_id", "user_id", "kind", name="uq_ledger_duty_user_kind"),
+        UniqueConstraint("page_id", "user_id", "kind", name="uq_ledger_page_user_kind"),
+    )
 
 
 class CalendarFeed(Base):
