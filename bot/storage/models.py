@@ -437,3 +437,37 @@ class TemplateAutomation(Base):
     match_pattern: Mapped[str] = mapped_column(String(320))
     enabled_by: Mapped[str] = mapped_column(String(32))
     enabled_at: Mapped[datetime]
+
+
+# -- satisfaction surveys ---------------------------------------------------------------
+
+
+class Survey(Base):
+    """The satisfaction survey of one resolution of a ticket: sent, then (maybe) answered.
+
+    A reopened and re-resolved ticket gets a new survey (`round` counts resolutions);
+    answering again keeps the last answer.
+    """
+
+    __tablename__ = "surveys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    agent: Mapped[str | None] = mapped_column(String(32))  # who resolved it: the answer counts for them
+    resolved_at: Mapped[datetime]
+    # pending → sent | skipped (opted out, auto mail, disabled); answered keeps sent_at.
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    sent_at: Mapped[datetime | None]
+    solved: Mapped[bool | None] = mapped_column(Boolean)
+    comment: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    __table_args__ = (UniqueConstraint("ticket_id", "round", name="uq_surveys_ticket_round"),)
+
+
+class SurveyOptOut(Base):
+    """Customers who asked never to get a survey again."""
+
+    __tablename__ = "survey_opt_outs"
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    at: Mapped[datetime]
