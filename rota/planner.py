@@ -13,7 +13,8 @@ Hard rules, checked for every candidate:
 - not the holder of the duty just before or just after, unless nobody else is free.
 
 When nobody passes, the duty stays unassigned and its `why` says why.
-Ties go to the lower user id, so the same input always gives the same rota.
+On equal loads after the duty it goes to whoever has carried less so far, then to
+the lower user id, so the same input always gives the same rota.
 """
 
 from __future__ import annotations
@@ -190,17 +191,24 @@ class _Book:
         fresh = [person for person in free if person.id not in repeat]
         pool = fresh or free
 
+        def current(person: Person) -> float:
+            return self.loads[person.id] / person.weight
+
         def after(person: Person) -> float:
             return (self.loads[person.id] + load) / person.weight
 
-        ranked = sorted(pool, key=lambda p: (round(after(p), _KEY_DIGITS), p.id))
+        # On equal loads after the duty, the one who has carried less so far: a part-timer
+        # at 0 ties with full-timers one duty ahead of them (one week is two for them), and
+        # losing every such tie to a lower id could leave them at 0 while everyone else works.
+        ranked = sorted(
+            pool, key=lambda p: (round(after(p), _KEY_DIGITS), round(current(p), _KEY_DIGITS), p.id)
+        )
         notes = []
         for person in self.roster:
             reason = breaches[person.id]
             if reason is None and fresh and person.id in repeat:
                 reason = f"{repeat[person.id]}, and others are free"
-            current = self.loads[person.id] / person.weight
-            notes.append(CandidateNote(person.id, current, after(person), reason))
+            notes.append(CandidateNote(person.id, current(person), after(person), reason))
 
         if not ranked:
             return None, Why("unassigned: nobody can take it", tuple(notes))
@@ -211,7 +219,11 @@ class _Book:
         else:
             summary = f"{chosen.id}: lowest normalised load after this duty ({after(chosen):.1f})"
             if len(ranked) > 1:
-                summary += f"; next {ranked[1].id} ({after(ranked[1]):.1f})"
+                runner_up = ranked[1]
+                summary += f"; next {runner_up.id} ({after(runner_up):.1f})"
+                tied = round(after(runner_up), _KEY_DIGITS) == round(after(chosen), _KEY_DIGITS)
+                if tied and round(current(runner_up), _KEY_DIGITS) > round(current(chosen), _KEY_DIGITS):
+                    summary += f", who has carried more so far ({current(runner_up):.1f})"
         return chosen.id, Why(summary, tuple(notes))
 
     def _breach(self, person: Person, duty: Duty) -> str | None:

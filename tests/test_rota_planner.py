@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 
 from bot.business_hours import BusinessCalendar
 from rota.duties import Duty, DutyUnit, duty_slots, next_handoff
-from rota.load import load_of_duty
+from rota.fairness import balance_score
+from rota.load import load_of_duty, loads_by_person
 from rota.planner import PlanConfig, RotaPlan, plan_rota
 from rota.roster import Person, TimeOff
 
@@ -143,6 +145,19 @@ def test_part_timer_carries_half() -> None:
     plan = plan_rota([A, B, half], weeks(), CALENDAR, replan_from=QUIET_START)
     assert [holders(plan).count(p) for p in ("UA", "UB", "UC")] == [4, 4, 2]
     assert set(plan.normalised_loads.values()) == {4 * 147.0}
+
+
+def test_on_a_tie_the_one_who_has_carried_less_goes_first() -> None:
+    # In week three UA (147 so far) and the part-timer UC (0 so far) would both reach 294.
+    half = Person("UC", weight=0.5)
+    plan = plan_rota([A, B, half], weeks()[:3], CALENDAR, replan_from=QUIET_START)
+    assert holders(plan) == ["UA", "UB", "UC"]
+    why = plan.assignments[2].why
+    assert why is not None
+    assert why.summary == (
+        "UC: lowest normalised load after this duty (294.0); "
+        "next UA (294.0), who has carried more so far (147.0)"
+    )
 
 
 def test_the_same_person_twice_only_when_nobody_else_is_free() -> None:
@@ -459,3 +474,104 @@ def test_property_two_people_alternate(start_week: int, n_weeks: int) -> None:
         CALENDAR, 2, start, start + timedelta(weeks=n_weeks, hours=-1), "week"
     )
     assert all(a.duty.person != b.duty.person for a, b in pairwise(plan.assignments))
+
+
+# -- fairness against round-robin ------------------------------------------------------------------
+
+
+def round_robin(people: list[Person], duties: list[Duty], time_off: list[TimeOff]) -> list[Duty]:
+    """The rotation most on-call tools use, as in benchmarks/bench_rota_plan.py: each duty to the
+    next person in roster order who is not away during any of it, carrying on after whoever took it."""
+    roster = sorted(people, key=lambda p: p.id)
+    turn = 0
+    planned = []
+    for duty in sorted(duties, key=lambda d: d.start):
+        holder = None
+        for step in range(len(roster)):
+            candidate = roster[(turn + step) % len(roster)]
+            if not any(o.person == candidate.id and o.overlaps(duty.start, duty.end) for o in time_off):
+                holder, turn = candidate.id, turn + step + 1
+                break
+        planned.append(replace(duty, person=holder))
+    return planned
+
+
+def balance(calendar: BusinessCalendar, people: list[Person], duties: Iterable[Duty]) -> float:
+    loads = loads_by_person(duties, calendar, people=[p.id for p in people])
+    return balance_score(loads, {p.id: p.weight for p in people})
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=len(PEOPLE_IDS)),
+    st.integers(min_value=0, max_value=40),
+    st.integers(min_value=1, max_value=60),
+)
+def test_property_as_even_as_round_robin_where_round_robin_is_at_its_best(
+    n_people: int, start_week: int, n_weeks: int
+) -> None:
+    """Equal people, duties of equal load, nobody away, nothing held yet: the planner's
+    balance score equals round-robin's (both give everyone their count of duties, within one).
+
+    "No worse than round-robin on every input" is not true, and no planner that evens out
+    loads could promise it. Hypothesis finds three kinds of input where round-robin's
+    rota scores higher, one in ten of `scenarios()`:
+
+    - The balance score is not Schur-concave: making loads more even can lower it. With
+      history (0, 0, 4) and three equal duties, the planner evens out to (1, 2, 4) and
+      scores 0.42; round-robin, blind to history, makes (1, 1, 5) and scores 0.47. Two
+      people at 0 likewise count as perfectly even, which favours piling duties on few
+      people when there are fewer duties than people.
+    - The planner looks at loads so far, not at time off ahead: on a tie it may pass over
+      someone who will be away for the rest of the range, where round-robin happens to
+      pick them.
+    - Round-robin can be lucky with uneven duties: five people on nights cycle through the
+      weekdays and are exactly even every 35 nights, while the planner is only ever
+      guaranteed to be within one duty.
+
+    What does hold on every input is the rule below
+    (`test_property_each_duty_goes_to_the_lightest_free_person`); round-robin breaks it
+    whenever weights differ or someone comes back from time off, which is where the
+    benchmark's year of 30 people shows the planner's lead (0.95 against 0.73 for nights).
+    """
+    start = utc(2026, 1, 5, 9) + timedelta(weeks=start_week)  # a Monday opening in UTC
+    slots = duty_slots(PLAIN_CALENDAR, start, start + timedelta(weeks=n_weeks, hours=-1), "week")
+    people = [Person(pid) for pid in PEOPLE_IDS[:n_people]]
+    plan = plan_rota(people, slots, PLAIN_CALENDAR, replan_from=start)
+    ours = balance(PLAIN_CALENDAR, people, plan.duties)
+    assert ours >= balance(PLAIN_CALENDAR, people, round_robin(people, slots, [])) - 1e-9
+
+
+@EXAMPLES
+@given(scenarios())
+def test_property_each_duty_goes_to_the_lightest_free_person(scenario: dict) -> None:
+    """Checked from the rota alone, not from `why`: when a planned duty went to someone, no
+    one else who was free and would not repeat a neighbour's duty would have ended lighter
+    (normalised) after taking it. Loads count every duty kept as given, wherever it falls,
+    as the planner's do. So nobody ends more than one duty above anyone who could have taken
+    their last one: weights, time off and history are all paid back."""
+    # Rest and the monthly cap are hard rules too; leaving them out keeps "free" checkable here.
+    scenario = {**scenario, "config": replace(scenario["config"], min_rest=timedelta(0), max_per_month=None)}
+    plan = run(scenario)
+    people = {p.id: p for p in scenario["people"]}
+    carried = dict.fromkeys(people, 0.0)
+    for assignment in plan.assignments:
+        if not assignment.planned and assignment.duty.person in carried:
+            carried[assignment.duty.person] += assignment.load
+    for index, assignment in enumerate(plan.assignments):
+        holder, duty = assignment.duty.person, assignment.duty
+        if not assignment.planned or holder is None:
+            continue
+        # Only kept duties have a holder when the planner reaches this one.
+        after_it = plan.assignments[index + 1] if index + 1 < len(plan.assignments) else None
+        neighbours = {
+            plan.assignments[index - 1].duty.person if index > 0 else None,
+            after_it.duty.person if after_it is not None and not after_it.planned else None,
+        }
+        if holder not in neighbours:
+            for other in people.values():
+                if other.id == holder or other.id in neighbours or on_time_off(scenario, other.id, duty):
+                    continue
+                theirs = (carried[other.id] + assignment.load) / other.weight
+                assert (carried[holder] + assignment.load) / people[holder].weight <= theirs + 1e-6
+        carried[holder] += assignment.load
