@@ -64,7 +64,7 @@ def offer_swap(
     if to_user == from_user:
         raise RotaError("Offer it to a colleague, not to yourself.")
     _check_can_take(session, row, to_user, now)
-    _check_no_open_request(session, row.id)
+    _check_no_open_request(session, row.id, now)
     swap = DutySwap(
         duty_id=row.id,
         kind="swap",
@@ -91,12 +91,11 @@ def answer_swap(
         raise RotaError(f"This offer was made to <@{swap.to_user}>, not to you.")
     if swap.status != "offered":
         raise RotaError(f"This offer is already {_said(swap.status)}.")
+    # Refusals raise, which rolls the transaction back: the periodic expiry closes such requests.
     if swap.expires_at is not None and swap.expires_at <= now:
-        _close(session, swap, "expired", SYSTEM, now)
         raise RotaError("This offer has expired.")
     row = session.get(RotaDuty, swap.duty_id)
     if row is None or row.user_id != swap.from_user or row.end <= now:
-        _close(session, swap, "cancelled", SYSTEM, now)
         raise RotaError("That duty has changed hands or ended since it was offered.")
     if not accept:
         _close(session, swap, "declined", user, now)
@@ -116,7 +115,7 @@ def cover_duty(
     if row.user_id == user:
         raise RotaError("You already hold that duty.")
     _check_can_take(session, row, user, now)
-    _check_no_open_request(session, row.id)
+    _check_no_open_request(session, row.id, now)
     swap = DutySwap(
         duty_id=row.id,
         kind="cover",
@@ -141,8 +140,7 @@ def decide_swap(session: Session, swap_id: int, *, manager: str, approve: bool, 
         raise RotaError(f"This request is already {_said(swap.status)}.")
     row = session.get(RotaDuty, swap.duty_id)
     if row is None or row.end <= now or row.user_id != swap.from_user:
-        _close(session, swap, "cancelled", SYSTEM, now)
-        raise RotaError("That duty has changed hands or ended since; the request is cancelled.")
+        raise RotaError("That duty has changed hands or ended since; the request no longer stands.")
     if not approve:
         _close(session, swap, "rejected", manager, now)
         return SwapOutcome(_view(session, swap))
@@ -160,13 +158,22 @@ def cancel_swap(session: Session, swap_id: int, *, user: str, now: datetime) -> 
 
 
 def expire_swaps(session: Session, now: datetime) -> list[SwapView]:
-    """Close offers nobody answered in time (and requests for duties that have ended)."""
-    rows = session.scalars(
-        select(DutySwap).where(DutySwap.status.in_(OPEN), DutySwap.expires_at <= now).order_by(DutySwap.id)
-    ).all()
+    """Close offers nobody answered in time, and requests overtaken by events (the duty
+    changed hands or ended); returns the expired ones, whose offerers should hear of it."""
+    rows = session.scalars(select(DutySwap).where(DutySwap.status.in_(OPEN)).order_by(DutySwap.id)).all()
+    expired = []
     for swap in rows:
-        _close(session, swap, "expired", SYSTEM, now)
-    return [_view(session, swap) for swap in rows]
+        if _stale(session, swap, now):
+            _close(session, swap, "cancelled", SYSTEM, now)
+        elif swap.expires_at is not None and swap.expires_at <= now:
+            _close(session, swap, "expired", SYSTEM, now)
+            expired.append(swap)
+    return [_view(session, swap) for swap in expired]
+
+
+def _stale(session: Session, swap: DutySwap, now: datetime) -> bool:
+    row = session.get(RotaDuty, swap.duty_id)
+    return row is None or row.end <= now or row.user_id != swap.from_user
 
 
 def open_requests(session: Session, *, user: str | None = None) -> list[SwapView]:
@@ -262,8 +269,15 @@ def _check_can_take(session: Session, row: RotaDuty, user: str, now: datetime) -
         raise RotaError(f"<@{user}> is on time off from {away.first_day} to {away.last_day}.")
 
 
-def _check_no_open_request(session: Session, duty_id: int) -> None:
-    pending = session.scalar(select(DutySwap).where(DutySwap.duty_id == duty_id, DutySwap.status.in_(OPEN)))
+def _check_no_open_request(session: Session, duty_id: int, now: datetime) -> None:
+    pending = None
+    for request in session.scalars(
+        select(DutySwap).where(DutySwap.duty_id == duty_id, DutySwap.status.in_(OPEN))
+    ):
+        if _stale(session, request, now):
+            _close(session, request, "cancelled", SYSTEM, now)  # the duty changed hands since
+        else:
+            pending = request
     if pending is not None:
         raise RotaError(
             f"That duty already has an open request (<@{pending.to_user}>, {_said(pending.status)})."

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from rota.store import StaffMember
-
-log = logging.getLogger(__name__)
 
 
 def staff_ids(client: Any, settings: Settings) -> set[str]:
@@ -31,11 +26,8 @@ def fetch_staff(client: Any, settings: Settings) -> list[StaffMember]:
     """Staff with their names and time zones; bots, apps and deactivated accounts left out."""
     staff: list[StaffMember] = []
     for user_id in sorted(staff_ids(client, settings)):
-        try:
-            info = client.users_info(user=user_id).get("user") or {}
-        except SlackApiError as exc:
-            log.warning("users.info for %s failed (%s); leaving them out of this roster sync", user_id, exc)
-            continue
+        # A failed lookup raises: leaving the person out would make the sync take them off the rota.
+        info = client.users_info(user=user_id).get("user") or {}
         if info.get("is_bot") or info.get("deleted") or user_id == "USLACKBOT":
             continue
         profile = info.get("profile") or {}

@@ -1,0 +1,576 @@
+"""Block Kit for `/oncall`: the rota table, my duties, swap offers and their DMs, plan
+previews, fairness, the roster and the ledger; and the notices queued in the outbox.
+
+Times are Slack date tokens, so each reader sees them in their own time zone; the
+fallback text (old clients, notifications) is in the team's TIMEZONE. Names and notes
+people typed go through `escape`; user ids are rendered as mentions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from bot.outbox.queue import SLACK_POST, enqueue, slack_lane
+from bot.slack.render import Block, escape, truncate
+from rota.ledger import LineView
+from rota.planner import Why
+from rota.store import DutyChange, DutyView, MemberView, PlanPreview, TimeOffView
+from rota.swaps import SwapView
+
+# Action ids, and what each button's value carries.
+ACTION_OFFER = "oncall_offer"  # a duty id: opens the swap modal with that duty chosen
+ACTION_CANCEL_TIME_OFF = "oncall_time_off_cancel"  # a time off id
+ACTION_ACCEPT = "oncall_swap_accept"  # a swap id, for the colleague
+ACTION_DECLINE = "oncall_swap_decline"
+ACTION_APPROVE = "oncall_swap_approve"  # a swap id, for managers
+ACTION_REJECT = "oncall_swap_reject"
+ACTION_WITHDRAW = "oncall_swap_withdraw"  # a swap id, for the people in it
+ACTION_PUBLISH = "oncall_plan_publish"  # the previewed range's end, ISO 8601
+ACTION_DISCARD = "oncall_plan_discard"
+
+SWAP_CALLBACK = "oncall_swap_submit"
+SWAP_DUTY_BLOCK = "duty"
+SWAP_TO_BLOCK = "colleague"
+SWAP_NOTE_BLOCK = "note"
+
+# Slack allows 50 blocks in a message and 3,000 characters in a section.
+_LINES_PER_SECTION = 15
+_MAX_LINES = 120
+_MAX_ITEMS = 15
+_OPTION_LIMIT = 100
+
+USAGE_LINES = {
+    "": "`/oncall`: who is on call now, next, and the coming weeks",
+    "me": "`/oncall me`: your duties, time off and swap requests",
+    "away": "`/oncall away 2026-12-20 2027-01-02`: time off, first and last day (one date: one day)",
+    "swap": "`/oncall swap`: offer one of your duties to a colleague · `/oncall swap 2026-12-21 @bob [note]`",
+    "cover": "`/oncall cover [2026-12-21]`: take that night's duty (default: the one under way)",
+    "comp": "`/oncall comp`: your compensation · `/oncall comp take 2026-12-27 [more dates]`",
+    "ical": "`/oncall ical`: calendar feeds to subscribe to · `/oncall ical reset`: a new personal URL",
+    "plan": "`/oncall plan [WEEKS]`: preview the rota, then publish it",
+    "fairness": "`/oncall fairness [DAYS]`: load per person, past and planned, and the balance score",
+    "roster": "`/oncall roster` · `/oncall roster add @user` · `/oncall roster remove @user`",
+    "weight": "`/oncall weight @user 0.5`: a part-timer's share of the load",
+    "away_for": "`/oncall away @user 2026-12-20 2027-01-02`: time off on someone's behalf",
+    "comp_manage": "`/oncall comp all` · `/oncall comp adjust @user -0.5 reason…` · `/oncall comp export`",
+}
+
+ONCALL_USAGE = (
+    "*`/oncall` commands*\n"
+    + "\n".join(f"• {USAGE_LINES[k]}" for k in ("", "me", "away", "swap", "cover", "comp", "ical"))
+    + "\n*Managers*\n"
+    + "\n".join(
+        f"• {USAGE_LINES[k]}" for k in ("plan", "fairness", "roster", "weight", "away_for", "comp_manage")
+    )
+    + "\n• `/oncall help`: this list"
+)
+
+
+# -- small pieces -------------------------------------------------------------------
+
+
+def when(moment: datetime, tz: ZoneInfo, token: str = "{date_short_pretty} {time}") -> str:
+    """A moment in the reader's own time zone; the fallback is in `tz` (the team's)."""
+    fallback = moment.astimezone(tz).strftime("%a %d %b %Y %H:%M %Z")
+    return f"<!date^{int(moment.timestamp())}^{token}|{fallback}>"
+
+
+def span(start: datetime, end: datetime, tz: ZoneInfo) -> str:
+    return f"{when(start, tz)} → {when(end, tz)}"
+
+
+def plain_span(start: datetime, end: datetime, tz: ZoneInfo) -> str:
+    """For plain_text (select options), where date tokens are not rendered."""
+    a, b = start.astimezone(tz), end.astimezone(tz)
+    return f"{a:%a %d %b %H:%M} → {b:%a %d %b %H:%M}"
+
+
+def holder(user_id: str | None) -> str:
+    return f"<@{user_id}>" if user_id else "_nobody (unassigned)_"
+
+
+def _moved(duty: DutyView) -> str:
+    return " :pushpin:" if duty.origin in ("swap", "cover") else ""
+
+
+def section(text: str, accessory: Block | None = None, block_id: str | None = None) -> Block:
+    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}}
+    if accessory is not None:
+        block["accessory"] = accessory
+    if block_id is not None:
+        block["block_id"] = block_id
+    return block
+
+
+def header(text: str) -> Block:
+    return {"type": "header", "text": {"type": "plain_text", "text": truncate(text, 150)}}
+
+
+def context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(text, 3000)}]}
+
+
+def button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
+    element: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        element["style"] = style
+    return element
+
+
+def actions(block_id: str, *elements: Block) -> Block:
+    return {"type": "actions", "block_id": block_id, "elements": list(elements)}
+
+
+def _sections(lines: Sequence[str], *, more: str = "…and {n} more.") -> list[Block]:
+    shown = list(lines[:_MAX_LINES])
+    if len(lines) > _MAX_LINES:
+        shown.append(more.format(n=len(lines) - _MAX_LINES))
+    return [
+        section("\n".join(shown[i : i + _LINES_PER_SECTION]))
+        for i in range(0, len(shown), _LINES_PER_SECTION)
+    ]
+
+
+def outcome_blocks(text: str) -> list[Block]:
+    """What a clicked DM becomes: the outcome, no buttons left to click twice."""
+    return [section(text)]
+
+
+def _number(value: float | Decimal) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".") if value % 1 else f"{value:.0f}"
+
+
+def _balance(score: float) -> str:
+    return f"*{score:.2f}* (1.00 is perfectly even)"
+
+
+# -- the rota -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overview:
+    now: datetime
+    current: DutyView | None
+    coming: tuple[DutyView, ...]  # from the one under way on
+    weeks: int
+    balance: float | None  # for managers only
+
+
+def overview_blocks(view: Overview, tz: ZoneInfo) -> list[Block]:
+    if not view.coming:
+        return [section("No on-call rota is published yet. A manager publishes one with `/oncall plan`.")]
+    blocks: list[Block] = []
+    if view.current is not None:
+        blocks.append(
+            section(
+                f":telephone_receiver: *On call now:* {holder(view.current.user_id)} "
+                f"until {when(view.current.end, tz)}"
+            )
+        )
+    else:
+        blocks.append(section("Nobody is on call right now."))
+    handover = view.current.end if view.current is not None else view.now
+    upcoming = [d for d in view.coming if d.start >= handover]
+    if upcoming:
+        after = upcoming[0]
+        blocks.append(section(f"*Next:* {holder(after.user_id)} from {when(after.start, tz)}"))
+    blocks.append(header(f"The coming {view.weeks} weeks"))
+    blocks.extend(
+        _sections([f"{span(d.start, d.end, tz)} · {holder(d.user_id)}{_moved(d)}" for d in view.coming])
+    )
+    notes = ":pushpin: swapped or covered."
+    if view.balance is not None:
+        notes += f" Balance score of this period: {_balance(view.balance)}."
+    blocks.append(context(notes))
+    return blocks[:50]
+
+
+# -- my duties, time off and requests ---------------------------------------------------
+
+
+def time_off_text(off: TimeOffView) -> str:
+    if off.first_day == off.last_day:
+        return f"{off.first_day:%a %d %b %Y}"
+    return f"{off.first_day:%a %d %b %Y} to {off.last_day:%a %d %b %Y}"
+
+
+def offer_button(duty: DutyView) -> Block:
+    return button("Offer to a colleague…", ACTION_OFFER, str(duty.id))
+
+
+def duty_lines_with_offers(duties: Sequence[DutyView], tz: ZoneInfo) -> list[Block]:
+    return [section(f"{span(d.start, d.end, tz)}{_moved(d)}", offer_button(d)) for d in duties[:_MAX_ITEMS]]
+
+
+def time_off_block(off: TimeOffView, *, whose: str | None = None) -> Block:
+    label = time_off_text(off) + (f" · {holder(whose)}" if whose else "")
+    return section(f":palm_tree: {label}", button("Cancel", ACTION_CANCEL_TIME_OFF, str(off.id), "danger"))
+
+
+def request_blocks(request: SwapView, user: str, tz: ZoneInfo) -> list[Block]:
+    duty = span(request.duty.start, request.duty.end, tz)
+    status = "waiting for a manager" if request.status == "awaiting_approval" else "waiting for an answer"
+    if request.kind == "cover":
+        text = f"You asked to cover {duty} (now {holder(request.from_user)}) · {status}"
+        return [section(text, button("Withdraw", ACTION_WITHDRAW, str(request.id)))]
+    if request.from_user == user:
+        text = f"You offered {duty} to {holder(request.to_user)} · {status}"
+        return [section(text, button("Withdraw", ACTION_WITHDRAW, str(request.id)))]
+    text = f"{holder(request.from_user)} offers you {duty} · {status}"
+    if request.status != "offered":
+        return [section(text)]
+    return [section(text), answer_buttons(request.id)]
+
+
+def me_blocks(
+    duties: Sequence[DutyView],
+    time_off: Sequence[TimeOffView],
+    requests: Sequence[SwapView],
+    *,
+    user: str,
+    tz: ZoneInfo,
+) -> list[Block]:
+    blocks: list[Block] = [header("Your duties")]
+    blocks.extend(duty_lines_with_offers(duties, tz) or [section("No duties coming up.")])
+    blocks.append(header("Your time off"))
+    blocks.extend([time_off_block(off) for off in time_off[:_MAX_ITEMS]] or [section("None recorded.")])
+    if requests:
+        blocks.append(header("Open swap requests"))
+        for request in requests[:_MAX_ITEMS]:
+            blocks.extend(request_blocks(request, user, tz))
+    return blocks[:50]
+
+
+def time_off_added_blocks(
+    off: TimeOffView, clashes: Sequence[DutyView], tz: ZoneInfo, *, for_user: str | None = None
+) -> list[Block]:
+    whose = f"{holder(for_user)}'s" if for_user else "Your"
+    blocks = [time_off_block(off) if for_user is None else section(f":palm_tree: {time_off_text(off)}")]
+    blocks[0]["text"]["text"] = f"{whose} time off is recorded: {time_off_text(off)}."
+    if not clashes:
+        return blocks
+    if for_user is None:
+        blocks.append(section("You hold these duties in that time; offer each to a colleague:"))
+        blocks.extend(duty_lines_with_offers(clashes, tz))
+    else:
+        lines = [f"• {span(d.start, d.end, tz)}" for d in clashes]
+        blocks.append(
+            section(
+                f"{holder(for_user)} holds these duties in that time; they are told:\n" + "\n".join(lines)
+            )
+        )
+    return blocks[:50]
+
+
+def time_off_by_manager(
+    off: TimeOffView, clashes: Sequence[DutyView], manager: str, tz: ZoneInfo
+) -> tuple[str, list[Block]]:
+    text = f"{holder(manager)} recorded time off for you: {time_off_text(off)}."
+    blocks = [section(text, button("Cancel", ACTION_CANCEL_TIME_OFF, str(off.id), "danger"))]
+    if clashes:
+        blocks.append(section("You hold these duties in that time; offer each to a colleague:"))
+        blocks.extend(duty_lines_with_offers(clashes, tz))
+    return text, blocks[:50]
+
+
+# -- swaps and covers -----------------------------------------------------------------
+
+
+def swap_modal(duties: Sequence[DutyView], tz: ZoneInfo, selected: int | None = None) -> dict[str, Any]:
+    options = [
+        {
+            "text": {"type": "plain_text", "text": truncate(plain_span(d.start, d.end, tz), 75)},
+            "value": str(d.id),
+        }
+        for d in duties[:_OPTION_LIMIT]
+    ]
+    duty_select: Block = {"type": "static_select", "action_id": "duty", "options": options}
+    chosen = next((o for o in options if o["value"] == str(selected)), None)
+    if chosen is not None:
+        duty_select["initial_option"] = chosen
+    return {
+        "type": "modal",
+        "callback_id": SWAP_CALLBACK,
+        "title": {"type": "plain_text", "text": "Offer a duty"},
+        "submit": {"type": "plain_text", "text": "Offer"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": SWAP_DUTY_BLOCK,
+                "label": {"type": "plain_text", "text": "Your duty"},
+                "element": duty_select,
+            },
+            {
+                "type": "input",
+                "block_id": SWAP_TO_BLOCK,
+                "label": {"type": "plain_text", "text": "Colleague"},
+                "element": {"type": "users_select", "action_id": "user"},
+            },
+            {
+                "type": "input",
+                "block_id": SWAP_NOTE_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Note"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "value",
+                    "multiline": True,
+                    "max_length": 500,
+                },
+            },
+        ],
+    }
+
+
+def answer_buttons(swap_id: int) -> Block:
+    return actions(
+        "swap_answer",
+        button("Accept", ACTION_ACCEPT, str(swap_id), "primary"),
+        button("Decline", ACTION_DECLINE, str(swap_id)),
+    )
+
+
+def _note(swap: SwapView) -> str:
+    return f"\n> {escape(swap.note)}" if swap.note else ""
+
+
+def swap_offer_dm(swap: SwapView, tz: ZoneInfo) -> tuple[str, list[Block]]:
+    duty = span(swap.duty.start, swap.duty.end, tz)
+    text = f"{holder(swap.from_user)} asks you to take their on-call duty {duty}."
+    blocks = [section(text + _note(swap))]
+    if swap.expires_at is not None:
+        blocks.append(context(f"The offer expires {when(swap.expires_at, tz)}."))
+    blocks.append(answer_buttons(swap.id))
+    return text, blocks
+
+
+def approval_dm(swap: SwapView, tz: ZoneInfo) -> tuple[str, list[Block]]:
+    duty = span(swap.duty.start, swap.duty.end, tz)
+    if swap.kind == "cover":
+        text = f"{holder(swap.to_user)} asks to cover {holder(swap.from_user)}'s on-call duty {duty}."
+    else:
+        text = f"{holder(swap.from_user)} and {holder(swap.to_user)} agreed to swap the on-call duty {duty}."
+    blocks = [
+        section(text + " It needs a manager's approval." + _note(swap)),
+        actions(
+            "swap_decision",
+            button("Approve", ACTION_APPROVE, str(swap.id), "primary"),
+            button("Reject", ACTION_REJECT, str(swap.id), "danger"),
+        ),
+    ]
+    return text, blocks
+
+
+def duty_text(duty: DutyView, tz: ZoneInfo) -> str:
+    return span(duty.start, duty.end, tz)
+
+
+# -- planning -------------------------------------------------------------------------
+
+
+def change_line(change: DutyChange, tz: ZoneInfo) -> str:
+    return f"{span(change.start, change.end, tz)}: {holder(change.before)} → {holder(change.after)}"
+
+
+def why_lines(why: Why | None) -> str:
+    if why is None:
+        return ""
+    lines = [escape(why.summary)]
+    for note in why.candidates:
+        detail = f" ({escape(note.excluded)})" if note.excluded else f" → {note.normalised_if_chosen:.1f}"
+        lines.append(f"   ◦ {holder(note.person)}: {note.normalised_load:.1f}{detail}")
+    return "\n".join(lines)
+
+
+def plan_preview_blocks(preview: PlanPreview, weeks: int, tz: ZoneInfo) -> list[Block]:
+    blocks: list[Block] = [header(f"Rota plan: the next {weeks} weeks (preview)")]
+    blocks.append(
+        section(
+            f"Until {when(preview.until, tz)} · {len(preview.changes)} duties change · "
+            f"balance score {_balance(preview.balance)}"
+        )
+    )
+    if preview.changes:
+        blocks.extend(_sections([change_line(c, tz) for c in preview.changes]))
+    else:
+        blocks.append(section("Nothing would change: the published rota already is this plan."))
+    unassigned = [a for a in preview.plan.unassigned if a.planned]
+    if unassigned:
+        lines = [
+            f":warning: {span(a.duty.start, a.duty.end, tz)} stays *unassigned*: {why_lines(a.why)}"
+            for a in unassigned[:8]
+        ]
+        if len(unassigned) > 8:
+            lines.append(f"…and {len(unassigned) - 8} more unassigned.")
+        blocks.extend(section(line) for line in lines)
+    blocks = blocks[:47]
+    blocks.append(
+        actions(
+            "plan_decision",
+            button("Publish", ACTION_PUBLISH, preview.until.isoformat(), "primary"),
+            button("Discard", ACTION_DISCARD, preview.until.isoformat()),
+        )
+    )
+    return blocks
+
+
+def published_summary(
+    changes: Sequence[DutyChange], until: datetime, balance: float, manager: str, tz: ZoneInfo
+) -> tuple[str, list[Block]]:
+    text = (
+        f":calendar: {holder(manager)} published the on-call rota "
+        f"until {when(until, tz, '{date_short_pretty}')}: "
+        f"{len(changes)} duties changed."
+    )
+    blocks = [section(text + f" Balance score {_balance(balance)}.")]
+    blocks.extend(_sections([change_line(c, tz) for c in changes])[:40])
+    blocks.append(context("`/oncall` shows the rota; `/oncall me` your duties."))
+    return text, blocks[:50]
+
+
+def changes_for_person(
+    user: str, changes: Sequence[DutyChange], manager: str, tz: ZoneInfo
+) -> tuple[str, list[Block]]:
+    gained = [c for c in changes if c.after == user]
+    lost = [c for c in changes if c.before == user and c.after != user]
+    text = f"{holder(manager)} published a new on-call rota, with changes for you."
+    blocks = [section(text)]
+    if gained:
+        blocks.extend(_sections(["*You hold:*", *(f"• {span(c.start, c.end, tz)}" for c in gained)])[:20])
+    if lost:
+        blocks.extend(
+            _sections(
+                [
+                    "*No longer yours:*",
+                    *(f"• {span(c.start, c.end, tz)} (now {holder(c.after)})" for c in lost),
+                ]
+            )[:20]
+        )
+    blocks.append(context("Can't make one? `/oncall me` lets you offer it to a colleague."))
+    return text, blocks[:50]
+
+
+# -- fairness, roster, ledger -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FairnessRow:
+    user_id: str
+    weight: float
+    past: float  # normalised load (weighted hours / weight)
+    planned: float
+
+
+def fairness_blocks(
+    rows: Sequence[FairnessRow], days: int, past_balance: float, planned_balance: float, total_balance: float
+) -> list[Block]:
+    lines = [
+        f"{holder(r.user_id)}"
+        + (f" (weight {_number(r.weight)})" if r.weight != 1 else "")
+        + f": last {days} days *{r.past:.1f}* · planned *{r.planned:.1f}* · total *{r.past + r.planned:.1f}*"
+        for r in sorted(rows, key=lambda r: (-(r.past + r.planned), r.user_id))
+    ]
+    blocks: list[Block] = [header("Fairness: normalised load per person")]
+    blocks.extend(_sections(lines) if lines else [section("Nobody is on the rota.")])
+    blocks.append(
+        section(
+            f"Balance score: last {days} days {_balance(past_balance)} · planned {_balance(planned_balance)}"
+            f" · together {_balance(total_balance)}"
+        )
+    )
+    blocks.append(
+        context("Load is weighted hours on call (weeknight, weekend, holiday) divided by the weight.")
+    )
+    return blocks[:50]
+
+
+def roster_blocks(members: Sequence[MemberView]) -> list[Block]:
+    lines = [
+        f"{holder(m.user_id)} {escape(m.name)} · weight {_number(m.weight)} · {m.tz.key}"
+        + ("" if m.active else " · _off the rota_")
+        for m in members
+    ]
+    blocks: list[Block] = [header("On-call roster")]
+    blocks.extend(
+        _sections(lines) if lines else [section("Nobody yet: the roster follows the support staff.")]
+    )
+    blocks.append(
+        context("`/oncall weight @user 0.5` · `/oncall roster remove @user` · `/oncall roster add @user`")
+    )
+    return blocks
+
+
+def _amount(amount: Decimal, unit: str) -> str:
+    number = f"{amount:+.2f}" if amount else "0"
+    return f"{number} {'days' if unit == 'days' else unit}"
+
+
+def comp_blocks(
+    balances: Mapping[str, Decimal], lines: Sequence[LineView], tz: ZoneInfo, default_unit: str
+) -> list[Block]:
+    shown = (
+        ", ".join(f"*{_amount(v, u)}*" for u, v in sorted(balances.items()))
+        or f"*{_amount(Decimal(0), default_unit)}*"
+    )
+    blocks: list[Block] = [section(f"Your compensation balance: {shown}")]
+    if lines:
+        rows = [
+            f"{when(line.at, tz, '{date_short}')} · {line.kind} · {_amount(line.signed, line.unit)}"
+            + (f" · {escape(truncate(line.note, 120))}" if line.note else "")
+            for line in lines
+        ]
+        blocks.append(header("Latest entries"))
+        blocks.extend(_sections(rows))
+    return blocks[:50]
+
+
+def comp_all_blocks(balances: Mapping[tuple[str, str], Decimal], names: Mapping[str, str]) -> list[Block]:
+    rows = [
+        f"{holder(user)} {escape(names.get(user, ''))}: *{_amount(amount, unit)}*"
+        for (user, unit), amount in sorted(balances.items())
+    ]
+    blocks: list[Block] = [header("Compensation balances")]
+    blocks.extend(_sections(rows) if rows else [section("The ledger is empty.")])
+    blocks.append(context("`/oncall comp export` sends the whole ledger as CSV."))
+    return blocks[:50]
+
+
+def ical_blocks(personal: str | None, team: str) -> list[Block]:
+    blocks: list[Block] = []
+    if personal:
+        blocks.append(section(f"*Your duties:* <{personal}>"))
+    blocks.append(section(f"*The whole rota:* <{team}>"))
+    blocks.append(
+        context(
+            "Subscribe from your calendar app (Google: Other calendars → From URL; Apple/Outlook: "
+            "subscribe to calendar). Keep the links private; `/oncall ical reset` gives you a new one."
+        )
+    )
+    return blocks
+
+
+# -- notices: each a row in the outbox, written with the change it reports -----------------
+
+
+def queue_notice(
+    session: Session, channel: str, text: str, blocks: Iterable[Block] | None = None, *, now: datetime
+) -> None:
+    """A DM (`channel` a user id: delivery opens the DM) or a channel post, sent after commit."""
+    payload: dict[str, Any] = {"channel": channel, "text": text}
+    listed = list(blocks or [])
+    if listed:
+        payload["blocks"] = listed
+    enqueue(session, kind=SLACK_POST, lane=slack_lane(channel), now=now, payload=payload)
