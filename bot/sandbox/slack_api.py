@@ -101,6 +101,13 @@ class SlackStandIn:
         self.usergroups: dict[str, Json] = {}
         self.files: list[Json] = []
         self._uploads: dict[str, Json] = {}
+        self.channel_names: dict[str, str] = {}
+        # Who sees which modal: a trigger_id names the user who acted, as in Slack, and the
+        # views opened or pushed with it stack up in front of that user until closed.
+        self._trigger_users: dict[str, str] = {}
+        self.modal_stacks: dict[str, list[str]] = {}
+        self.modal_errors: dict[str, dict[str, str]] = {}
+        self._response_urls: dict[str, tuple[str, str]] = {}
         self.add_user(BOT_USER, "supportbot", "supportbot", is_bot=True)
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
@@ -169,6 +176,16 @@ class SlackStandIn:
             for channel in channels:
                 self.members.setdefault(channel, set()).add(user_id)
 
+    def name_channel(self, channel: str, name: str) -> None:
+        with self._lock:
+            self.channel_names[channel] = name
+            self.posts.setdefault(channel, [])
+            self.members.setdefault(channel, {BOT_USER})
+
+    def channel_name(self, channel: str) -> str:
+        with self._lock:
+            return self.channel_names.get(channel, channel.lower())
+
     def set_dnd(self, user: str, snoozed: bool) -> None:
         with self._lock:
             self.dnd[user] = snoozed
@@ -180,6 +197,104 @@ class SlackStandIn:
         with self._lock:
             post = self._store(channel, user, text, [], metadata, thread_ts)
             return post.as_api(True)
+
+    # -- what Slack hands out with each interaction ------------------------------------------
+
+    def issue_trigger(self, user: str) -> str:
+        """A trigger_id for an interaction by `user`: a modal opened with it is theirs."""
+        with self._lock:
+            trigger = f"{next(self._ids)}.{int(time.time())}.sandbox"
+            self._trigger_users[trigger] = user
+            return trigger
+
+    def issue_response_url(self, user: str, channel: str) -> str:
+        """A response_url for an interaction by `user` in `channel`; what the app posts there
+        is shown to that user (or to the channel, with response_type in_channel)."""
+        with self._lock:
+            token = f"R{next(self._ids):07d}"
+            self._response_urls[token] = (user, channel)
+            return f"http://127.0.0.1:{self.port}/response/{token}"
+
+    def add_ephemeral(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        blocks: list[Any] | None = None,
+        thread_ts: str | None = None,
+    ) -> Json:
+        """An ephemeral message, e.g. Slack showing a slash command's immediate answer."""
+        with self._changed:
+            entry = {
+                "channel": channel,
+                "user": user,
+                "text": text or "",
+                "blocks": blocks or [],
+                "thread_ts": thread_ts,
+                "ts": self._next_ts(),
+            }
+            self.ephemeral.append(entry)
+            self._changed.notify_all()
+            return entry
+
+    def _respond(self, token: str, body: Json) -> Json:
+        with self._changed:
+            target = self._response_urls.get(token)
+            if target is None:
+                return {"ok": False, "error": "expired_url"}
+            user, channel = target
+            text, blocks = str(body.get("text") or ""), _coerce(body.get("blocks")) or []
+            if body.get("response_type") == "in_channel":
+                try:
+                    self._store(channel, BOT_USER, text, blocks, None, body.get("thread_ts"))
+                except _SlackError as exc:
+                    return {"ok": False, "error": exc.error}
+            elif not body.get("delete_original"):
+                self.add_ephemeral(channel, user, text, blocks, body.get("thread_ts"))
+            self._changed.notify_all()
+            return {"ok": True}
+
+    # -- modals as a user sees them ---------------------------------------------------------
+
+    def open_modal(self, user: str) -> Json | None:
+        """The modal in front of `user` (the top of their stack), with any field errors."""
+        with self._lock:
+            stack = self.modal_stacks.get(user) or []
+            if not stack:
+                return None
+            view = dict(self.views[stack[-1]])
+            view["errors"] = dict(self.modal_errors.get(view["id"], {}))
+            view["stack_depth"] = len(stack)
+            return view
+
+    def close_modal(self, user: str, *, clear: bool = False) -> None:
+        with self._changed:
+            stack = self.modal_stacks.get(user) or []
+            closed = stack[:] if clear else stack[-1:]
+            del stack[len(stack) - len(closed) :]
+            for view_id in closed:
+                self.modal_errors.pop(view_id, None)
+            self._changed.notify_all()
+
+    def answer_submission(self, user: str, view_id: str, answer: Json) -> None:
+        """Do what Slack does with the app's answer to a view_submission: show field errors,
+        replace or push a view, clear the stack, or (an empty answer) close the modal."""
+        with self._changed:
+            action = answer.get("response_action")
+            stack = self.modal_stacks.setdefault(user, [])
+            if action == "errors":
+                self.modal_errors[view_id] = {str(k): str(v) for k, v in (answer.get("errors") or {}).items()}
+            elif action == "update" and isinstance(answer.get("view"), dict):
+                self.modal_errors.pop(view_id, None)
+                self._view(answer["view"], view_id)
+            elif action == "push" and isinstance(answer.get("view"), dict):
+                stack.append(self._view(answer["view"])["id"])
+            elif action == "clear":
+                self.close_modal(user, clear=True)
+            elif view_id in stack:
+                self.modal_errors.pop(view_id, None)
+                stack.remove(view_id)
+            self._changed.notify_all()
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -240,6 +355,14 @@ class SlackStandIn:
                 return []
             return [parent.as_api(True)] + [p.as_api(True) for p in self._replies(channel, ts)]
 
+    def find_message(self, channel: str, ts: str) -> Json | None:
+        """One message (top-level or in a thread) as the API shows it, with its channel."""
+        with self._lock:
+            for post in self.posts.get(channel, []):
+                if post.ts == ts and not post.deleted:
+                    return {**post.as_api(True), "channel": channel}
+            return None
+
     def ephemerals(self, user: str | None = None) -> list[Json]:
         with self._lock:
             return [e for e in self.ephemeral if user is None or e["user"] == user]
@@ -276,6 +399,14 @@ class SlackStandIn:
                 if path.startswith("/upload/"):
                     standin._upload(path.rsplit("/", 1)[1], body)
                     self._answer(200, {"ok": True}, {})
+                    return
+                if path.startswith("/response/"):
+                    try:
+                        sent = json.loads(body or b"{}")
+                    except ValueError:
+                        sent = {}
+                    answer = standin._respond(path.rsplit("/", 1)[1], sent if isinstance(sent, dict) else {})
+                    self._answer(200 if answer["ok"] else 404, answer, {})
                     return
                 method = path.removeprefix("/api/")
                 args: Json = dict(urllib.parse.parse_qsl(query))
@@ -432,6 +563,7 @@ class SlackStandIn:
 
     def _m_chat_postEphemeral(self, args: Json) -> Json:
         channel = self._channel(args)
+        ts = self._next_ts()
         self.ephemeral.append(
             {
                 "channel": channel,
@@ -439,9 +571,10 @@ class SlackStandIn:
                 "text": args.get("text", ""),
                 "blocks": args.get("blocks") or [],
                 "thread_ts": args.get("thread_ts"),
+                "ts": ts,
             }
         )
-        return {"ok": True, "message_ts": self._next_ts()}
+        return {"ok": True, "message_ts": ts}
 
     def _m_chat_getPermalink(self, args: Json) -> Json:
         channel = self._channel(args)
@@ -484,7 +617,7 @@ class SlackStandIn:
             "ok": True,
             "channel": {
                 "id": channel,
-                "name": channel.lower(),
+                "name": self.channel_names.get(channel, channel.lower()),
                 "is_member": BOT_USER in self.members.get(channel, set()),
                 "topic": {"value": self.topics.get(channel, "")},
             },
@@ -533,10 +666,23 @@ class SlackStandIn:
     def _m_views_open(self, args: Json) -> Json:
         if not args.get("trigger_id"):
             raise _SlackError("invalid_trigger_id")
-        return {"ok": True, "view": self._view(args.get("view"))}
+        view = self._view(args.get("view"))
+        user = self._trigger_users.get(str(args["trigger_id"]))
+        if user is not None:
+            self.modal_stacks[user] = [view["id"]]
+        return {"ok": True, "view": view}
 
     def _m_views_push(self, args: Json) -> Json:
-        return self._m_views_open(args)
+        if not args.get("trigger_id"):
+            raise _SlackError("invalid_trigger_id")
+        view = self._view(args.get("view"))
+        user = self._trigger_users.get(str(args["trigger_id"]))
+        if user is not None:
+            # Slack allows three views on the stack.
+            if len(self.modal_stacks.get(user) or []) >= 3:
+                raise _SlackError("push_limit_reached")
+            self.modal_stacks.setdefault(user, []).append(view["id"])
+        return {"ok": True, "view": view}
 
     def _m_views_update(self, args: Json) -> Json:
         view_id = args.get("view_id")
@@ -548,7 +694,11 @@ class SlackStandIn:
             raise _SlackError("not_found")
         if args.get("hash") and args["hash"] != self.views[view_id]["hash"]:
             raise _SlackError("hash_conflict")
-        return {"ok": True, "view": self._view(args.get("view"), str(view_id))}
+        view = self._view(args.get("view"), str(view_id))
+        for user, home in self.home.items():
+            if home.get("id") == view_id:
+                self.home[user] = view
+        return {"ok": True, "view": view}
 
     def _m_views_publish(self, args: Json) -> Json:
         user = str(args.get("user_id"))
