@@ -20,6 +20,10 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"supportbot: configuration error: {exc}", file=sys.stderr)
         return 2
+    if settings.sandbox:
+        from bot.sandbox.runner import run_sandbox
+
+        return run_sandbox(settings)
     # Imported after validation so a bad setting is reported before anything heavy loads.
     from bot.app import SupportBot, prepare_database, verify_slack_token
     from bot.logs import configure_logging
@@ -96,6 +100,9 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"supportbot: configuration error: {exc}", file=sys.stderr)
         return 2
+    if settings.sandbox:
+        print("# no SLACK_BOT_TOKEN: `supportbot run` starts the sandbox, whose stand-ins fill in Slack,")
+        print("# the mailbox, SMTP and the database (their ports are chosen when it starts)")
     for key, value in settings.redacted().items():
         print(f"{key} = {value}")
     return 0

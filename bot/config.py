@@ -72,6 +72,8 @@ class Settings:
     burst_threshold: int
     slack_pace_seconds: float
     log_level: str
+    # No Slack app configured: Slack, the mailbox and SMTP are the embedded stand-ins (bot/sandbox).
+    sandbox: bool = False
     # Working tickets from Slack.
     staff_usergroup: str | None = None
     templates_dir: Path = DEFAULT_TEMPLATES_DIR
@@ -234,6 +236,15 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         env = merged
     r = _Reader(env)
 
+    # No bot token means nobody has created a Slack app yet: run the local sandbox, whose
+    # stand-ins supply every Slack, mailbox and SMTP setting. A token means a real
+    # deployment, where each missing setting below is an error naming it.
+    sandbox = r.raw("SLACK_BOT_TOKEN") is None
+    if sandbox:
+        from bot.sandbox.team import sandbox_settings
+
+        r = _Reader({**env, **sandbox_settings()})
+
     bot_token = r.required("SLACK_BOT_TOKEN", "the Bot User OAuth Token (xoxb-…) of your Slack app")
     if not bot_token.startswith("xoxb-"):
         raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with 'xoxb-'")
@@ -355,6 +366,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         burst_threshold=r.integer("BURST_THRESHOLD", 20, 2, 100_000),
         slack_pace_seconds=r.number("SLACK_PACE_SECONDS", 1.0, 0.0, 60.0),
         log_level=r.text("LOG_LEVEL", "INFO").upper(),
+        sandbox=sandbox,
         staff_usergroup=usergroup,
         templates_dir=templates_dir,
         reply_late_minutes=r.number("REPLY_LATE_MINUTES", 30.0, 1.0, 7 * 24 * 60.0),

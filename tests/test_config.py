@@ -37,7 +37,6 @@ def test_minimal_settings_get_sensible_defaults() -> None:
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        ({"SLACK_BOT_TOKEN": ""}, "SLACK_BOT_TOKEN"),
         ({"SLACK_BOT_TOKEN": "xoxp-user-token"}, "SLACK_BOT_TOKEN"),
         ({"SLACK_SIGNING_SECRET": ""}, "SLACK_SIGNING_SECRET"),
         ({"SLACK_APP_TOKEN": "nope"}, "SLACK_APP_TOKEN"),

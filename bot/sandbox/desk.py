@@ -1,0 +1,301 @@
+"""The sandbox page's server side: what one sandbox user sees, and what they do.
+
+Every action becomes the request real Slack would send (`SlackUser`: signed, to the
+bot's own `/slack/events`); what the bot does in return lands in the Slack stand-in,
+which `state()` reads back. Mail goes in through IMAP APPEND to the embedded mailbox
+and comes out of the SMTP catcher, so nothing here takes a shortcut into the bot.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, time, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+from bot.clock import OffsetClock
+from bot.config import Settings
+from bot.sandbox.imap_server import MailboxOps
+from bot.sandbox.seed import customer_email
+from bot.sandbox.slack_api import BOT_USER, SlackStandIn
+from bot.sandbox.slack_requests import Answer, SlackUser
+from bot.sandbox.smtp_catcher import CaughtMail, SmtpCatcher
+from bot.sandbox.team import TEAM, member
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+# Customer mail typed into the page; generous, but a page is not a way to fill a disk.
+_MAX_FIELD = 20_000
+TONIGHT = time(21, 0)
+
+
+class DeskError(ValueError):
+    """A request the page should not have sent; the message says what was wrong."""
+
+
+class SandboxDesk:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        slack: SlackStandIn,
+        mailbox: MailboxOps,
+        smtp: SmtpCatcher,
+        clock: OffsetClock,
+        bot_url: str,
+    ) -> None:
+        self.settings = settings
+        self.slack = slack
+        self.mailbox = mailbox
+        self.smtp = smtp
+        self.clock = clock
+        self.bot_url = bot_url
+        self.channel = settings.support_channel
+        self.calendar = settings.calendar()
+
+    def user(self, user_id: str) -> SlackUser:
+        person = member(user_id)
+        if person is None:
+            raise DeskError(f"{user_id!r} is not a member of the sandbox team")
+        return SlackUser(
+            self.bot_url,
+            self.slack,
+            person.id,
+            person.name,
+            secret=self.settings.slack_signing_secret,
+            channel=self.channel,
+        )
+
+    # -- what one user sees ------------------------------------------------------------------
+
+    def state(self, user_id: str) -> Json:
+        # A first visit has chosen nobody yet: show the first staff member's view.
+        user = self.user(user_id or next(m.id for m in TEAM if not m.manager))
+        people = {
+            uid: (u.get("profile") or {}).get("real_name") or u["name"] for uid, u in self.slack.users.items()
+        }
+        return {
+            "me": user.id,
+            "timezone": str((self.slack.users.get(user.id) or {}).get("tz") or "UTC"),
+            "team": [{"id": m.id, "name": m.real_name, "title": m.title, "manager": m.manager} for m in TEAM],
+            "people": people,
+            "bot": BOT_USER,
+            "channel": {
+                "id": self.channel,
+                "name": self.slack.channel_name(self.channel),
+                "messages": self.slack.messages(self.channel),
+            },
+            "ephemerals": self.slack.ephemerals(user.id),
+            "dms": self.slack.dms(user.id),
+            "dm_channel": self.slack.dm_channels.get(user.id),
+            "home": self.slack.home.get(user.id),
+            "modal": self.slack.open_modal(user.id),
+            "outbox": [outgoing_mail(n, mail) for n, mail in enumerate(list(self.smtp.mails), start=1)],
+            "clock": self.clock_state(),
+            "support_address": self.settings.support_address,
+        }
+
+    def clock_state(self) -> Json:
+        now = self.clock.now()
+        local = now.astimezone(self.settings.timezone)
+        return {
+            "now": now.isoformat(),
+            "local": local.strftime("%a %d %b %Y %H:%M"),
+            "timezone": str(self.settings.timezone),
+            "shifted": abs((now - datetime.now(now.tzinfo)).total_seconds()) > 60,
+            "business_open": self.calendar.is_open(now),
+        }
+
+    # -- what one user does --------------------------------------------------------------------
+
+    def act(self, request: Json) -> Json:
+        """Use an interactive element: a button, an overflow option, a select, a date picker,
+        on a message, an ephemeral message, a modal or App Home."""
+        user = self.user(str(request.get("user")))
+        action_id = _text(request, "action_id")
+        block_id = request.get("block_id")
+        value = request.get("value")
+        where = request.get("where")
+        if where == "view":
+            view_id = _text(request, "view_id")
+            if view_id not in self.slack.views:
+                raise DeskError("that view is gone")
+            values = request.get("values") if isinstance(request.get("values"), dict) else {}
+            answer = user.pick(view_id, action_id, value, block_id=block_id, values=values)
+        elif where in ("message", "ephemeral"):
+            message = self._message(user.id, str(where), _text(request, "channel"), _text(request, "ts"))
+            answer = user.click(message, action_id, value=value, block_id=block_id)
+        else:
+            raise DeskError("where must be message, ephemeral or view")
+        return _outcome(answer)
+
+    def _message(self, user: str, where: str, channel: str, ts: str) -> Json:
+        if where == "message":
+            found = self.slack.find_message(channel, ts)
+        else:
+            found = next(
+                (
+                    {**e, "is_ephemeral": True}
+                    for e in self.slack.ephemerals(user)
+                    if e.get("ts") == ts and e.get("channel") == channel
+                ),
+                None,
+            )
+        if found is None:
+            raise DeskError("that message is gone")
+        return found
+
+    def submit(self, request: Json) -> Json:
+        user = self.user(str(request.get("user")))
+        view_id = _text(request, "view_id")
+        if view_id not in self.slack.views:
+            raise DeskError("that view is gone")
+        values = request.get("values") if isinstance(request.get("values"), dict) else {}
+        answer = user.submit(view_id, values)
+        if answer.status == 200:
+            self.slack.answer_submission(user.id, view_id, answer.json())
+        return _outcome(answer)
+
+    def close(self, request: Json) -> Json:
+        user = self.user(str(request.get("user")))
+        view_id = _text(request, "view_id")
+        self.slack.close_modal(user.id)
+        answer = user.close(view_id) if view_id in self.slack.views else None
+        return _outcome(answer) if answer is not None else {"ok": True}
+
+    def command(self, request: Json) -> Json:
+        """A slash command typed in the composer, e.g. `/support open` or `/oncall`."""
+        user = self.user(str(request.get("user")))
+        line = _text(request, "text").strip()
+        if not line.startswith("/") or len(line) < 2:
+            raise DeskError("a command starts with /, e.g. /support help")
+        command, _, text = line.partition(" ")
+        answer = user.command(text.strip(), command)
+        if answer.status != 200:
+            # What Slack itself shows when an app does not answer a command properly.
+            self.slack.add_ephemeral(
+                self.channel, user.id, f"{command} failed with the error “dispatch_failed” ({answer.status})"
+            )
+            return _outcome(answer)
+        reply = answer.json()
+        if reply.get("text") or reply.get("blocks"):
+            if reply.get("response_type") == "in_channel":
+                self.slack.post_as_user(self.channel, BOT_USER, str(reply.get("text") or ""))
+            else:
+                self.slack.add_ephemeral(
+                    self.channel, user.id, str(reply.get("text") or ""), reply.get("blocks") or []
+                )
+        return _outcome(answer)
+
+    def write(self, request: Json) -> Json:
+        """A message in the channel, or in a ticket's thread (an internal note)."""
+        user = self.user(str(request.get("user")))
+        text = _text(request, "text").strip()
+        if not text:
+            raise DeskError("write something first")
+        thread_ts = request.get("thread_ts") or None
+        if thread_ts is not None and self.slack.find_message(self.channel, str(thread_ts)) is None:
+            raise DeskError("that thread is gone")
+        return _outcome(user.write(self.channel, text[:_MAX_FIELD], thread_ts=thread_ts))
+
+    def open_home(self, request: Json) -> Json:
+        return _outcome(self.user(str(request.get("user"))).open_home())
+
+    def send_email(self, request: Json) -> Json:
+        """A customer writes to the support address: the mail is appended to the mailbox,
+        where the bot's watcher finds it as it would any other."""
+        address = _text(request, "address").strip()
+        if "@" not in address or any(c in address for c in " <>\r\n"):
+            raise DeskError("the customer's address must look like someone@example.org")
+        name = _text(request, "name", required=False).strip().replace("\n", " ")
+        subject = _text(request, "subject", required=False).replace("\r", " ").replace("\n", " ")
+        body = _text(request, "body", required=False) or "(no text)"
+        in_reply_to = references = None
+        if request.get("reply_to"):
+            answered = self._caught(int(request["reply_to"]))
+            in_reply_to = str(answered.get("Message-ID") or "") or None
+            references = str(answered.get("References") or "") or None
+            subject = subject or f"Re: {answered.get('Subject') or ''}"
+        raw = customer_email(
+            name=name,
+            address=address,
+            subject=subject,
+            body=body,
+            in_reply_to=in_reply_to,
+            references=references,
+            when=self.clock.now(),
+        )
+        uid = self.mailbox.append(raw)
+        return {"ok": True, "uid": uid}
+
+    def _caught(self, number: int) -> EmailMessage:
+        mails = list(self.smtp.mails)
+        if not 1 <= number <= len(mails):
+            raise DeskError(f"there is no sent email #{number}")
+        return mails[number - 1].message
+
+    def jump_clock(self, request: Json) -> Json:
+        """Move the bot's clock: to tonight (21:00 in TIMEZONE), to the next opening, by an
+        hour or a day, or back to real time. The bot keeps running; only its 'now' moves."""
+        to = _text(request, "to")
+        now = self.clock.now()
+        tz = self.settings.timezone
+        if to == "now":
+            target = datetime.now(now.tzinfo)
+        elif to == "tonight":
+            local = now.astimezone(tz)
+            target = datetime.combine(local.date(), TONIGHT, tz)
+            if target <= local:
+                target += timedelta(days=1)
+        elif to == "opening":
+            target = self.calendar.next_opening(now + timedelta(seconds=1))
+        elif to == "+1h":
+            target = now + timedelta(hours=1)
+        elif to == "+1d":
+            target = now + timedelta(days=1)
+        else:
+            raise DeskError("to must be now, tonight, opening, +1h or +1d")
+        self.clock.jump_to(target)
+        log.info("sandbox clock moved to %s", target.isoformat())
+        return {"ok": True, "clock": self.clock_state()}
+
+
+def _text(request: Json, key: str, *, required: bool = True) -> str:
+    value = request.get(key)
+    if value is None or value == "":
+        if required:
+            raise DeskError(f"{key} is missing")
+        return ""
+    if not isinstance(value, str):
+        raise DeskError(f"{key} must be text")
+    if len(value) > _MAX_FIELD:
+        raise DeskError(f"{key} is longer than {_MAX_FIELD} characters")
+    return value
+
+
+def _outcome(answer: Answer) -> Json:
+    """The bot's HTTP answer, for the page to show when something went wrong."""
+    return {"ok": answer.status == 200, "status": answer.status, "answer": answer.json()}
+
+
+def outgoing_mail(number: int, mail: CaughtMail) -> Json:
+    """A mail the bot sent, as the page lists it: headers and both bodies."""
+    message = mail.message
+    text_part = message.get_body(preferencelist=("plain",))
+    html_part = message.get_body(preferencelist=("html",))
+    return {
+        "number": number,
+        "envelope_from": mail.mail_from,
+        "envelope_to": list(mail.rcpt_tos),
+        "headers": [
+            [name, str(message.get(name))]
+            for name in ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References")
+            if message.get(name) is not None
+        ],
+        "subject": str(message.get("Subject") or ""),
+        "to": str(message.get("To") or ""),
+        "text": str(text_part.get_content()) if text_part is not None else "",
+        "html": str(html_part.get_content()) if html_part is not None else None,
+    }

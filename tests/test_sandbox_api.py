@@ -1,0 +1,243 @@
+"""The sandbox page's JSON endpoints, without a browser: JSON in, the state a user sees out.
+
+The sandbox runs in this process (the same `Sandbox` that `supportbot run` starts without
+a token); each action must reach the bot as a signed Slack request and show up in the
+state the way the bot's answer made it.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bot.config import load_settings
+from bot.sandbox.runner import Sandbox
+from bot.sandbox.team import CHANNEL
+from tests.support.harness import wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+ADA, LUCA, GIULIA = "U0ADA", "U0LUCA", "U0GIULIA"
+
+
+class Page:
+    """What the sandbox page's script does, from Python."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.base = sandbox.url
+
+    def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=10) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+    def state(self, user: str = ADA) -> dict[str, Any]:
+        status, _, body = self.get(f"/api/state?user={user}")
+        assert status == 200, body
+        return dict(json.loads(body))
+
+    def post(
+        self, action: str, body: dict[str, Any], *, content_type: str = "application/json"
+    ) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(
+            f"{self.base}/api/{action}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": content_type},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=20) as response:
+                return response.status, dict(json.loads(response.read()))
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(json.loads(exc.read() or b"{}"))
+
+    def ticket(self, number: int, user: str = ADA) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            for message in self.state(user)["channel"]["messages"]:
+                payload = (message.get("metadata") or {}).get("event_payload") or {}
+                if payload.get("number") == number:
+                    return dict(message)
+            return None
+
+        return dict(wait_until(find, timeout=20, what=f"ticket #{number}"))
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
+    settings = load_settings(env={"HTTP_PORT": "0", "TIMEZONE": "Europe/Rome", "SLACK_PACE_SECONDS": "0"})
+    sandbox = Sandbox(settings, directory=tmp_path_factory.mktemp("sandbox"))
+    sandbox.start()
+    try:
+        yield Page(sandbox)
+    finally:
+        sandbox.stop()
+
+
+def test_the_first_screen_is_alive(page: Page) -> None:
+    status, headers, html = page.get("")
+    assert status == 200 and b"sandbox.js" in html
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert page.get("/static/sandbox.js")[0] == 200
+    assert page.get("/static/../page.py")[0] == 404
+    for number in (1, 2, 3):
+        page.ticket(number)
+    state = page.state()
+    assert state["me"] == ADA
+    assert {m["id"] for m in state["team"]} >= {ADA, LUCA, GIULIA}
+    assert [m for m in state["team"] if m["manager"]] == [next(m for m in state["team"] if m["id"] == GIULIA)]
+    # The subject that would ping everyone arrives escaped, as the bot sends it to Slack.
+    third = page.ticket(3)
+    assert "&lt;!channel&gt;" in third["text"] and "<!channel>" not in third["text"]
+
+
+def test_unknown_users_and_non_json_are_refused(page: Page) -> None:
+    assert page.get("/api/state?user=U0NOBODY")[0] == 400
+    assert page.post("command", {"user": "U0NOBODY", "text": "/support help"})[0] == 400
+    assert page.post("command", {"user": ADA, "text": "/support help"}, content_type="text/plain")[0] == 415
+    assert (
+        page.post(
+            "act", {"user": ADA, "where": "message", "channel": CHANNEL, "ts": "1.2", "action_id": "x"}
+        )[0]
+        == 400
+    )
+
+
+def test_email_claim_reply_with_a_template_and_resolve(page: Page) -> None:
+    status, _ = page.post(
+        "email",
+        {
+            "user": LUCA,
+            "name": "Anna Verdi",
+            "address": "anna@example.org",
+            "subject": "Wrong invoice",
+            "body": "Hello,\nmy invoice is wrong.\n\nAnna",
+        },
+    )
+    assert status == 200
+    ticket = page.ticket(4, LUCA)
+    assert ticket["blocks"][0]["text"]["text"] == "#4 Wrong invoice"
+
+    where = {"where": "message", "channel": CHANNEL, "ts": ticket["ts"]}
+    status, answer = page.post("act", {"user": LUCA, **where, "action_id": "ticket_claim", "value": "4"})
+    assert status == 200 and answer["ok"]
+    wait_until(lambda: "<@U0LUCA>" in json.dumps(page.ticket(4, LUCA)["blocks"]), what="Luca's claim")
+
+    # Someone else trying to claim it is answered only to them.
+    page.post("command", {"user": ADA, "text": "/support claim 4"})
+    told = wait_until(lambda: page.state(ADA)["ephemerals"], what="Ada's ephemeral")
+    assert "already claimed by <@U0LUCA>" in told[-1]["text"]
+    assert not page.state(LUCA)["ephemerals"]
+
+    page.post("act", {"user": LUCA, **where, "action_id": "ticket_reply"})
+    modal = wait_until(lambda: page.state(LUCA)["modal"], what="the reply modal")
+    assert page.state(ADA)["modal"] is None  # the modal opened for the one who clicked
+    status, _ = page.post(
+        "act",
+        {
+            "user": LUCA,
+            "where": "view",
+            "view_id": modal["id"],
+            "block_id": "template_pick",
+            "action_id": "reply_template",
+            "value": "acknowledgement.en",
+            "values": {},
+        },
+    )
+    assert status == 200
+    filled = wait_until(
+        lambda: (m := page.state(LUCA)["modal"]) and m["hash"] != modal["hash"] and m, what="the template"
+    )
+    body = next(b for b in filled["blocks"] if b["type"] == "input")
+    assert "Anna" in body["element"]["initial_value"]
+
+    # An empty message is refused next to the field, and the modal stays open.
+    page.post("submit", {"user": LUCA, "view_id": filled["id"], "values": {body["block_id"]: "  "}})
+    errors = wait_until(lambda: page.state(LUCA)["modal"]["errors"], what="the field error")
+    assert body["block_id"] in errors
+
+    status, answer = page.post("submit", {"user": LUCA, "view_id": filled["id"], "values": {}})
+    assert status == 200 and answer["ok"]
+    assert page.state(LUCA)["modal"] is None
+    sent = wait_until(lambda: page.state(LUCA)["outbox"], timeout=20, what="the reply email")
+    assert "[#4]" in sent[-1]["subject"] and "anna@example.org" in sent[-1]["to"]
+    assert "Anna" in sent[-1]["text"]
+    assert dict(sent[-1]["headers"])["In-Reply-To"]
+
+    # The customer answers the reply: it threads onto the same ticket.
+    page.post(
+        "email",
+        {"user": LUCA, "address": "anna@example.org", "body": "Thanks!", "reply_to": sent[-1]["number"]},
+    )
+    wait_until(
+        lambda: page.ticket(4, LUCA)["replies"] and len(page.ticket(4, LUCA)["replies"]) >= 2, what="thread"
+    )
+
+    page.post("act", {"user": LUCA, **where, "action_id": "ticket_resolve", "value": "4"})
+    wait_until(lambda: "Resolved" in json.dumps(page.ticket(4, LUCA)["blocks"]), what="the resolution")
+
+
+def test_commands_notes_home_and_the_clock(page: Page) -> None:
+    status, answer = page.post("command", {"user": GIULIA, "text": "/support help"})
+    assert status == 200 and answer["ok"]
+    assert any("open" in e["text"] for e in page.state(GIULIA)["ephemerals"])
+
+    # An unknown command is answered the way Slack answers one no app handles.
+    page.post("command", {"user": GIULIA, "text": "/nosuchcommand"})
+    assert "dispatch_failed" in page.state(GIULIA)["ephemerals"][-1]["text"]
+
+    first = page.ticket(1, GIULIA)
+    page.post("write", {"user": GIULIA, "text": "I'll call her back.", "thread_ts": first["ts"]})
+    assert any(r["text"] == "I'll call her back." for r in page.ticket(1, GIULIA)["replies"])
+
+    page.post("home", {"user": GIULIA})
+    home = wait_until(lambda: page.state(GIULIA)["home"], what="App Home")
+    assert home["type"] == "home"
+
+    status, answer = page.post("clock", {"user": GIULIA, "to": "tonight"})
+    assert status == 200 and answer["clock"]["local"].endswith("21:00")
+    assert not answer["clock"]["business_open"]
+    status, answer = page.post("clock", {"user": GIULIA, "to": "now"})
+    assert status == 200 and not answer["clock"]["shifted"]
+    assert page.post("clock", {"user": GIULIA, "to": "yesterday"})[0] == 400
+
+
+def test_the_stand_in_shows_modals_and_responses_to_the_user_who_acted() -> None:
+    """Slack's own bookkeeping the page relies on: a trigger_id ties a modal to the person
+    who clicked, and what an app posts to a response_url reaches that person."""
+    from slack_sdk import WebClient
+
+    from bot.sandbox.slack_api import SlackStandIn
+
+    with SlackStandIn(channels=(CHANNEL,)) as slack:
+        client = WebClient(token="xoxb-test", base_url=slack.base_url)
+        view = {"type": "modal", "title": {"type": "plain_text", "text": "Hi"}, "blocks": []}
+        opened = client.views_open(trigger_id=slack.issue_trigger(ADA), view=view)["view"]
+        pushed = client.views_push(trigger_id=slack.issue_trigger(ADA), view=view)["view"]
+        assert slack.open_modal(ADA)["id"] == pushed["id"] and slack.open_modal(LUCA) is None
+        slack.answer_submission(ADA, pushed["id"], {"response_action": "errors", "errors": {"b": "No."}})
+        assert slack.open_modal(ADA)["errors"] == {"b": "No."}
+        slack.answer_submission(ADA, pushed["id"], {})
+        assert slack.open_modal(ADA)["id"] == opened["id"]
+        slack.answer_submission(ADA, opened["id"], {"response_action": "clear"})
+        assert slack.open_modal(ADA) is None
+
+        def respond(body: dict[str, Any]) -> int:
+            request = urllib.request.Request(
+                slack.issue_response_url(LUCA, CHANNEL),
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status
+
+        assert respond({"text": "Only for Luca"}) == 200
+        assert [e["text"] for e in slack.ephemerals(LUCA)] == ["Only for Luca"]
+        assert respond({"text": "For everyone", "response_type": "in_channel"}) == 200
+        assert [m["text"] for m in slack.messages(CHANNEL)] == ["For everyone"]
