@@ -241,3 +241,12 @@ def test_the_stand_in_shows_modals_and_responses_to_the_user_who_acted() -> None
         assert [e["text"] for e in slack.ephemerals(LUCA)] == ["Only for Luca"]
         assert respond({"text": "For everyone", "response_type": "in_channel"}) == 200
         assert [m["text"] for m in slack.messages(CHANNEL)] == ["For everyone"]
+
+
+def test_the_rota_is_seeded_and_a_duty_can_be_offered(page: Page) -> None:
+    page.post("command", {"user": ADA, "text": "/oncall"})
+    shown = json.dumps(page.state(ADA)["ephemerals"][-1])
+    assert any(f"<@{member}>" in shown for member in (ADA, LUCA, GIULIA))
+    page.post("command", {"user": ADA, "text": "/oncall me"})
+    mine = json.dumps(page.state(ADA)["ephemerals"][-1])
+    assert "Offer to a colleague" in mine, "Ada has duties in the seeded rota"

@@ -92,7 +92,25 @@ def seed_mailbox(mailbox: MailboxOps) -> None:
 
 
 def seed_rota(factory: sessionmaker[Session], settings: Settings, clock: Clock) -> None:
-    """The seam for the on-call rota (storage and /oncall are being built): plan a few
-    weeks for `TEAM` here, so "swap a duty" and "jump to tonight" have duties to show.
-    Until then the sandbox has no rota, and /oncall answers whatever it answers."""
-    log.debug("sandbox: no rota to seed yet")
+    """The team on the rota and the coming weeks planned and published, as a manager would
+    with `/oncall plan`, so "swap a duty" and "jump to tonight" have duties to show."""
+    from datetime import timedelta
+
+    from bot.storage.db import transaction
+    from rota import store
+
+    now = clock.now()
+    with transaction(factory) as session:
+        if store.rota_end(session) is not None:
+            return
+        store.sync_roster(session, [store.StaffMember(m.id, m.real_name, m.tz) for m in TEAM], now)
+        preview = store.preview_plan(
+            session,
+            settings.calendar(),
+            settings.plan_config(),
+            now=now,
+            until=now + timedelta(weeks=settings.rota_plan_weeks),
+        )
+        manager = next((m.id for m in TEAM if m.manager), "system")
+        store.publish_plan(session, preview, by=manager, now=now)
+    log.info("sandbox: rota planned for %s weeks", settings.rota_plan_weeks)
