@@ -4,12 +4,14 @@ bare imapclient FETCH of the same mails from the same server in the same run.
 Slack delivery is excluded (the stand-in is down, posts wait in the outbox): this
 measures IMAP → parse → tickets → outbox rows, committed.
 
-    .venv/bin/python -m benchmarks.bench_backlog [count]
+    .venv/bin/python -m benchmarks.bench_backlog [count] [--server dovecot|pymap]
+
+Dovecot is used when installed (the fair baseline: a production server), else pymap.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,10 +45,9 @@ def bare_fetch(imap: Any) -> float:
 
 
 @contextmanager
-def mailbox_with_backlog(tmp: Path, count: int) -> Iterator[Any]:
-    """Dovecot when installed (a production server: the fair baseline), else pymap."""
+def mailbox_with_backlog(tmp: Path, count: int, server: str) -> Iterator[Any]:
     mails = [customer_mail(n, subject=f"Backlog {n}") for n in range(count)]
-    if dovecot_binary() is not None:
+    if server == "dovecot":
         with DovecotServer() as server:
             for start in range(0, count, 250):
                 server.append_many(mails[start : start + 250])
@@ -60,10 +61,14 @@ def mailbox_with_backlog(tmp: Path, count: int) -> Iterator[Any]:
         yield server
 
 
-def main(count: int = 5000) -> None:
+def main(count: int = 5000, server: str | None = None) -> None:
+    if server is None:
+        server = "dovecot" if dovecot_binary() is not None else "pymap"
+    if server == "dovecot" and dovecot_binary() is None:
+        raise SystemExit("dovecot is not installed (apt-get install dovecot-imapd)")
     with (
         fresh_sqlite() as (url, tmp),
-        mailbox_with_backlog(tmp, count) as imap,
+        mailbox_with_backlog(tmp, count, server) as imap,
         SlackStandIn(channels=(CHANNEL,)) as slack,
     ):
         fetch_seconds = bare_fetch(imap)
@@ -79,12 +84,16 @@ def main(count: int = 5000) -> None:
         with running_bot(env):
             wait_until(lambda: tickets() >= count, timeout=1800, interval=0.2, what="the backlog")
             ingest_seconds = time.monotonic() - started
-    server = type(imap).__name__.removesuffix("Server")
-    print(f"backlog of {count} mails at start-up, {server}, SQLite ({machine()})")
+    name = type(imap).__name__.removesuffix("Server")
+    print(f"backlog of {count} mails at start-up, {name}, SQLite ({machine()})")
     print(f"  bare imapclient FETCH   {fetch_seconds:7.2f} s  ({count / fetch_seconds:7.0f} mails/s)")
     print(f"  supportbot to tickets   {ingest_seconds:7.2f} s  ({count / ingest_seconds:7.0f} mails/s)")
     print(f"  ratio (fetch / ingest)  {fetch_seconds / ingest_seconds:7.2f}     (target >= 0.5)")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5000)
+    parser = argparse.ArgumentParser(description="Backlog ingestion against a bare IMAP FETCH.")
+    parser.add_argument("count", type=int, nargs="?", default=5000)
+    parser.add_argument("--server", choices=("dovecot", "pymap"), help="default: dovecot when installed")
+    arguments = parser.parse_args()
+    main(arguments.count, arguments.server)

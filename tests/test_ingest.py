@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.storage.models import Event, Message, OutboxItem, Ticket
-from bot.tickets.ingest import ingest_email
+from bot.storage.db import make_engine, make_sessionmaker
+from bot.storage.models import Attachment, Counter, Customer, Event, Message, OutboxItem, Ticket
+from bot.tickets.ingest import _Batch, ingest_email, prepare_mail, store_mails, store_mails_one_by_one
 from tests.support.mail import customer_mail, message_id_of
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+OWN = ("support@example.com",)
 CORPUS = Path(email.__file__).parent.parent / "test" / "test_email" / "data"
 
 
@@ -26,7 +28,7 @@ def ingest(session_factory, raw: bytes, uid: int | None = None):
             channel="C0SUPPORT",
             now=NOW,
             uid=uid,
-            own_addresses=("support@example.com",),
+            own_addresses=OWN,
         )
 
 
@@ -113,3 +115,127 @@ def test_the_odd_mime_corpus_never_stops_ingestion(session_factory):
     # Every file is stored (some corpus messages share a Message-ID on purpose).
     assert stored >= len(files) - 5
     assert flagged >= 1, "the images and sounds in the corpus are not email"
+
+
+# -- batches -----------------------------------------------------------------------------
+
+
+def store_batch(session_factory, mails: list[bytes], *, one_by_one: bool = False):
+    prepared = [
+        prepare_mail(raw, mailbox="box", uid=uid, own_addresses=OWN) for uid, raw in enumerate(mails, 1)
+    ]
+    store = store_mails_one_by_one if one_by_one else store_mails
+    with session_factory.begin() as session:
+        return store(session, prepared, mailbox="box", channel="C0SUPPORT", now=NOW)
+
+
+def table_rows(session_factory) -> dict[str, list[tuple]]:
+    with session_factory() as session:
+        return {
+            model.__tablename__: [
+                tuple(getattr(row, column.key) for column in model.__table__.columns)
+                for row in session.scalars(select(model).order_by(*model.__table__.primary_key.columns))
+            ]
+            for model in (Counter, Customer, Ticket, Message, Attachment, Event, OutboxItem)
+        }
+
+
+def test_a_batch_stores_exactly_what_one_mail_at_a_time_stores(db_factory):
+    """Threading, tokens, duplicates and customers inside one batch, against the same
+    mails stored one by one: the same rows, ids included."""
+    earlier = customer_mail(100, sender="old@example.org")
+    first = customer_mail(1, sender="ada@example.org")
+    junk = b"\x00\x01 no headers here \xff"
+    batch = [
+        first,
+        customer_mail(2, sender="ada@example.org", in_reply_to=message_id_of(first)),
+        customer_mail(3, sender="ada@example.org", subject="Re: [#2] one more thing"),
+        customer_mail(4, sender="eve@example.net", subject="[#2] let me in"),
+        first,  # the same mail twice in one batch
+        junk,
+        junk,
+        b"From: bob@example.org\r\nSubject: no name yet\r\nMessage-ID: <bob1@x>\r\n\r\nhi\r\n",
+        customer_mail(5, sender="bob@example.org", sender_name="Bob Builder"),
+        # Two answers to a resolved ticket: reopened once, refreshed once.
+        customer_mail(6, sender="old@example.org", in_reply_to=message_id_of(earlier)),
+        customer_mail(7, sender="old@example.org", in_reply_to=message_id_of(earlier)),
+        earlier,  # already stored before the batch
+    ]
+    outcomes = {}
+    for one_by_one, url in ((True, db_factory.new_url()), (False, db_factory.new_url())):
+        engine = make_engine(url)
+        factory = make_sessionmaker(engine)
+        ingest(factory, earlier)
+        with factory.begin() as session:
+            ticket = session.scalars(select(Ticket)).one()
+            ticket.status, ticket.owner = "resolved", "U0AGENT"
+        if one_by_one:
+            results = [ingest(factory, raw, uid=uid) for uid, raw in enumerate(batch, 1)]
+        else:
+            results = store_batch(factory, batch)
+        outcomes[one_by_one] = (results, table_rows(factory))
+        engine.dispose()
+        db_factory.drop(url)
+    (single, single_rows), (batched, batched_rows) = outcomes[True], outcomes[False]
+    assert [(r.outcome, r.ticket_number, r.malformed) for r in batched] == [
+        ("new_ticket", 2, False),
+        ("follow_up", 2, False),
+        ("follow_up", 2, False),
+        ("new_ticket", 3, False),
+        ("duplicate", 2, False),
+        ("new_ticket", 4, True),
+        ("duplicate", 4, False),
+        ("new_ticket", 5, False),
+        ("new_ticket", 6, False),
+        ("follow_up", 1, False),
+        ("follow_up", 1, False),
+        ("duplicate", 1, False),
+    ]
+    assert batched == single
+    for table, rows in single_rows.items():
+        assert batched_rows[table] == rows, table
+    actions = [row[3] for row in batched_rows["events"]]
+    assert actions.count("reopened") == 1
+    assert "Bob Builder" in [row[2] for row in batched_rows["customers"]], "a later mail names the customer"
+
+
+def test_a_mail_that_cannot_be_stored_is_set_aside_and_the_rest_stored_once(session_factory, monkeypatch):
+    message_row = _Batch._message_row
+
+    def refuse_poison(self, message):
+        parsed = message.mail.parsed
+        if parsed is not None and parsed.subject == "Poison":
+            raise ValueError("the database refuses this one")
+        return message_row(self, message)
+
+    monkeypatch.setattr(_Batch, "_message_row", refuse_poison)
+    mails = [customer_mail(n, subject="Poison" if n == 2 else f"Fine {n}") for n in range(5)]
+    with pytest.raises(ValueError):
+        store_batch(session_factory, mails)
+    assert count(session_factory, Message) == 0, "the failed batch left nothing behind"
+
+    results = store_batch(session_factory, mails, one_by_one=True)
+    assert [(r.outcome, r.malformed) for r in results] == [("new_ticket", False)] * 2 + [
+        ("new_ticket", True)
+    ] + [("new_ticket", False)] * 2
+    with session_factory() as session:
+        kept = session.get(Message, results[2].message_id)
+        assert kept.raw == mails[2] and "the database refuses this one" in kept.parse_error
+        assert session.get(Ticket, results[2].ticket_id).malformed
+    again = store_batch(session_factory, mails, one_by_one=True)
+    assert [r.outcome for r in again] == ["duplicate"] * 5
+    assert count(session_factory, Message) == count(session_factory, Ticket) == 5
+    assert count(session_factory, OutboxItem) == 5
+
+
+def test_text_the_database_cannot_hold_does_not_stop_the_others(session_factory):
+    """PostgreSQL text cannot hold NUL, which mail bodies sometimes do."""
+    nul = customer_mail(1, body="before\x00after\n")
+    mails = [customer_mail(0), nul, customer_mail(2)]
+    try:
+        results = store_batch(session_factory, mails)
+    except Exception:
+        results = store_batch(session_factory, mails, one_by_one=True)
+    assert [r.outcome for r in results] == ["new_ticket"] * 3
+    assert [r.malformed for r in results] in ([False] * 3, [False, True, False])
+    assert count(session_factory, Message) == 3

@@ -13,8 +13,10 @@ from imapclient import IMAPClient
 from sqlalchemy import func, select, update
 
 from bot.clock import OffsetClock
+from bot.mail import watcher
 from bot.storage.db import make_engine, make_sessionmaker
-from bot.storage.models import Message, OutboxItem, Ticket
+from bot.storage.models import MailboxCheckpoint, Message, OutboxItem, Ticket
+from bot.tickets.ingest import _Batch
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail, message_id_of
 
@@ -263,3 +265,61 @@ def _pending_post(factory) -> OutboxItem | None:
 def _done(factory, item_id: int) -> bool:
     with factory() as session:
         return session.get(OutboxItem, item_id).status == "done"
+
+
+def test_a_mail_that_cannot_be_stored_holds_up_nothing(any_imap, slack, database_url, monkeypatch):
+    """One mail of a backlog batch makes the database refuse the batch: it is set aside
+    (kept raw, flagged, announced), the others become tickets once, and the checkpoint
+    moves past all of them."""
+    message_row = _Batch._message_row
+
+    def refuse_poison(self, message):
+        parsed = message.mail.parsed
+        if parsed is not None and parsed.subject == "Poison":
+            raise ValueError("refused")
+        return message_row(self, message)
+
+    monkeypatch.setattr(_Batch, "_message_row", refuse_poison)
+    subjects = [f"Batch mail {n}" for n in range(6)]
+    subjects[3] = "Poison"
+    uids = any_imap.append_many([customer_mail(n, subject=s) for n, s in enumerate(subjects)])
+    env = bot_env(slack_url=slack.base_url, imap=any_imap, database_url=database_url, BURST_THRESHOLD="1000")
+    with running_bot(env):
+        wait_until(lambda: len(ticket_posts(slack)) == 6, what="six tickets")
+        time.sleep(0.5)
+    posts = ticket_posts(slack)
+    assert len(posts) == 6
+    assert "could not be read" in json.dumps(posts[3]["blocks"])
+    assert [p["text"].split(" —")[0] for i, p in enumerate(posts) if i != 3] == [
+        f"#{n + 1} Batch mail {n}" for n in range(6) if n != 3
+    ]
+    factory = make_sessionmaker(make_engine(database_url))
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 6
+        assert session.scalar(select(func.count()).select_from(Ticket).where(Ticket.malformed)) == 1
+        assert session.scalars(select(MailboxCheckpoint.last_uid)).one() == max(uids)
+
+
+class _SizedMailbox:
+    """Just enough of IMAPClient for planning FETCH batches."""
+
+    def __init__(self, sizes: dict[int, int]) -> None:
+        self.sizes = sizes
+
+    def fetch(self, uids, items):
+        assert items == ["RFC822.SIZE"]
+        return {uid: {b"RFC822.SIZE": self.sizes[uid]} for uid in uids}
+
+
+def test_backlogs_are_fetched_in_batches_bounded_in_count_and_bytes(monkeypatch):
+    monkeypatch.setattr(watcher, "_FETCH_BATCH_BYTES", 1000)
+    few = list(range(1, 11))
+    assert watcher._fetch_batches(_SizedMailbox({}), few) == [few], "no size lookup for a few mails"
+    sizes = {uid: 10 for uid in range(1, 1201)}
+    sizes[7] = 5000  # larger than a batch on its own
+    batches = watcher._fetch_batches(_SizedMailbox(sizes), list(sizes))
+    assert [uid for batch in batches for uid in batch] == list(sizes)
+    assert [7] in batches
+    assert all(
+        len(b) <= watcher._FETCH_BATCH and sum(sizes[u] for u in b) <= 1000 for b in batches if b != [7]
+    )

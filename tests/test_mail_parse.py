@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import email
+import hashlib
+import re
 from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesParser
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.mail.parse import MalformedEmailError, ParsedEmail, parse_email, ticket_token, view_text
+from bot.mail.parse import (
+    MalformedEmailError,
+    ParsedEmail,
+    normalise_message_id,
+    parse_email,
+    ticket_token,
+    view_text,
+)
 
 CORPUS = Path(email.__file__).parent.parent / "test" / "test_email" / "data"
 
@@ -264,3 +276,232 @@ def test_pathological_quoting_is_fast():
     started = time.perf_counter()
     view_text(text)
     assert time.perf_counter() - started < 1.0
+
+
+# -- the fast header path gives what policy.default gives -------------------------------
+#
+# The parser decodes headers without policy.default's parser where the result is known
+# (plain text, dates, plain addresses and message ids). These tests hold it to what
+# reading every header through policy.default gives, on odd input most of all.
+
+
+def _sanitised(value: object) -> str:
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def reference_fields(message: bytes) -> dict[str, object]:
+    """Headers and header-derived fields as policy.default, asked header by header, gives them."""
+    msg = BytesParser(policy=policy.default).parsebytes(message)
+    stored = []
+    for name, raw_value in msg.raw_items():
+        try:
+            value = str(policy.default.header_factory(name, raw_value))
+        except Exception:
+            value = raw_value
+        stored.append((str(name), _sanitised(value)))
+
+    def read(name: str) -> str:
+        try:
+            value = msg.get(name)
+        except Exception:
+            value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
+        return "" if value is None else _sanitised(value)
+
+    def address(value: str) -> tuple[str, str]:
+        if not value:
+            return "", ""
+        try:
+            name, addr = parseaddr(value)
+        except Exception:
+            name, addr = "", ""
+        addr = addr.strip().lower()
+        return re.sub(r"\s+", " ", name).strip(), addr if "@" in addr else ""
+
+    def addresses(value: str) -> tuple[str, ...]:
+        if not value:
+            return ()
+        try:
+            return tuple(a.strip().lower() for _, a in getaddresses([value]) if "@" in a)
+        except Exception:
+            return ()
+
+    digest = hashlib.sha256()
+    for name in ("From", "To", "Date", "Subject"):
+        digest.update(name.encode() + b":" + re.sub(r"\s+", " ", read(name)).strip().encode() + b"\n")
+    return {
+        "headers": tuple(stored),
+        "from": address(read("From")),
+        "reply_to": address(read("Reply-To"))[1] or None,
+        "to": addresses(read("To")),
+        "cc": addresses(read("Cc")),
+        "subject": re.sub(r"\s+", " ", read("Subject")).strip(),
+        "message_id": read("Message-ID"),
+        "date": read("Date"),
+        "header_hash": digest.hexdigest(),
+    }
+
+
+def fields_of(parsed: ParsedEmail, message: bytes) -> dict[str, object]:
+    reference = reference_fields(message)
+    found = {
+        "headers": parsed.headers,
+        "from": (parsed.from_name, parsed.from_address),
+        "reply_to": parsed.reply_to,
+        "to": parsed.to,
+        "cc": parsed.cc,
+        "subject": parsed.subject,
+    }
+    assert found == {key: reference[key] for key in found}
+    return reference
+
+
+_words = st.sampled_from(
+    [
+        "Ada",
+        "Lovelace",
+        "J.",
+        "O'Brien",
+        "x_y",
+        "=?utf-8?q?Andr=C3=A9?=",
+        "Rossi,",
+        "Maria",
+        "a@b",
+        "<",
+        ">",
+        '"',
+        "\\",
+        "(note)",
+        "é",
+        "",
+        "a;b",
+        "[x]",
+        "don't",
+        "=?",
+        "?=",
+    ]
+)
+_addr_specs = st.sampled_from(
+    [
+        "ada@example.org",
+        "A.B@C.D",
+        "a..b@c",
+        "x+tag@sub.example.com",
+        "@nowhere",
+        "noat",
+        "a@[1.2.3.4]",
+        '"q uoted"@x.y',
+        "a@b.",
+        ".a@b",
+        "a@b@c",
+        "ü@x.org",
+        "a@b (comment)",
+        "#!$%&'*+-/=?^_`{|}~@x",
+    ]
+)
+
+
+@st.composite
+def _mailboxes(draw: st.DrawFn) -> str:
+    name = draw(st.sampled_from([" ", "  ", "\t"])).join(draw(st.lists(_words, max_size=3)))
+    addr = draw(_addr_specs)
+    form = draw(st.integers(0, 4))
+    if form == 0:
+        return addr
+    if form == 1:
+        return f"{name} <{addr}>"
+    if form == 2:
+        return f'"{name}" <{addr}>'
+    if form == 3:
+        return f'"{name}"<{addr}>'
+    return f"<{addr}>"
+
+
+_address_lists = st.tuples(
+    st.lists(_mailboxes(), min_size=1, max_size=3), st.sampled_from([", ", ",", " , ", ",  ", " "])
+).map(lambda parts: parts[1].join(parts[0]))
+_message_id_values = st.one_of(
+    _addr_specs.map(lambda a: f"<{a}>"), _addr_specs, _addr_specs.map(lambda a: f" <{a}> (x)")
+)
+_date_values = st.sampled_from(
+    [
+        "Fri, 20 Nov 2026 10:00:00 +0100",
+        "20 Nov 2026 10:00 -0000",
+        "Fri, 20 Nov 2026",
+        "yesterday",
+        "",
+        "Mon, 99 Foo 2026 99:99:99 +9999",
+        "Fri, 20 Nov 2026 10:00:00 GMT",
+        "Fri,20 Nov 26 10:00:00 EST",
+    ]
+)
+_text_values = st.one_of(
+    st.text(max_size=60), _words, st.sampled_from(["=?utf-8?B?RmF0dHVyYQ==?= x", "a  b\tc", "é =?x?= y"])
+)
+
+
+_HEADER_NAMES = ["From", "To", "Cc", "Reply-To", "Sender", "Message-ID", "Date", "Subject", "In-Reply-To"]
+_HEADER_NAMES += ["References", "X-Mailer", "resent-from", "FROM"]
+
+
+@st.composite
+def _header_lines(draw: st.DrawFn) -> str:
+    name = draw(st.sampled_from(_HEADER_NAMES))
+    lower = name.lower()
+    if lower in {"from", "to", "cc", "reply-to", "sender", "resent-from"}:
+        value = draw(_address_lists)
+    elif lower in {"message-id", "in-reply-to", "references"}:
+        value = draw(_message_id_values)
+    elif lower == "date":
+        value = draw(_date_values)
+    else:
+        value = draw(_text_values)
+    value = value.replace("\r", " ").replace("\n", " ")
+    if " " in value and draw(st.booleans()):
+        value = value.replace(" ", "\r\n ", 1)  # folded, as long headers are
+    return f"{name}: {value}"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(_header_lines(), min_size=1, max_size=6))
+def test_headers_read_as_policy_default_reads_them(lines):
+    message = ("\r\n".join(lines) + "\r\n\r\nbody\r\n").encode("utf-8", "surrogateescape")
+    try:
+        parsed = parse_email(message)
+    except MalformedEmailError:
+        return
+    reference = fields_of(parsed, message)
+    assert parsed.message_id == normalise_message_id(reference["message_id"])
+    if parsed.message_id is None:
+        assert parsed.dedupe_key == parse_email(message).dedupe_key
+
+
+def test_the_corpus_headers_read_as_policy_default_reads_them():
+    if not CORPUS.is_dir():
+        pytest.skip("CPython's email test data is not installed")
+    compared = 0
+    for path in sorted(p for p in CORPUS.iterdir() if p.is_file()):
+        message = path.read_bytes()
+        try:
+            parsed = parse_email(message)
+        except MalformedEmailError:
+            continue
+        fields_of(parsed, message)
+        compared += 1
+    assert compared > 40
+
+
+def test_plain_addresses_and_ids_are_rendered_as_policy_default_renders_them():
+    message = raw(
+        """From: "Rossi, Maria" <maria.rossi@example.it>
+To: support@example.com,  Bob Smith <bob@example.com>, "Team" <team@example.com>
+Cc: "Ann  Lee" <ann@example.com>, J. Doe <j@example.com>
+Message-ID: <abc.123@example.org>
+Date: Fri, 20 Nov 2026 10:00:00 +0100"""
+    )
+    parsed = parse_email(message)
+    fields_of(parsed, message)
+    assert dict(parsed.headers)["To"] == (
+        "support@example.com, Bob Smith <bob@example.com>, Team <team@example.com>"
+    )
+    assert dict(parsed.headers)["From"] == '"Rossi, Maria" <maria.rossi@example.it>'
+    assert parsed.from_name == "Rossi, Maria"

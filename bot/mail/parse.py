@@ -16,9 +16,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
+from email.headerregistry import (
+    AddressHeader,
+    BaseHeader,
+    DateHeader,
+    HeaderRegistry,
+    MessageIDHeader,
+    UnstructuredHeader,
+)
 from email.message import Message
 from email.parser import BytesParser
-from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from email.utils import format_datetime, getaddresses, parseaddr, parsedate_to_datetime
 
 import html2text
 
@@ -112,36 +120,47 @@ def parse_email(raw: bytes, own_addresses: Iterable[str] = ()) -> ParsedEmail:
     if not raw or not raw.strip():
         raise MalformedEmailError("empty message")
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        msg = BytesParser(policy=_POLICY).parsebytes(raw)
     except Exception as exc:  # the stdlib parser is meant not to raise; be sure anyway
         raise MalformedEmailError(f"unparseable: {type(exc).__name__}: {exc}") from None
-    headers = _headers(msg)
+    headers, first = _read_headers(msg)
     if not headers:
         raise MalformedEmailError("no email headers found")
-    names = {name.lower() for name, _ in headers}
-    if not names & {"from", "to", "subject", "date", "message-id", "received", "content-type", "sender"}:
+    if not first.keys() & {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "received",
+        "content-type",
+        "sender",
+    }:
         raise MalformedEmailError("none of the headers an email has (From, To, Subject, Date…)")
 
+    def header(name: str) -> str:
+        return first.get(name, "")
+
     defects: list[str] = [_defect_text(d) for d in msg.defects]
-    from_name, from_address = _address(_header(msg, "From"))
-    subject = _WS.sub(" ", _header(msg, "Subject")).strip()
-    message_id = normalise_message_id(_header(msg, "Message-ID"))
-    in_reply_to = normalise_message_id(_header(msg, "In-Reply-To"))
-    references = message_ids(_header(msg, "References"))
+    from_name, from_address = _address(header("from"))
+    subject = _WS.sub(" ", header("subject")).strip()
+    message_id = normalise_message_id(header("message-id"))
+    in_reply_to = normalise_message_id(header("in-reply-to"))
+    references = message_ids(header("references"))
 
     text, html, attachments = _body(msg, defects)
     view = view_text(text)
     own = {a.strip().lower() for a in own_addresses if a}
     return ParsedEmail(
         message_id=message_id,
-        dedupe_key=message_id or _content_hash(msg, raw),
+        dedupe_key=message_id or _content_hash(first, raw),
         subject=subject,
         from_name=from_name,
         from_address=from_address,
-        to=_addresses(_header(msg, "To")),
-        cc=_addresses(_header(msg, "Cc")),
-        reply_to=(_address(_header(msg, "Reply-To"))[1] or None),
-        date=_date(_header(msg, "Date")),
+        to=_addresses(header("to")),
+        cc=_addresses(header("cc")),
+        reply_to=(_address(header("reply-to"))[1] or None),
+        date=_date(header("date")),
         in_reply_to=in_reply_to,
         references=references,
         text=text,
@@ -149,12 +168,58 @@ def parse_email(raw: bytes, own_addresses: Iterable[str] = ()) -> ParsedEmail:
         view_text=view,
         attachments=tuple(attachments),
         headers=headers,
-        auto_reason=_auto_reason(msg, from_address, own),
+        auto_reason=_auto_reason(first, from_address, own),
         defects=tuple(dict.fromkeys(defects)),
     )
 
 
 # -- headers -------------------------------------------------------------------
+#
+# What we store and read is exactly what policy.default makes of each header (its
+# str()), but policy.default is slow at it: its registry builds a new class for every
+# header it parses, and the parse itself costs tens of microseconds to milliseconds.
+# So every header is decoded once per message, repeated values (Content-Type,
+# MIME-Version, the same To) are parsed once per process, and the two kinds whose
+# result can be had without the parser (plain text, dates) skip it. A test checks
+# the results against policy.default.
+
+
+class _MemoHeaderRegistry(HeaderRegistry):
+    """policy.default's header factory, giving the same headers for less work."""
+
+    _MEMO_LIMIT = 4096
+    _MEMO_VALUE_LIMIT = 1000  # long values are rarely repeated; keep them out of memory
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+        self._memo: dict[tuple[str, str], BaseHeader] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        if len(value) > self._MEMO_VALUE_LIMIT:
+            return self[name](name, value)
+        key = (name, value)
+        header = self._memo.get(key)
+        if header is None:
+            header = self[name](name, value)
+            if len(self._memo) >= self._MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[key] = header
+        return header
+
+    def kind(self, name: str) -> type:
+        return self.registry.get(name.lower(), self.default_class)
+
+
+_FACTORY = _MemoHeaderRegistry()
+_POLICY = policy.default.clone(header_factory=_FACTORY)
 
 
 def _raw_header_value(value: object) -> str:
@@ -162,39 +227,127 @@ def _raw_header_value(value: object) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _headers(msg: Message) -> tuple[tuple[str, str], ...]:
-    out: list[tuple[str, str]] = []
-    for name, raw_value in msg.raw_items():
+# The plainest forms of addresses and message ids, for which policy.default's result
+# is known without running its parser: RFC 5322 dot-atoms, atom phrases with single
+# spaces, quoted names without escapes. Anything else goes through the parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
+_ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*"
+_QTEXT = r"[!#-\[\]-~]+"
+_SIMPLE_MSGID = re.compile(rf"<{_ADDR_SPEC}>")
+_SIMPLE_MAILBOX = re.compile(
+    rf'(?:(?P<atoms>{_ATOM}(?: {_ATOM})*) |"(?P<quoted>{_QTEXT}(?: {_QTEXT})*)" ?)?<(?P<angle>{_ADDR_SPEC})>'
+    rf"|(?P<bare>{_ADDR_SPEC})"
+)
+_SPECIALS = frozenset('()<>@,:;.\\"[]')
+
+
+def _plain_mailboxes(value: str) -> list[tuple[str, str]] | None:
+    """(display name, address) of each mailbox in a list of plain ones, or None if the
+    value holds anything else."""
+    if "=?" in value or not value.isascii():
+        return None
+    mailboxes: list[tuple[str, str]] = []
+    position, end = 0, len(value)
+    while True:
+        while position < end and value[position] == " ":
+            position += 1
+        found = _SIMPLE_MAILBOX.match(value, position)
+        if found is None:
+            return None
+        if found["bare"]:
+            mailboxes.append(("", found["bare"]))
+        else:
+            mailboxes.append((found["atoms"] or found["quoted"] or "", found["angle"]))
+        position = found.end()
+        while position < end and value[position] == " ":
+            position += 1
+        if position == end:
+            return mailboxes
+        if value[position] != ",":
+            return None
+        position += 1
+
+
+def _simple_address_list(value: str) -> str | None:
+    """AddressHeader's rendering of a list of plain mailboxes, or None if it is not one."""
+    mailboxes = _plain_mailboxes(value)
+    if mailboxes is None:
+        return None
+    rendered: list[str] = []
+    for name, address in mailboxes:
+        if not _SPECIALS.isdisjoint(name):
+            name = f'"{name}"'
+        rendered.append(f"{name} <{address}>" if name else address)
+    return ", ".join(rendered)
+
+
+def _decoded(name: str, value: str) -> str:
+    """str(policy.default.header_factory(name, value)), made safe to store."""
+    kind = _FACTORY.kind(name)
+    plain = "=?" not in value
+    if plain and issubclass(kind, UnstructuredHeader):
+        # Without an encoded word the unstructured parser only splits the text into
+        # runs and whitespace, which join back into the value unchanged.
+        return _raw_header_value(value)
+    if plain and issubclass(kind, MessageIDHeader) and _SIMPLE_MSGID.fullmatch(value):
+        return value
+    if plain and issubclass(kind, AddressHeader):
+        simple = _simple_address_list(value)
+        if simple is not None:
+            return simple
+    if issubclass(kind, DateHeader):
+        # DateHeader.parse's result, without the parse tree it builds for folding.
+        if not value:
+            return ""
         try:
-            value = str(policy.default.header_factory(name, raw_value))
+            return format_datetime(parsedate_to_datetime(value))
+        except ValueError:
+            return _raw_header_value(value)
+    return _raw_header_value(str(_FACTORY(name, value)))
+
+
+def _read_headers(msg: Message) -> tuple[tuple[tuple[str, str], ...], dict[str, str]]:
+    """Every header decoded (to store), and the first of each name unfolded (to read).
+
+    A header that policy.default cannot parse is kept as written: it must never
+    stop the mail from being read.
+    """
+    stored: list[tuple[str, str]] = []
+    first: dict[str, str] = {}
+    for name, raw_value in msg.raw_items():
+        name = str(name)
+        raw_text = raw_value if isinstance(raw_value, str) else str(raw_value)
+        try:
+            value = _decoded(name, raw_text)
         except Exception:
-            value = raw_value
-        out.append((str(name), _raw_header_value(value)))
-    return tuple(out)
-
-
-def _header(msg: Message, name: str) -> str:
-    """A header as text, never raising: policy.default can choke on malformed values."""
-    try:
-        value = msg.get(name)
-    except Exception:
-        raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
-        value = raw
-    if value is None:
-        return ""
-    try:
-        return _raw_header_value(str(value))
-    except Exception:
-        return ""
+            value = _raw_header_value(raw_text)
+        stored.append((name, value))
+        key = name.lower()
+        if key in first:
+            continue
+        # Reading a header unfolds it first (policy.header_fetch_parse); storing does not.
+        unfolded = raw_text.replace("\r", "").replace("\n", "")
+        if unfolded == raw_text:
+            first[key] = value
+            continue
+        try:
+            first[key] = _decoded(name, unfolded)
+        except Exception:
+            first[key] = _raw_header_value(raw_text)
+    return tuple(stored), first
 
 
 def _address(value: str) -> tuple[str, str]:
     if not value:
         return "", ""
-    try:
-        name, address = parseaddr(value)
-    except Exception:
-        name, address = "", ""
+    plain = _plain_mailboxes(value)
+    if plain is not None and len(plain) == 1:
+        name, address = plain[0]  # what parseaddr gives for it, without its tokenizer
+    else:
+        try:
+            name, address = parseaddr(value)
+        except Exception:
+            name, address = "", ""
     address = address.strip().lower()
     if "@" not in address:
         address = ""
@@ -204,10 +357,12 @@ def _address(value: str) -> tuple[str, str]:
 def _addresses(value: str) -> tuple[str, ...]:
     if not value:
         return ()
-    try:
-        pairs = getaddresses([value])
-    except Exception:
-        return ()
+    pairs = _plain_mailboxes(value)
+    if pairs is None:
+        try:
+            pairs = getaddresses([value])
+        except Exception:
+            return ()
     return tuple(a.strip().lower() for _, a in pairs if "@" in a)
 
 
@@ -233,11 +388,11 @@ def _defect_text(defect: object) -> str:
 # -- loop safety -------------------------------------------------------------------
 
 
-def _auto_reason(msg: Message, from_address: str, own: set[str]) -> str | None:
+def _auto_reason(headers: dict[str, str], from_address: str, own: set[str]) -> str | None:
     """Why nothing may ever auto-reply to this mail (RFC 3834), or None."""
-    content_type = _header(msg, "Content-Type").lower()
+    content_type = headers.get("content-type", "").lower()
     local_part = from_address.split("@", 1)[0]
-    return_path = _header(msg, "Return-Path").strip()
+    return_path = headers.get("return-path", "").strip()
     if (
         ("multipart/report" in content_type and "delivery-status" in content_type)
         or local_part in _BOUNCE_SENDERS
@@ -246,14 +401,14 @@ def _auto_reason(msg: Message, from_address: str, own: set[str]) -> str | None:
         return "bounce"
     if from_address and from_address in own:
         return "own-address"
-    auto_submitted = _header(msg, "Auto-Submitted").strip().lower()
+    auto_submitted = headers.get("auto-submitted", "").strip().lower()
     if auto_submitted and auto_submitted != "no":
         return "auto-submitted"
-    if _header(msg, "Precedence").strip().lower() in {"bulk", "junk", "list"}:
+    if headers.get("precedence", "").strip().lower() in {"bulk", "junk", "list"}:
         return "precedence-bulk"
-    if msg.get("X-Autoreply") is not None or msg.get("X-Autorespond") is not None:
+    if "x-autoreply" in headers or "x-autorespond" in headers:
         return "x-autoreply"
-    suppress = _header(msg, "X-Auto-Response-Suppress").strip()
+    suppress = headers.get("x-auto-response-suppress", "").strip()
     if suppress and suppress.lower() != "none":
         return "x-auto-response-suppress"
     return None
@@ -399,12 +554,13 @@ def view_text(text: str) -> str:
 # -- dedupe ----------------------------------------------------------------------------
 
 
-def _content_hash(msg: Message, raw: bytes) -> str:
+def _content_hash(headers: dict[str, str], raw: bytes) -> str:
     """A stable identity for mail without a Message-ID: the headers a resend keeps, plus
     the body, ignoring the Received trail and header folding that relays change."""
     digest = hashlib.sha256()
     for name in ("From", "To", "Date", "Subject"):
-        digest.update(name.encode() + b":" + _WS.sub(" ", _header(msg, name)).strip().encode() + b"\n")
+        value = headers.get(name.lower(), "")
+        digest.update(name.encode() + b":" + _WS.sub(" ", value).strip().encode() + b"\n")
     separator = raw.find(b"\r\n\r\n")
     if separator < 0:
         separator = raw.find(b"\n\n")

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -30,13 +29,27 @@ from bot.outbox.queue import SLACK_POST, enqueue, notify_workers, slack_lane
 from bot.slack import render
 from bot.storage.db import transaction
 from bot.tickets.events import SYSTEM, record_event
-from bot.tickets.ingest import IngestResult, ingest_email
+from bot.tickets.ingest import (
+    IngestResult,
+    PreparedMail,
+    is_database_outage,
+    prepare_mail,
+    store_mails,
+    store_mails_one_by_one,
+)
 
 log = logging.getLogger(__name__)
 
-# Small batches: a slow server (pymap, a busy Exchange) answers each FETCH well inside
-# the read timeout, and a crash re-reads little.
-_FETCH_BATCH = 50
+# A backlog is fetched and stored in batches: each is one FETCH and one transaction,
+# so the per-statement and per-commit costs are paid per batch, not per mail. Bounded
+# in count and bytes so a slow server (pymap, a busy Exchange) answers each FETCH well
+# inside the read timeout, memory stays modest with large attachments, and a crash
+# re-reads little.
+_FETCH_BATCH = 500
+_FETCH_BATCH_BYTES = 32 * 1024 * 1024
+# Up to this many new mails are fetched at once without asking their sizes first:
+# the usual case, one or two mails after an IDLE wake-up, costs one round trip.
+_FETCH_UNSIZED = 50
 
 
 @dataclass(frozen=True)
@@ -266,10 +279,9 @@ class MailboxWatcher:
         if len(uids) >= s.burst_threshold:
             self._announce_burst(uids, uidvalidity)
         stored = 0
-        for start in range(0, len(uids), _FETCH_BATCH):
+        for batch in _fetch_batches(client, uids):
             if self._stop.is_set():
                 break
-            batch = uids[start : start + _FETCH_BATCH]
             fetched = client.fetch(batch, ["BODY.PEEK[]"])
             stored += self._ingest_batch(batch, fetched, uidvalidity)
         return stored
@@ -278,36 +290,43 @@ class MailboxWatcher:
         self, batch: list[int], fetched: dict[int, dict[bytes, object]], uidvalidity: int
     ) -> int:
         s = self.settings
-        results: list[IngestResult] = []
+        # Parsed before the transaction opens: on SQLite the write lock is held only
+        # while rows are written, not while Python reads MIME.
+        mails: list[PreparedMail] = []
+        for uid in batch:
+            data = fetched.get(uid)
+            if data is None:
+                continue  # expunged between SEARCH and FETCH: nothing to read
+            raw = data.get(b"BODY[]")
+            if not isinstance(raw, bytes):
+                raw = b"" if raw is None else str(raw).encode("utf-8", "replace")
+            mails.append(prepare_mail(raw, mailbox=s.mailbox_key, uid=uid, own_addresses=s.own_addresses))
         now = self.clock.now()
-        with transaction(self.factory) as session:
-            for uid in batch:
-                data = fetched.get(uid)
-                if data is None:
-                    continue  # expunged between SEARCH and FETCH: nothing to read
-                raw = data.get(b"BODY[]")
-                if not isinstance(raw, bytes):
-                    raw = b"" if raw is None else str(raw).encode("utf-8", "replace")
-                results.append(self._ingest_one(session, raw, uid, now))
-            save_checkpoint(session, s.mailbox_key, uidvalidity, batch[-1], now)
+        try:
+            with transaction(self.factory) as session:
+                results = store_mails(session, mails, mailbox=s.mailbox_key, channel=s.channel, now=now)
+                save_checkpoint(session, s.mailbox_key, uidvalidity, batch[-1], now)
+        except Exception as exc:
+            if is_database_outage(exc):
+                raise
+            # Some mail in the batch cannot be stored: store them one by one, so only
+            # that mail is set aside (kept raw and flagged) and the others go in as usual.
+            log.warning(
+                "storing %d mails of %s at once failed (%s: %s); storing them one by one",
+                len(mails),
+                s.mailbox_key,
+                type(exc).__name__,
+                exc,
+            )
+            with transaction(self.factory) as session:
+                results = store_mails_one_by_one(
+                    session, mails, mailbox=s.mailbox_key, channel=s.channel, now=now
+                )
+                save_checkpoint(session, s.mailbox_key, uidvalidity, batch[-1], now)
         notify_workers()
         if self.on_ingested is not None:
             self.on_ingested(results)
         return sum(1 for r in results if r.outcome != "duplicate")
-
-    def _ingest_one(self, session: Session, raw: bytes, uid: int, now: datetime) -> IngestResult:
-        s = self.settings
-        # A savepoint per message: one bad row rolls back alone, never the batch.
-        with session.begin_nested():
-            return ingest_email(
-                session,
-                raw,
-                mailbox=s.mailbox_key,
-                channel=s.channel,
-                now=now,
-                uid=uid,
-                own_addresses=s.own_addresses,
-            )
 
     def _announce_burst(self, uids: list[int], uidvalidity: int) -> None:
         s = self.settings
@@ -323,3 +342,27 @@ class MailboxWatcher:
                 dedupe_key=f"burst:{s.mailbox_key}:{uidvalidity}:{uids[0]}"[:200],
             )
         notify_workers()
+
+
+def _fetch_batches(client: IMAPClient, uids: list[int]) -> list[list[int]]:
+    """The UIDs split into FETCH batches of at most _FETCH_BATCH mails and about
+    _FETCH_BATCH_BYTES (a single larger mail gets a batch of its own)."""
+    if len(uids) <= _FETCH_UNSIZED:
+        return [uids]
+    sizes: dict[int, int] = {}
+    for uid, data in client.fetch(uids, ["RFC822.SIZE"]).items():
+        size = data.get(b"RFC822.SIZE")
+        sizes[uid] = size if isinstance(size, int) else 0
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    batch_bytes = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if batch and (len(batch) >= _FETCH_BATCH or batch_bytes + size > _FETCH_BATCH_BYTES):
+            batches.append(batch)
+            batch, batch_bytes = [], 0
+        batch.append(uid)
+        batch_bytes += size
+    if batch:
+        batches.append(batch)
+    return batches
