@@ -26,6 +26,7 @@ from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
 from bot.scheduler import install_standard_jobs, make_scheduler, set_runtime
 from bot.slack.delivery import slack_handlers
 from bot.storage.db import make_engine, make_sessionmaker, upgrade
+from bot.tickets.triage_worker import TriageWorker
 from bot.web import HttpServer, Router, json_response
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class SupportBot:
         self.socket_mode: Any = None
         self.watcher: MailboxWatcher | None = None
         self.workers: list[OutboxWorker] = []
+        self.triage: TriageWorker | None = None
         self.scheduler: Any = None
         self.leadership = Leadership(self.engine, self._become_leader, self._stop_leading)
         self._duties_lock = threading.Lock()
@@ -182,6 +184,8 @@ class SupportBot:
             for worker in self.workers:
                 worker.start()
             self.watcher.start()
+            self.triage = TriageWorker(self.factory, s, self.clock)
+            self.triage.start()
             self.scheduler = make_scheduler(self.engine)
             install_standard_jobs(self.scheduler)
             self.scheduler.start()
@@ -193,13 +197,18 @@ class SupportBot:
                 self.scheduler = None
             # Stopped side by side: each may take up to its join timeout (an IMAP connect
             # cannot be interrupted), and SIGTERM must not wait for the sum of them.
-            duties: list[Any] = [*self.workers, *([self.watcher] if self.watcher else [])]
+            duties: list[Any] = [
+                *self.workers,
+                *([self.watcher] if self.watcher else []),
+                *([self.triage] if self.triage else []),
+            ]
             stoppers = [threading.Thread(target=duty.stop, name="stop-duty") for duty in duties]
             for stopper in stoppers:
                 stopper.start()
             for stopper in stoppers:
                 stopper.join()
             self.watcher = None
+            self.triage = None
             self.workers = []
 
     # -- HTTP ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def register_all(app: App, services: Services) -> None:
-    from handlers import actions, commands, events, oncall, paging, views
+    from handlers import actions, automation, commands, events, oncall, paging, views
     from handlers.access import Access
     from handlers.common import People
 
@@ -21,5 +21,6 @@ def register_all(app: App, services: Services) -> None:
     views.register(app, services, access, people)
     commands.register(app, services, access)
     events.register(app, services, access)
+    automation.register(app, services, access)
     oncall.register(app, services, access)
     paging.register(app, services, access)

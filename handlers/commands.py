@@ -20,6 +20,7 @@ from bot.tickets.workflow import (
     ticket_by_number,
     unclaim_ticket,
 )
+from handlers import automation, rules
 from handlers.access import Access, acting_user, guarded
 from handlers.common import run_domain
 
@@ -105,6 +106,12 @@ def register(app: App, services: Services, access: Access) -> None:
                 templates(ack, args)
             elif verb == "template":
                 edit_template(ack, body, client, user, args)
+            elif verb == "rules":
+                rules.rules_command(
+                    services, access, ack, user, (body.get("text") or "").strip()[len("rules") :]
+                )
+            elif verb == "automation":
+                automation.automation_command(services, access, ack, user, args)
             else:
                 ack(text=f"I don't know `{verb}`.\n\n{lists.SUPPORT_USAGE}")
         except TicketError as exc:

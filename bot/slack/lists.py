@@ -17,6 +17,12 @@ SUPPORT_USAGE = """*`/support` commands*
 • `/support claim 123` · `unclaim 123` · `resolve 123` · `reopen 123`
 • `/support templates` · `/support templates NAME`: list or preview reply templates
 • `/support template new` · `/support template edit NAME`: add or change a template (managers)
+• `/support rules`: urgency rules, in order (managers)
+• `/support rules add keyword "server down" urgent` · `rules add domain vip.example.com` · \
+`rules add sender noreply@vip.example.com not urgent`: add a rule (managers)
+• `/support rules remove 3` · `/support rules move 3 1`: delete or reorder rules (managers)
+• `/support automation`: close rate of each template, and switching proven ones to automatic (managers)
+• `/support automation off NAME`: stop sending a template automatically (managers)
 • `/support help`: this list"""
 
 ACTION_VIEWS = {
@@ -38,6 +44,8 @@ ACTION_VIEWS = {
     "customer_message": "wrote again",
     "malformed_email": "sent an unreadable email",
     "nudged": "nudged: still unclaimed",
+    "triaged": "triaged the ticket",
+    "auto_reply_withheld": "held back an automatic reply",
 }
 
 
@@ -108,7 +116,7 @@ def _status(status: str) -> str:
 def _actor(actor: str) -> str:
     if actor.startswith("customer:"):
         return escape(actor.split(":", 1)[1])
-    if actor == "system":
+    if actor in ("system", "auto"):
         return "supportbot"
     return f"<@{actor}>"
 
@@ -122,7 +130,13 @@ def _detail(action: str, data: dict[str, Any]) -> str:
     if action == "reassigned" and data.get("owner"):
         return f" to <@{data['owner']}>"
     if action == "replied" and data.get("template"):
-        return f" (template `{escape(str(data['template']))}`)"
+        automatic = ", automatically" if data.get("automatic") else ""
+        return f" (template `{escape(str(data['template']))}`{automatic})"
+    if action == "triaged":
+        urgent = f"urgent: {escape(str(data.get('reason') or ''))}" if data.get("urgent") else "not urgent"
+        return f": {'after hours' if data.get('after_hours') else 'in business hours'}, {urgent}"
+    if action == "auto_reply_withheld" and data.get("reason"):
+        return f": {escape(str(data['reason']))}"
     return ""
 
 

@@ -20,6 +20,9 @@ ACTION_TAG = "ticket_tag"
 ACTION_RESOLVE = "ticket_resolve"
 ACTION_MORE = "ticket_more"  # overflow: unclaim, reassign, waiting on customer, reopen
 
+# Message.author of automatic replies (bot/tickets/autoack.py): not a Slack user to mention.
+AUTO_AUTHOR = "auto"
+
 TICKET_EVENT_TYPE = "supportbot_ticket"
 MESSAGE_EVENT_TYPE = "supportbot_message"
 
@@ -127,6 +130,9 @@ def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
         },
     ]
     notes: list[str] = []
+    if card.urgent_reason:
+        # The reason quotes a keyword or an address, which came from outside.
+        notes.append(f":rotating_light: Urgent: {escape(truncate(card.urgent_reason, 300))}")
     if card.attachments:
         notes.append(_attachment_line(card.attachments))
     if card.malformed:
@@ -203,6 +209,9 @@ def thread_message(card: MessageCard) -> tuple[str, list[Block]]:
     if card.direction == "in":
         who = _sender(card.from_name, card.from_address)
         heading = f":incoming_envelope: *{who}* wrote, {slack_date(card.at)}"
+    elif card.author == AUTO_AUTHOR:
+        who = "supportbot"
+        heading = f":robot_face: supportbot replied automatically, {slack_date(card.at)}"
     else:
         who = f"<@{card.author}>" if card.author else "supportbot"
         heading = f":outbox_tray: {who} replied, {slack_date(card.at)}"

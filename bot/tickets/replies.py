@@ -82,12 +82,17 @@ def send_reply(
     now: datetime,
     settings: Settings,
     automatic: bool = False,
+    await_customer: bool = True,
 ) -> Message:
     """Store a reply and queue it for SMTP; raises TicketError with a sentence for the agent.
 
     The agent claims an unclaimed ticket by answering it, and the ticket then waits on
     the customer (a resolved ticket stays resolved: a courtesy note after closing must
     not put it back in anyone's queue).
+
+    An `automatic` reply (auto-acknowledgement, template automation) claims nothing: a
+    robot is nobody's owner, and the ticket must stay in the unclaimed queue for a person.
+    `await_customer=False` leaves the status alone (an acknowledgement answers nothing).
     """
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
@@ -174,11 +179,11 @@ def send_reply(
         automatic=automatic,
     )
 
-    if ticket.owner is None and ticket.status != "resolved":
+    if ticket.owner is None and ticket.status != "resolved" and not automatic:
         # The same conditional UPDATE as the Claim button: a colleague's claim that lands
         # first wins, and this reply still goes out.
         claim_ticket(session, ticket.id, agent_id, now)
-    if ticket.status not in {"waiting", "resolved"}:
+    if await_customer and ticket.status not in {"waiting", "resolved"}:
         previous = ticket.status
         ticket.status = "waiting"
         record_event(

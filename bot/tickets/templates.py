@@ -231,6 +231,16 @@ VARIABLES: dict[str, str] = {
     "today": "Today's date in the team's time zone (a date: {{ today.strftime('%d/%m/%Y') }})",
 }
 
+# Values only some automatic mails have: the after-hours acknowledgement (bot/tickets/autoack.py)
+# and the satisfaction survey (bot/tickets/surveys.py). A template a person may also pick
+# tests them with `{% if next_opening is defined %}`.
+PURPOSE_VARIABLES: dict[str, str] = {
+    "next_opening": "When the team is next open, in words, in the team's time zone (acknowledgement)",
+    "survey_yes_url": "The survey's one-click 'yes, solved' link (survey)",
+    "survey_no_url": "The survey's one-click 'not solved yet' link (survey)",
+    "survey_unsubscribe_url": "The link to stop receiving surveys (survey)",
+}
+
 
 def reply_variables(
     session: Session,

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from bot.storage.models import Message, Ticket
+from bot.storage.models import Message, Ticket, TicketTriage
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class TicketCard:
     malformed: bool
     parse_error: str | None
     message_count: int
+    urgent_reason: str | None = None  # set when triage found the ticket urgent: the rule, in words
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def ticket_card(session: Session, ticket_id: int) -> TicketCard | None:
     if ticket is None:
         return None
     first = next((m for m in ticket.messages if m.direction == "in"), None)
+    triage = session.get(TicketTriage, ticket.id)
     return TicketCard(
         id=ticket.id,
         number=ticket.number,
@@ -86,6 +88,7 @@ def ticket_card(session: Session, ticket_id: int) -> TicketCard | None:
         malformed=ticket.malformed,
         parse_error=first.parse_error if first else None,
         message_count=len(ticket.messages),
+        urgent_reason=(triage.reason or "matched an urgency rule") if triage and triage.urgent else None,
     )
 
 

@@ -59,6 +59,8 @@ def bot_env(
         "HTTP_HOST": "127.0.0.1",
         "HTTP_PORT": "0",
         "TIMEZONE": "Europe/Rome",
+        # Real time runs through the night too: tests that want the acknowledgement ask for it.
+        "AUTO_ACK": "false",
         "SLACK_PACE_SECONDS": "0",
         "LOG_LEVEL": "INFO",
     }

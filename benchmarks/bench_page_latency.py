@@ -1,0 +1,86 @@
+"""Paging latency: an urgent mail's APPEND to the IMAP server → the page DM arriving at the
+Slack stand-in for the person on call.
+
+The bot runs as in production (IMAP IDLE, Slack pacing of one message per second per
+channel) with its clock set to a weeknight, a published rota and one urgency rule. Mails
+are appended one at a time, a little over Slack's pace after the previous page, so the
+figure measures IDLE → ingest → triage → page → outbox, not the deliberate pacing.
+
+    .venv/bin/python -m benchmarks.bench_page_latency [count]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from benchmarks._setup import fresh_sqlite, machine, percentile
+from bot.clock import OffsetClock
+from bot.sandbox.imap_server import PymapServer
+from bot.sandbox.slack_api import SlackStandIn
+from bot.storage.db import transaction
+from rota import store
+from rota.store import StaffMember
+from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.mail import customer_mail
+
+ON_CALL = "UADA"
+RULES = '[[rule]]\nkind = "keyword"\npattern = "outage"\nurgent = true\n'
+
+
+def main(count: int = 50) -> None:
+    with (
+        fresh_sqlite() as (url, tmp),
+        PymapServer(tmp / "imap") as imap,
+        SlackStandIn(channels=(CHANNEL,)) as slack,
+    ):
+        slack.add_user(ON_CALL, "ada", "Ada", channels=(CHANNEL,))
+        rules = tmp / "urgency.toml"
+        rules.write_text(RULES)
+        # A Tuesday night in Rome; the clock runs on from there at real speed.
+        clock = OffsetClock()
+        clock.jump_to(datetime(2026, 12, 1, 22, 0, tzinfo=ZoneInfo("Europe/Rome")).astimezone(UTC))
+        env = bot_env(slack_url=slack.base_url, imap=imap, database_url=url, URGENCY_RULES_FILE=str(rules))
+        latencies: list[float] = []
+        with running_bot(env, clock=clock) as bot:
+            with transaction(bot.factory) as session:
+                store.sync_roster(session, [StaffMember(ON_CALL, "Ada")], clock.now())
+                preview = store.preview_plan(
+                    session,
+                    bot.settings.calendar(),
+                    bot.settings.plan_config(),
+                    now=clock.now(),
+                    until=clock.now() + timedelta(weeks=2),
+                )
+                store.publish_plan(session, preview, by="UMGR", now=clock.now())
+            wait_until(lambda: bot.watcher is not None and bot.watcher.connected.is_set(), what="IMAP")
+            time.sleep(0.5)  # let the watcher enter IDLE
+
+            def pages() -> list[float]:
+                dm = slack.dm_channels.get(ON_CALL)
+                return [
+                    call.at
+                    for call in slack.calls("chat.postMessage")
+                    if call.args.get("channel") in (ON_CALL, dm)
+                    and "Urgent ticket" in str(call.args.get("text"))
+                ]
+
+            for n in range(count):
+                before = len(pages())
+                started = time.monotonic()
+                imap.append(customer_mail(n, subject=f"Outage in region {n}"))
+                paged_at = wait_until(
+                    lambda b=before: len(pages()) > b and pages()[b], timeout=30, what="page"
+                )
+                latencies.append(paged_at - started)
+                time.sleep(max(0.0, paged_at + 1.1 - time.monotonic()))
+    print(f"paging latency, APPEND -> page DM at Slack, {count} urgent mails, IDLE, paced ({machine()})")
+    print(f"  p50 {percentile(latencies, 50) * 1000:7.0f} ms")
+    print(f"  p95 {percentile(latencies, 95) * 1000:7.0f} ms   (target < 3000 ms)")
+    print(f"  max {max(latencies) * 1000:7.0f} ms")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50)

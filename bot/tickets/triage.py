@@ -1,0 +1,175 @@
+"""Triage: what happens to a new ticket the moment it arrives, once.
+
+For each new ticket, in one transaction with its `TicketTriage` row (whose primary key
+makes triage happen once, whatever replicas or restarts do):
+
+1. after hours or not: by when the ticket arrived, on the team's calendar;
+2. urgent or not: the urgency rules (bot/tickets/urgency.py), the reason kept for the card;
+3. then:
+   - a template automation that matches answers the ticket with its template (and that
+     answer stands in for the acknowledgement: the customer gets one automatic mail);
+   - otherwise, urgent after hours: the on-call person is paged (rota/paging.py);
+   - not urgent after hours: the automatic acknowledgement (bot/tickets/autoack.py).
+
+Paging and the acknowledgement happen only while the team is still away: a ticket that
+arrived at night but is triaged after opening (the bot was down) is on the team's
+screens already, and an email promising an answer "at 09:00" at 10:00 would be wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session, selectinload
+
+from bot.outbox.queue import enqueue_ticket_refresh, slack_lane
+from bot.storage.models import Message, Ticket, TicketTriage
+from bot.tickets.autoack import AutoReplyOutcome, acknowledge_after_hours, send_automatic_reply
+from bot.tickets.automation import matching_automation
+from bot.tickets.events import SYSTEM, record_event
+from bot.tickets.urgency import TicketFacts, Verdict, evaluate, load_rules, seed_rules
+
+if TYPE_CHECKING:
+    from bot.business_hours import BusinessCalendar
+    from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Older tickets are left alone: triage is about arrival, and a ticket from last week
+# (before this feature, or restored from a backup) must not be paged or answered now.
+TRIAGE_WINDOW = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class TriageResult:
+    ticket_id: int
+    number: int
+    after_hours: bool
+    urgent: bool
+    reason: str
+    paged: bool = False
+    auto_reply: str | None = None  # the template sent automatically
+    withheld: str = ""  # why no automatic reply went out, when one was due
+
+
+def ticket_facts(session: Session, ticket: Ticket) -> TicketFacts:
+    first = session.scalar(
+        select(Message)
+        .where(Message.ticket_id == ticket.id, Message.direction == "in")
+        .order_by(Message.id)
+        .limit(1)
+    )
+    sender = (ticket.customer.email if ticket.customer else "") or (first.from_address if first else "")
+    return TicketFacts(
+        subject=ticket.subject or (first.subject if first else ""),
+        text=(first.view_text or first.text) if first else "",
+        sender=sender,
+        tags=tuple(tag.name for tag in ticket.tags),
+    )
+
+
+def triage_pending(
+    session: Session, settings: Settings, calendar: BusinessCalendar, now: datetime, *, limit: int = 200
+) -> list[TriageResult]:
+    """Triage tickets that arrived in the last two days and were never triaged, oldest first."""
+    seed_rules(session, settings.urgency_rules_file, now=now)
+    tickets = session.scalars(
+        select(Ticket)
+        .where(
+            Ticket.created_at >= now - TRIAGE_WINDOW,
+            ~exists().where(TicketTriage.ticket_id == Ticket.id),
+        )
+        .order_by(Ticket.created_at, Ticket.id)
+        .limit(limit)
+        .options(selectinload(Ticket.tags), selectinload(Ticket.customer))
+        # Two replicas (or a leader hand-over) never take the same ticket: the second skips it.
+        .with_for_update(of=Ticket, skip_locked=True)
+    ).all()
+    if not tickets:
+        return []
+    rules = load_rules(session)
+    results = []
+    for ticket in tickets:
+        facts = ticket_facts(session, ticket)
+        results.append(_triage(session, settings, calendar, ticket, facts, evaluate(rules, facts), now))
+    return results
+
+
+def _triage(
+    session: Session,
+    settings: Settings,
+    calendar: BusinessCalendar,
+    ticket: Ticket,
+    facts: TicketFacts,
+    verdict: Verdict,
+    now: datetime,
+) -> TriageResult:
+    after_hours = not calendar.is_open(ticket.created_at)
+    still_away = not calendar.is_open(now)
+    paged = False
+    outcome: AutoReplyOutcome | None = None
+
+    automation = matching_automation(session, facts, after_hours=after_hours)
+    if automation is not None:
+        outcome = send_automatic_reply(
+            session, ticket=ticket, template_name=automation.name, kind="template", settings=settings, now=now
+        )
+    if verdict.urgent and after_hours and still_away:
+        paged = _page(session, settings, ticket, verdict.reason, now)
+    elif after_hours and still_away and settings.auto_ack and (outcome is None or not outcome.sent):
+        outcome = acknowledge_after_hours(
+            session, ticket=ticket, settings=settings, calendar=calendar, now=now
+        )
+
+    auto_reply = outcome.template if outcome is not None and outcome.sent else None
+    session.add(
+        TicketTriage(
+            ticket_id=ticket.id,
+            after_hours=after_hours,
+            urgent=verdict.urgent,
+            reason=verdict.reason[:400],
+            auto_reply=auto_reply,
+            triaged_at=now,
+        )
+    )
+    record_event(
+        session,
+        ticket_id=ticket.id,
+        actor=SYSTEM,
+        action="triaged",
+        at=now,
+        after_hours=after_hours,
+        urgent=verdict.urgent,
+        reason=verdict.reason,
+        auto_reply=auto_reply,
+    )
+    session.flush()
+    if verdict.urgent and ticket.slack_channel:
+        # The card now says why it is urgent.
+        enqueue_ticket_refresh(session, ticket_id=ticket.id, lane=slack_lane(ticket.slack_channel), now=now)
+    return TriageResult(
+        ticket_id=ticket.id,
+        number=ticket.number,
+        after_hours=after_hours,
+        urgent=verdict.urgent,
+        reason=verdict.reason,
+        paged=paged,
+        auto_reply=auto_reply,
+        withheld=outcome.withheld if outcome is not None and not outcome.sent else "",
+    )
+
+
+def _page(session: Session, settings: Settings, ticket: Ticket, reason: str, now: datetime) -> bool:
+    # Imported here: paging belongs to the rota, which imports ticket code, not the reverse.
+    from bot.paging_jobs import step_effects
+    from rota.paging import start_page
+
+    step = start_page(session, ticket_id=ticket.id, reason=reason, now=now, settings=settings)
+    if step is None:
+        return False
+    step_effects(session, settings, step, now)
+    return True

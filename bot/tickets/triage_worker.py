@@ -1,0 +1,89 @@
+"""The thread that triages new tickets on the leader, moments after they are stored.
+
+It wakes whenever any transaction commits outbox rows (ingestion does, for each new
+ticket's channel post) and at least every `poll_seconds`, so a missed wake-up costs
+seconds, not a ticket. Errors are logged and the loop carries on: one bad ticket
+must not leave every later one untriaged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.outbox.queue import drop_work_signal, notify_workers, work_signal
+from bot.storage.db import transaction
+from bot.tickets.triage import TriageResult, triage_pending
+
+log = logging.getLogger(__name__)
+
+
+class TriageWorker:
+    # Small batches hold the write lock briefly, so a mailbox backlog keeps flowing in meanwhile.
+    batch = 50
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        clock: Clock,
+        *,
+        poll_seconds: float = 10.0,
+    ) -> None:
+        self.factory = factory
+        self.settings = settings
+        self.calendar = settings.calendar()
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._signal = work_signal()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="triage", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._signal.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        drop_work_signal(self._signal)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            # Cleared before the pass, so a commit during it wakes the next one.
+            self._signal.clear()
+            try:
+                results = self.run_once()
+            except Exception:
+                log.exception("triage failed; trying again shortly")
+                results = []
+            if self._stop.is_set():
+                break
+            # A full batch means more may be waiting: go again at once.
+            if len(results) < self.batch:
+                self._signal.wait(self.poll_seconds)
+
+    def run_once(self) -> list[TriageResult]:
+        with transaction(self.factory) as session:
+            results = triage_pending(
+                session, self.settings, self.calendar, self.clock.now(), limit=self.batch
+            )
+        if results:
+            # Our own rows (acks, pages, card refreshes) are committed: hand them to the outbox.
+            notify_workers()
+            for result in results:
+                log.info(
+                    "triaged #%s: %s%s%s",
+                    result.number,
+                    "urgent" if result.urgent else "not urgent",
+                    " after hours" if result.after_hours else "",
+                    f", auto-replied with {result.auto_reply}" if result.auto_reply else "",
+                )
+        return results
