@@ -26,6 +26,7 @@ from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
 from bot.scheduler import install_standard_jobs, make_scheduler, set_runtime
 from bot.slack.delivery import slack_handlers
 from bot.storage.db import make_engine, make_sessionmaker, upgrade
+from bot.survey_http import survey_app
 from bot.tickets.triage_worker import TriageWorker
 from bot.web import HttpServer, Router, json_response
 
@@ -217,6 +218,7 @@ class SupportBot:
         router = Router()
         router.add("/healthz", self._healthz)
         router.add_prefix("/ical/", ical_app(self.factory, self.clock, self.settings))
+        router.add_prefix("/survey/", survey_app(self.factory, self.clock, self.settings))
         if not self.settings.socket_mode:
             from slack_bolt.adapter.wsgi import SlackRequestHandler
 

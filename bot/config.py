@@ -108,6 +108,11 @@ class Settings:
     automation_min_close_rate: float = 0.8
     comp_page_work: bool = False
     comp_workday_hours: float = 8.0
+    # Satisfaction surveys after a resolution.
+    surveys: bool = True
+    survey_delay_minutes: float = 60.0
+    survey_link_days: int = 30
+    survey_secret: str | None = field(default=None, repr=False)
 
     def calendar(self) -> BusinessCalendar:
         """The team's working calendar: opening hours, time zone, public holidays, company days off."""
@@ -373,6 +378,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         nudge_minutes=r.number("NUDGE_MINUTES", 30.0, 1.0, 7 * 24 * 60.0),
         business_hours=business_hours,
         **rota,
+        **_survey_settings(r),
     )
 
 
@@ -463,4 +469,18 @@ def _after_hours_settings(r: _Reader) -> dict[str, object]:
         "automation_min_close_rate": r.number("AUTOMATION_MIN_CLOSE_RATE", 0.8, 0.0, 1.0),
         "comp_page_work": r.boolean("COMP_PAGE_WORK", False),
         "comp_workday_hours": r.number("COMP_WORKDAY_HOURS", 8.0, 1.0, 24.0),
+    }
+
+
+def _survey_settings(r: _Reader) -> dict[str, object]:
+    secret = r.raw("SURVEY_SECRET")
+    # Anyone who knows the key can answer any survey; a short one can be guessed offline
+    # from a single link, since the link carries its own MAC.
+    if secret is not None and len(secret) < 32:
+        raise ConfigError("SURVEY_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+    return {
+        "surveys": r.boolean("SURVEYS", True),
+        "survey_delay_minutes": r.number("SURVEY_DELAY_MINUTES", 60.0, 0.0, 30 * 24 * 60.0),
+        "survey_link_days": r.integer("SURVEY_LINK_DAYS", 30, 1, 3650),
+        "survey_secret": secret,
     }

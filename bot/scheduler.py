@@ -131,6 +131,21 @@ def purge_delivered_outbox() -> int:
     return int(removed or 0)
 
 
+def send_surveys() -> None:
+    """Satisfaction surveys for resolutions that are SURVEY_DELAY_MINUTES old (bot/tickets/surveys.py)."""
+    from bot.outbox.queue import notify_workers
+    from bot.tickets.surveys import send_due_surveys
+
+    factory = _runtime["factory"]
+    clock = _runtime["clock"]
+    assert isinstance(factory, sessionmaker)
+    with transaction(factory) as session:
+        run = send_due_surveys(session, _runtime["settings"], clock.now())  # type: ignore[arg-type,attr-defined]
+    if run.sent:
+        notify_workers()
+        log.info("surveys sent for tickets %s", list(run.sent))
+
+
 def make_scheduler(engine: Engine) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine)},
@@ -159,6 +174,7 @@ def install_standard_jobs(scheduler: BackgroundScheduler) -> None:
         replace_existing=True,
         next_run_time=datetime.now(UTC),
     )
+    scheduler.add_job(send_surveys, "interval", minutes=1, id="send_surveys", replace_existing=True)
     scheduler.add_job(
         purge_delivered_outbox,
         "interval",

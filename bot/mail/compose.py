@@ -85,7 +85,7 @@ def compose_reply(
     text: str,
     html: str | None = None,
     date: datetime,
-    auto_submitted: bool = False,
+    auto_submitted: bool | str = False,
 ) -> EmailMessage:
     """The reply as an RFC 5322 message; raises ValueError for an address that cannot be written."""
     msg = EmailMessage(policy=policy.SMTP)
@@ -101,7 +101,8 @@ def compose_reply(
     if auto_submitted:
         # RFC 3834 §5: mark it so other responders don't answer it; the second header is
         # what Exchange reads to keep its out-of-office replies back.
-        msg["Auto-Submitted"] = "auto-replied"
+        # A string names the kind: a survey is "auto-generated" (§5.1: not a reply to a message).
+        msg["Auto-Submitted"] = auto_submitted if isinstance(auto_submitted, str) else "auto-replied"
         msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(_body(text))
     if html is not None:

@@ -59,9 +59,13 @@ def build_reply_email(message: Message) -> EmailMessage:
         html=message.html,
         # The moment the agent pressed Send (RFC 5322 §3.6.1), not the moment a retry got through.
         date=message.created_at,
-        auto_submitted=any(
-            name.lower() == "auto-submitted" and value.lower() != "no"
-            for name, value in message.headers or []
+        auto_submitted=next(
+            (
+                value
+                for name, value in message.headers or []
+                if name.lower() == "auto-submitted" and value.lower() != "no"
+            ),
+            False,
         ),
     )
 

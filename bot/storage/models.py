@@ -471,3 +471,16 @@ class SurveyOptOut(Base):
     __tablename__ = "survey_opt_outs"
     email: Mapped[str] = mapped_column(String(320), primary_key=True)
     at: Mapped[datetime]
+
+
+
+class AppSecret(Base):
+    """A server secret made once, at first use, and shared by every replica (e.g. the survey link key).
+
+    Kept in the database rather than a file so that all replicas sign and check with the
+    same key without anyone having to configure one.
+    """
+
+    __tablename__ = "app_secrets"
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
