@@ -473,7 +473,6 @@ class SurveyOptOut(Base):
     at: Mapped[datetime]
 
 
-
 class AppSecret(Base):
     """A server secret made once, at first use, and shared by every replica (e.g. the survey link key).
 
