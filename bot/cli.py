@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -56,8 +57,34 @@ def _run(args: argparse.Namespace) -> int:
     bot.start()
     print(f"supportbot running: {bot.url}/healthz (Ctrl-C to stop)", flush=True)
     stop.wait()
+    _exit_within(_STOP_BUDGET_SECONDS)
     bot.stop()
     return 0
+
+
+# Process managers send SIGKILL some time after SIGTERM (Docker and systemd: 10-90 s).
+_STOP_BUDGET_SECONDS = 12.0
+
+
+def _exit_within(seconds: float) -> None:
+    """Exit within `seconds` of being asked to stop, even if a thread lingers.
+
+    Python joins thread-pool workers at exit (Bolt's listeners, the scheduler's jobs);
+    one waiting on a database lock would keep a stopping bot alive for the lock's whole
+    timeout. All work is transactional, so cutting it short loses nothing.
+    """
+
+    def force() -> None:
+        lingering = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon]
+        log.warning("still waiting for %s while stopping; exiting anyway", ", ".join(lingering) or "threads")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True
+    timer.start()
 
 
 def _db(args: argparse.Namespace) -> int:

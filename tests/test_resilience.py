@@ -119,6 +119,6 @@ def test_sigterm_stops_the_bot_cleanly(imap, slack, database_url, tmp_path):
     bot.start()
     wait_until(bot.is_leader, what="leadership")
     started = time.monotonic()
-    assert bot.terminate() == 0
-    assert time.monotonic() - started < 15
+    assert bot.terminate() == 0, bot.log()[-4000:]
+    assert time.monotonic() - started < 15, bot.log()[-4000:]
     assert "supportbot stopping" in bot.log()
