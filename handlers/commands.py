@@ -20,7 +20,7 @@ from bot.tickets.workflow import (
     ticket_by_number,
     unclaim_ticket,
 )
-from handlers import automation, rules
+from handlers import automation, rules, stats
 from handlers.access import Access, acting_user, guarded
 from handlers.common import run_domain
 
@@ -112,6 +112,8 @@ def register(app: App, services: Services, access: Access) -> None:
                 )
             elif verb == "automation":
                 automation.automation_command(services, access, ack, user, args)
+            elif verb in ("stats", "export"):
+                stats.support_command(services, access, verb, ack, client, user, args)
             else:
                 ack(text=f"I don't know `{verb}`.\n\n{lists.SUPPORT_USAGE}")
         except TicketError as exc:

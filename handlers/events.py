@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from bot.slack import lists
 from bot.tickets import queries
 from bot.tickets.workflow import add_note
+from handlers import stats
 from handlers.access import Access
 from handlers.common import run_domain
 
@@ -73,7 +74,14 @@ def register(app: App, services: Services, access: Access) -> None:
             )
 
         mine, queue, waiting = run_domain(services, read)
-        view = lists.home_view(user=user, mine=mine, queue=queue, waiting=waiting, now=services.clock.now())
+        view = lists.home_view(
+            user=user,
+            mine=mine,
+            queue=queue,
+            waiting=waiting,
+            now=services.clock.now(),
+            stats=stats.home_blocks(services, access, user),
+        )
         client.views_publish(user_id=user, view=view)
 
     def membership_changed(event: dict[str, Any]) -> None:

@@ -23,6 +23,9 @@ SUPPORT_USAGE = """*`/support` commands*
 • `/support rules remove 3` · `/support rules move 3 1`: delete or reorder rules (managers)
 • `/support automation`: close rate of each template, and switching proven ones to automatic (managers)
 • `/support automation off NAME`: stop sending a template automatically (managers)
+• `/support stats [week|month|quarter|2026-01-01 2026-03-31]`: figures and charts (the last 7 days \
+by default; managers see the team, everyone else their own)
+• `/support export tickets|events|rota|ledger [period]`: a CSV file in your DMs (managers)
 • `/support help`: this list"""
 
 ACTION_VIEWS = {
@@ -185,13 +188,20 @@ def template_preview(template: Any) -> list[Block]:
 
 
 def home_view(
-    *, user: str, mine: Sequence[TicketLine], queue: Sequence[TicketLine], waiting: int, now: datetime
+    *,
+    user: str,
+    mine: Sequence[TicketLine],
+    queue: Sequence[TicketLine],
+    waiting: int,
+    now: datetime,
+    stats: Sequence[Block] = (),
 ) -> dict[str, Any]:
     blocks = [
         {
             "type": "section",
             "text": {"type": "mrkdwn", "text": f"Hello <@{user}>. Updated {slack_date(now)}."},
         },
+        *stats,  # managers only: the last week at a glance (bot/slack/stats.py)
         *ticket_lines("Your open tickets", mine, now, empty="Nothing on your plate."),
         {"type": "divider"},
         *ticket_lines(f"Unclaimed ({waiting})", queue, now, empty=":sparkles: Every ticket has an owner."),

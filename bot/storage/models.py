@@ -101,7 +101,12 @@ class Ticket(Base):
         back_populates="ticket", order_by="Message.id", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (Index("ix_tickets_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_tickets_status_created", "status", "created_at"),
+        # The stats read one period's tickets by when they were created or resolved.
+        Index("ix_tickets_created_at", "created_at"),
+        Index("ix_tickets_resolved_at", "resolved_at"),
+    )
 
 
 class Tag(Base):
@@ -158,7 +163,12 @@ class Message(Base):
         back_populates="message", order_by="Attachment.id", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (UniqueConstraint("mailbox", "dedupe_key", name="uq_messages_mailbox_dedupe"),)
+    __table_args__ = (
+        UniqueConstraint("mailbox", "dedupe_key", name="uq_messages_mailbox_dedupe"),
+        # The stats: replies per period, and each ticket's first reply.
+        Index("ix_messages_direction_created", "direction", "created_at"),
+        Index("ix_messages_ticket_direction_created", "ticket_id", "direction", "created_at"),
+    )
 
 
 class Attachment(Base):
@@ -203,6 +213,12 @@ class Event(Base):
     action: Mapped[str] = mapped_column(String(60))
     at: Mapped[datetime] = mapped_column(index=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    # The stats: resolutions and reopens per period, and a ticket's resolutions after a reply.
+    __table_args__ = (
+        Index("ix_events_action_at", "action", "at"),
+        Index("ix_events_ticket_action_at", "ticket_id", "action", "at"),
+    )
 
 
 class MailboxCheckpoint(Base):
