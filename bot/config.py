@@ -93,6 +93,7 @@ class Settings:
     comp_policy: Literal["days", "pay"] = "days"
     comp_days_per_week: Decimal = Decimal(1)
     comp_pay_rates: LoadWeights | None = None
+    comp_pay_rules: str | None = None  # validated at load; replaces comp_pay_rates when set
     public_url: str | None = None
     # After hours: paging, automatic replies, template automation.
     urgency_rules_file: Path | None = None
@@ -133,8 +134,10 @@ class Settings:
         )
 
     def compensation(self) -> CompensationPolicy:
-        from rota.compensation import DaysInLieu, PayPerWeightedHour
+        from rota.compensation import DaysInLieu, PayPerWeightedHour, parse_pay_rules
 
+        if self.comp_policy == "pay" and self.comp_pay_rules is not None:
+            return parse_pay_rules(self.comp_pay_rules)
         if self.comp_policy == "pay" and self.comp_pay_rates is not None:
             # The rates are money per hour by kind: a weight of 1 money unit times the rate.
             return PayPerWeightedHour(rate=Decimal(1), weights=self.comp_pay_rates)
@@ -416,10 +419,12 @@ def _rota_settings(r: _Reader) -> dict[str, object]:
     if not days_per_week.is_finite() or not Decimal(0) < days_per_week <= Decimal(7):
         raise ConfigError(f"COMP_DAYS_PER_WEEK must be a number above 0 and at most 7, got {raw_days!r}")
     rates = None
-    if policy == "pay":
+    pay_rules = _pay_rules_setting(r, policy, bool(days_off))
+    if policy == "pay" and pay_rules is None:
         spec = r.required(
             "COMP_PAY_RATES",
-            "with COMP_POLICY=pay, the pay per hour by kind, e.g. 'weeknight=10, weekend=15, holiday=20'",
+            "with COMP_POLICY=pay, the pay per hour by kind, e.g. 'weeknight=10, weekend=15, holiday=20'"
+            " (or COMP_PAY_RULES)",
         )
         try:
             rates = parse_load_weights(spec)
@@ -443,9 +448,38 @@ def _rota_settings(r: _Reader) -> dict[str, object]:
         "comp_policy": policy,
         "comp_days_per_week": days_per_week,
         "comp_pay_rates": rates,
+        "comp_pay_rules": pay_rules,
         "public_url": public_url,
         **_after_hours_settings(r),
     }
+
+
+def _pay_rules_setting(r: _Reader, policy: str, has_days_off: bool) -> str | None:
+    spec = r.raw("COMP_PAY_RULES")
+    if spec is None:
+        return None
+    if policy != "pay":
+        raise ConfigError("COMP_PAY_RULES is set but COMP_POLICY is not pay; set COMP_POLICY=pay")
+    from bot.business_hours import parse_business_hours
+    from rota.compensation import parse_pay_rules
+
+    try:
+        rules = parse_pay_rules(spec)
+    except ValueError as exc:
+        raise ConfigError(
+            f"COMP_PAY_RULES is not valid ({exc}); e.g. 'holiday = 20; sat,sun = 15; * = 10'"
+        ) from None
+    # Unpaid after-hours time is almost always a forgotten rule (the early hours of
+    # Monday after `mon-fri 22:00-06:00`), so it stops start-up; `* = 0` says it on purpose.
+    hours = parse_business_hours(r.text("BUSINESS_HOURS", DEFAULT_BUSINESS_HOURS))  # already checked
+    holidays_possible = has_days_off or r.raw("HOLIDAYS_COUNTRY") is not None
+    unpaid = rules.unpaid_after_hours(hours, holidays=holidays_possible)
+    if unpaid is not None:
+        raise ConfigError(
+            f"COMP_PAY_RULES pays nothing for {unpaid}; add a rule for it, or end with '* = 0' to leave"
+            " the rest unpaid"
+        )
+    return spec
 
 
 def _after_hours_settings(r: _Reader) -> dict[str, object]:
