@@ -327,6 +327,7 @@ def test_claim_from_the_page_and_a_late_click_by_someone_else(live: Night) -> No
     for _ in range(3):
         scheduler.paging_tick()
         live.clock.advance(timedelta(minutes=5))
+    scheduler.paging_tick()  # Ada's three repeats are done: the backup's turn
     bob_page = page_dm(live, BOB)
     SlackUser(live.bot.url, live.slack, BOB).click(bob_page, ACTION_CLAIM)
     wait_until(
