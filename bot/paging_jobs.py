@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from bot.business_hours import BusinessCalendar
 from bot.config import Settings
-from bot.outbox.queue import SLACK_PAGE, SLACK_POST, SLACK_TICKET_NOTICE, enqueue, slack_lane
+from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_NOTICE, enqueue, enqueue_post, slack_lane
 from bot.slack.render import escape, slack_date, truncate
 from bot.storage.models import AutoReply, Customer, Page, PageAttempt, Ticket, TicketTriage
 from rota.paging import Acknowledged, PagePolicy, PageStep, due_steps
@@ -41,13 +41,13 @@ def step_effects(session: Session, settings: Settings, step: PageStep, now: date
         icon = ":warning:" if step.level == "exhausted" else ":white_check_mark:"
         _thread_notice(session, ticket, f"{icon} Paging stopped: {step.reason}.", now, f"{key}:{step.level}")
         if step.level == "exhausted":
-            _post(
+            enqueue_post(
                 session,
                 settings.support_channel,
                 f":warning: Urgent ticket #{ticket.number} was paged to everyone on the chain and nobody "
                 f"acknowledged ({step.reason}). Can anyone take it?",
-                now,
-                f"{key}:exhausted-channel",
+                now=now,
+                dedupe_key=f"{key}:exhausted-channel",
             )
         return
     text, blocks = page_message(session, ticket, step)
@@ -136,16 +136,12 @@ def ack_effects(session: Session, ack: Acknowledged, now: datetime) -> None:
     )
     for user in ack.paged:
         if user != ack.by:
-            enqueue(
+            enqueue_post(
                 session,
-                kind=SLACK_POST,
-                lane=slack_lane(user),
+                user,
+                f":white_check_mark: <@{ack.by}> acknowledged urgent ticket #{ticket.number}; "
+                "you can stand down.",
                 now=now,
-                payload={
-                    "channel": user,
-                    "text": f":white_check_mark: <@{ack.by}> acknowledged urgent ticket #{ticket.number}; "
-                    "you can stand down.",
-                },
                 dedupe_key=f"ack:{ack.page_id}:{user}",
             )
 
@@ -223,13 +219,8 @@ def morning_handover(session: Session, settings: Settings, calendar: BusinessCal
         )
         more = f"\n…and {len(tickets) - 40} more: `/support open`" if len(tickets) > 40 else ""
         text = head + "\n" + "\n".join(lines) + more
-    queued = enqueue(
-        session,
-        kind=SLACK_POST,
-        lane=slack_lane(settings.support_channel),
-        now=now,
-        payload={"channel": settings.support_channel, "text": text[:39_000]},
-        dedupe_key=f"morning:{today.isoformat()}",
+    queued = enqueue_post(
+        session, settings.support_channel, text[:39_000], now=now, dedupe_key=f"morning:{today.isoformat()}"
     )
     return queued is not None
 
@@ -250,16 +241,5 @@ def _thread_notice(session: Session, ticket: Ticket, text: str, now: datetime, k
         now=now,
         ticket_id=ticket.id,
         payload={"text": text},
-        dedupe_key=key,
-    )
-
-
-def _post(session: Session, channel: str, text: str, now: datetime, key: str) -> None:
-    enqueue(
-        session,
-        kind=SLACK_POST,
-        lane=slack_lane(channel),
-        now=now,
-        payload={"channel": channel, "text": text},
         dedupe_key=key,
     )

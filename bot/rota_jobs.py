@@ -21,10 +21,10 @@ from bot.business_hours import BusinessCalendar
 from bot.config import Settings
 from bot.outbox.queue import (
     SLACK_DND_CHECK,
-    SLACK_POST,
     SLACK_SET_TOPIC,
     SLACK_USERGROUP,
     enqueue,
+    enqueue_post,
     slack_lane,
 )
 from bot.slack.render import slack_date
@@ -150,25 +150,10 @@ def _span(start: datetime, end: datetime) -> str:
 
 
 def _dm(session: Session, user: str, text: str, now: datetime, key: str) -> None:
-    enqueue(
-        session,
-        kind=SLACK_POST,
-        lane=slack_lane(user),
-        now=now,
-        payload={"channel": user, "text": text},
-        dedupe_key=key,
-    )
+    enqueue_post(session, user, text, now=now, dedupe_key=key)
 
 
-def _post(session: Session, channel: str, text: str, now: datetime, key: str) -> None:
-    enqueue(
-        session,
-        kind=SLACK_POST,
-        lane=slack_lane(channel),
-        now=now,
-        payload={"channel": channel, "text": text},
-        dedupe_key=key,
-    )
+_post = _dm  # a channel id instead of a user id: the same outbox row
 
 
 def _topic(session: Session, settings: Settings, oncall: str, now: datetime, key: str) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import scheduler
 from bot.app import SupportBot
 from bot.clock import FrozenClock
-from bot.config import Settings, load_settings
+from bot.config import Settings
 from bot.paging_jobs import ACTION_ACK, ACTION_CLAIM, morning_handover, paging_tick, step_effects
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
@@ -31,6 +31,7 @@ from rota import paging, store
 from rota.paging import PagePolicy
 from rota.store import StaffMember
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.harness import settings_for as harness_settings
 from tests.support.mail import customer_mail
 from tests.support.slack_requests import SlackUser
 
@@ -45,23 +46,7 @@ POLICY = PagePolicy(
 
 
 def settings_for(database_url: str, **overrides: str) -> Settings:
-    return load_settings(
-        env={
-            "SLACK_BOT_TOKEN": "xoxb-test",
-            "SLACK_SIGNING_SECRET": "s",
-            "SUPPORT_CHANNEL": CHANNEL,
-            "DATABASE_URL": database_url,
-            "IMAP_HOST": "127.0.0.1",
-            "IMAP_USER": "u",
-            "IMAP_PASSWORD": "p",
-            "SMTP_HOST": "127.0.0.1",
-            "SUPPORT_ADDRESS": "support@example.com",
-            "TIMEZONE": "Europe/Rome",
-            "HOLIDAYS_COUNTRY": "IT",
-            "MANAGERS": MAY,
-            **overrides,
-        }
-    )
+    return harness_settings(database_url, **{"MANAGERS": MAY, **overrides})
 
 
 def rota_with_ada_on_call(factory: sessionmaker[Session], settings: Settings) -> None:

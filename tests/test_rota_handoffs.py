@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import scheduler
 from bot.clock import FrozenClock
-from bot.config import Settings, load_settings
+from bot.config import Settings
 from bot.rota_jobs import rota_tick
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
@@ -22,6 +22,7 @@ from bot.storage.models import Event, LedgerLine, OutboxItem
 from rota import store, swaps
 from rota.store import StaffMember
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.harness import settings_for as harness_settings
 
 ROME = ZoneInfo("Europe/Rome")
 # Sunday 2026-11-29 10:00 in Rome: the first full week's hand-off is tomorrow at 09:00.
@@ -31,22 +32,7 @@ TEAM = [StaffMember("UADA", "Ada", "Europe/Rome"), StaffMember("UBOB", "Bob", "E
 
 
 def settings_for(database_url: str, **overrides: str) -> Settings:
-    env = {
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": "s",
-        "SUPPORT_CHANNEL": CHANNEL,
-        "DATABASE_URL": database_url,
-        "IMAP_HOST": "127.0.0.1",
-        "IMAP_USER": "u",
-        "IMAP_PASSWORD": "p",
-        "SMTP_HOST": "127.0.0.1",
-        "SUPPORT_ADDRESS": "support@example.com",
-        "TIMEZONE": "Europe/Rome",
-        "HOLIDAYS_COUNTRY": "IT",
-        "ONCALL_USERGROUP": "S0ONCALL",
-        **overrides,
-    }
-    return load_settings(env=env)
+    return harness_settings(database_url, **{"ONCALL_USERGROUP": "S0ONCALL", **overrides})
 
 
 def start_rota(factory: sessionmaker[Session], settings: Settings, now: datetime) -> None:

@@ -92,6 +92,24 @@ def enqueue(
     return item
 
 
+def enqueue_post(
+    session: Session,
+    channel: str,
+    text: str,
+    *,
+    now: datetime,
+    blocks: list[Any] | None = None,
+    dedupe_key: str | None = None,
+) -> OutboxItem | None:
+    """A channel post, or a DM when `channel` is a user id (delivery opens the DM)."""
+    payload: dict[str, Any] = {"channel": channel, "text": text}
+    if blocks:
+        payload["blocks"] = blocks
+    return enqueue(
+        session, kind=SLACK_POST, lane=slack_lane(channel), now=now, payload=payload, dedupe_key=dedupe_key
+    )
+
+
 def enqueue_ticket_refresh(session: Session, *, ticket_id: int, lane: str, now: datetime) -> None:
     """Queue an update of the ticket's channel message, coalescing with one already waiting.
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from bot.outbox.queue import SLACK_POST, enqueue, slack_lane
+from bot.outbox.queue import enqueue_post
 from bot.slack.render import Block, escape, truncate
 from rota.ledger import LineView
 from rota.planner import Why
@@ -569,8 +569,4 @@ def queue_notice(
     session: Session, channel: str, text: str, blocks: Iterable[Block] | None = None, *, now: datetime
 ) -> None:
     """A DM (`channel` a user id: delivery opens the DM) or a channel post, sent after commit."""
-    payload: dict[str, Any] = {"channel": channel, "text": text}
-    listed = list(blocks or [])
-    if listed:
-        payload["blocks"] = listed
-    enqueue(session, kind=SLACK_POST, lane=slack_lane(channel), now=now, payload=payload)
+    enqueue_post(session, channel, text, now=now, blocks=list(blocks or []))

@@ -69,6 +69,14 @@ def recipient_of(ticket: Ticket, latest: Message | None, support_address: str) -
     return None
 
 
+def threading_of(ticket: Ticket, latest: Message | None) -> tuple[str | None, list[str], str]:
+    """In-Reply-To, References and Subject that keep our mail in the customer's thread."""
+    if latest is None:
+        return None, [], reply_subject(ticket.subject or "", ticket.number)
+    references = thread_references(latest.references or [], latest.in_reply_to, latest.message_id)
+    return latest.message_id, references, reply_subject(ticket.subject or latest.subject, ticket.number)
+
+
 def send_reply(
     session: Session,
     *,
@@ -112,13 +120,7 @@ def send_reply(
         raise TicketError(f"Ticket #{ticket.number} has no customer address to reply to.")
 
     message_id = new_message_id(settings.support_address)
-    in_reply_to = latest.message_id if latest is not None else None
-    references = (
-        thread_references(latest.references or [], latest.in_reply_to, latest.message_id)
-        if latest is not None
-        else []
-    )
-    subject = reply_subject(ticket.subject or (latest.subject if latest else ""), ticket.number)
+    in_reply_to, references, subject = threading_of(ticket, latest)
     from_name = sender_name(agent_name)
     headers = [["To", str(to)]]
     if automatic:

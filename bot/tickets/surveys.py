@@ -30,13 +30,20 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.mail.compose import compose_reply, new_message_id, reply_subject, sender_name, thread_references
+from bot.mail.compose import compose_reply, new_message_id, sender_name
 from bot.outbox.queue import SLACK_TICKET_NOTICE, SMTP_SEND, enqueue, slack_lane
 from bot.slack.render import escape
 from bot.storage.models import AppSecret, Event, Message, RotaMember, Survey, SurveyOptOut, Ticket
 from bot.tickets.autoack import AUTO_AUTHOR, DEFAULT_LANGUAGE, detect_language, localised_template
 from bot.tickets.events import SYSTEM, customer_actor, record_event
-from bot.tickets.replies import SENT_MAILBOX, SMTP_LANE, message_to_answer, recipient_of, stored_recipient
+from bot.tickets.replies import (
+    SENT_MAILBOX,
+    SMTP_LANE,
+    message_to_answer,
+    recipient_of,
+    stored_recipient,
+    threading_of,
+)
 from bot.tickets.templates import TemplateError, render_template, reply_variables
 
 if TYPE_CHECKING:
@@ -375,11 +382,7 @@ def _queue_survey_mail(
         html = None
 
     message_id = new_message_id(settings.support_address)
-    in_reply_to = latest.message_id if latest is not None else None
-    references = (
-        thread_references(latest.references or [], latest.in_reply_to, latest.message_id) if latest else []
-    )
-    subject = reply_subject(ticket.subject or (latest.subject if latest else ""), ticket.number)
+    in_reply_to, references, subject = threading_of(ticket, latest)
     from_name = sender_name("")
     # Refuse here what could never be sent, as a reply does; the outbox builds it again.
     compose_reply(
