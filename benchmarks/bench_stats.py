@@ -2,8 +2,9 @@
 events and pages, and a year of the on-call rota with its ledger.
 
 Reported: the time of `/support stats quarter` (the figures the bot answers with; the
-charts are drawn after Slack has its answer and are timed apart), each part's time, each
-SQL statement's time, and the plan of the slowest statement (EXPLAIN ANALYZE on
+charts are drawn after Slack has its answer and are timed apart), each part's time (on
+PostgreSQL the statements run side by side, so a part's time includes waiting for its
+rows), each SQL statement's time, and the plan of the slowest statement (EXPLAIN ANALYZE on
 PostgreSQL, EXPLAIN QUERY PLAN on SQLite). Targets: < 1 s on PostgreSQL, < 2 s on SQLite.
 
     .venv/bin/python -m benchmarks.bench_stats                    # SQLite, 100,000 tickets
@@ -11,6 +12,11 @@ PostgreSQL, EXPLAIN QUERY PLAN on SQLite). Targets: < 1 s on PostgreSQL, < 2 s o
     .venv/bin/python -m benchmarks.bench_stats --postgres postgresql://127.0.0.1:5432/test
 
 With --postgres a scratch database is created beside the one named, and dropped at the end.
+With --keep the data is kept for the next run instead, and reused when it is there
+(PostgreSQL: database sb_bench_stats_kept_<tickets>; SQLite: a file in the temporary
+directory), so profiling does not regenerate 100,000 tickets each time:
+
+    .venv/bin/python -m benchmarks.bench_stats --keep --postgres postgresql://127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -338,20 +346,30 @@ def explain(engine: sa.Engine, statement: str, parameters: Any) -> list[str]:
     return lines
 
 
-def run(url: str, tickets: int) -> None:
+def run(url: str, tickets: int, *, reuse: bool = False) -> None:
     engine = make_engine(url)
     factory = make_sessionmaker(engine)
     backend = engine.dialect.name
     began = time.perf_counter()
-    counts = generate(factory, tickets)
+    if reuse:
+        with factory() as session:
+            counts = {
+                model.__tablename__: int(session.scalar(sa.select(sa.func.count()).select_from(model)) or 0)
+                for model in (Ticket, Message, Event, TicketTag, Survey, Page)
+            }
+    else:
+        counts = generate(factory, tickets)
     generated = time.perf_counter() - began
-    if backend == "postgresql":
+    if backend == "postgresql" and not reuse:
         # Autovacuum would have vacuumed and analysed tables this size (PostgreSQL 13 and later
         # vacuum after bulk inserts too) long before anyone asked for a quarter's stats.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE"))
     print(f"stats benchmark, {'PostgreSQL' if backend == 'postgresql' else 'SQLite'} ({machine()})")
-    print(f"  generated in {generated:.1f} s: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
+    print(
+        f"  {'reused' if reuse else 'generated'} in {generated:.1f} s: "
+        + ", ".join(f"{n:,} {t}" for t, n in counts.items())
+    )
 
     config = StatsConfig(CALENDAR, LoadWeights(), close_rate_days=7)
     period = parse_period(["quarter"], NOW - timedelta(seconds=1), ROME)
@@ -405,16 +423,32 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def _postgres_database(admin_url: str) -> tuple[str, sa.Engine, str]:
-    name = f"sb_bench_stats_{os.getpid()}"
+def _postgres_database(admin_url: str, kept: str | None = None) -> tuple[str, sa.Engine, str, bool]:
+    """(url, admin engine, name, reused): a scratch database, or the `kept` one if it is there."""
+    name = kept or f"sb_bench_stats_{os.getpid()}"
     url = sa.engine.make_url(admin_url.replace("postgresql://", "postgresql+psycopg://", 1))
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    rendered = url.set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
+        exists = conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+        if kept and exists and _populated(rendered):
+            return rendered, admin, name, True
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    rendered = url.set(database=name).render_as_string(hide_password=False)
     upgrade(rendered)
-    return rendered, admin, name
+    return rendered, admin, name, False
+
+
+def _populated(url: str) -> bool:
+    """Whether a kept database holds a finished run's data (the ledger is written last)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return bool(conn.scalar(sa.select(sa.func.count()).select_from(LedgerLine)))
+    except sa.exc.SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -425,15 +459,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--postgres", metavar="URL", help="run on PostgreSQL, in a scratch database beside URL"
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the generated data for the next run, and reuse it if kept"
+    )
     args = parser.parse_args(argv)
     if args.postgres:
-        url, admin, name = _postgres_database(args.postgres)
+        kept = f"sb_bench_stats_kept_{args.tickets}" if args.keep else None
+        url, admin, name, reused = _postgres_database(args.postgres, kept)
         try:
-            run(url, args.tickets)
+            run(url, args.tickets, reuse=reused)
         finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if not args.keep:
+                with admin.connect() as conn:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
+        return
+    if args.keep:
+        path = Path(tempfile.gettempdir()) / f"sb-bench-stats-kept-{args.tickets}.sqlite3"
+        url = f"sqlite:///{path}"
+        reused = path.exists() and _populated(url)
+        if not reused:
+            path.unlink(missing_ok=True)
+            upgrade(url)
+        run(url, args.tickets, reuse=reused)
         return
     with fresh_sqlite() as (url, _):
         run(url, args.tickets)
