@@ -17,7 +17,9 @@ import pytest
 
 from bot.config import load_settings
 from bot.sandbox.runner import Sandbox
+from bot.sandbox.slack_requests import find_element
 from bot.sandbox.team import CHANNEL
+from rota import store
 from tests.support.harness import wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -250,3 +252,65 @@ def test_the_rota_is_seeded_and_a_duty_can_be_offered(page: Page) -> None:
     page.post("command", {"user": ADA, "text": "/oncall me"})
     mine = json.dumps(page.state(ADA)["ephemerals"][-1])
     assert "Offer to a colleague" in mine, "Ada has duties in the seeded rota"
+
+
+def test_a_duty_offered_from_the_page_changes_hands(page: Page) -> None:
+    from bot.slack.oncall import ACTION_ACCEPT, ACTION_OFFER, SWAP_TO_BLOCK
+
+    page.post("command", {"user": ADA, "text": "/oncall me"})
+    mine = page.state(ADA)["ephemerals"][-1]
+    offer = find_element(mine["blocks"], ACTION_OFFER)  # the first of Ada's duties
+    status, answer = page.post(
+        "act",
+        {
+            "user": ADA,
+            "where": "ephemeral",
+            "channel": mine["channel"],
+            "ts": mine["ts"],
+            "action_id": ACTION_OFFER,
+            "value": offer["value"],
+        },
+    )
+    assert status == 200 and answer["ok"], answer
+    modal = wait_until(lambda: page.state(ADA)["modal"], what="the swap modal")
+    status, answer = page.post(
+        "submit", {"user": ADA, "view_id": modal["id"], "values": {SWAP_TO_BLOCK: LUCA}}
+    )
+    assert status == 200 and answer["ok"], answer
+
+    def luca_offer() -> dict[str, Any] | None:
+        for message in page.state(LUCA)["dms"]:
+            if ACTION_ACCEPT in json.dumps(message.get("blocks") or []):
+                return dict(message)
+        return None
+
+    dm = wait_until(luca_offer, timeout=20, what="the offer in Luca's DMs")
+    accept = find_element(dm["blocks"], ACTION_ACCEPT)
+    channel = page.sandbox.slack.dm_channels[LUCA]
+    status, answer = page.post(
+        "act",
+        {
+            "user": LUCA,
+            "where": "message",
+            "channel": channel,
+            "ts": dm["ts"],
+            "action_id": ACTION_ACCEPT,
+            "value": accept["value"],
+        },
+    )
+    assert status == 200 and answer["ok"], answer
+    wait_until(
+        lambda: any(
+            f"<@{LUCA}> now holds your on-call duty" in m.get("text", "") for m in page.state(ADA)["dms"]
+        ),
+        timeout=20,
+        what="Ada hears that Luca took the duty",
+    )
+    assert page.sandbox.bot is not None
+    with page.sandbox.bot.factory() as session:
+        offered = store.duty(session, int(offer["value"]))
+        assert offered is not None
+        # A duty under way is split where it changed hands: Ada keeps what she held, the rest
+        # is a new duty of Luca's; a future duty simply changes holder.
+        rest = store.duty_at(session, offered.end if offered.user_id == ADA else offered.start)
+    assert rest is not None and rest.user_id == LUCA
