@@ -119,55 +119,24 @@ def send_reply(
     if to is None:
         raise TicketError(f"Ticket #{ticket.number} has no customer address to reply to.")
 
-    message_id = new_message_id(settings.support_address)
-    in_reply_to, references, subject = threading_of(ticket, latest)
-    from_name = sender_name(agent_name)
-    headers = [["To", str(to)]]
-    if automatic:
-        headers.append(["Auto-Submitted", "auto-replied"])
     try:
-        # Built once now only to refuse what could never be sent; the outbox builds it again.
-        compose_reply(
-            from_name=from_name,
-            from_address=settings.support_address,
-            to_address=to.addr_spec,
-            to_name=to.display_name,
-            subject=subject,
-            message_id=message_id,
-            in_reply_to=in_reply_to,
-            references=references,
+        message = queue_outgoing(
+            session,
+            settings,
+            ticket,
+            latest,
+            to,
             text=body,
             html=html,
-            date=now,
+            from_name=sender_name(agent_name),
+            author=agent_id,
+            template_name=template_name,
+            template_version=template_version,
             auto_submitted=automatic,
+            now=now,
         )
     except (ValueError, TypeError) as exc:
         raise TicketError(f"This reply can't be written as an email ({exc}).") from None
-
-    message = Message(
-        ticket_id=ticket.id,
-        direction="out",
-        mailbox=SENT_MAILBOX,
-        dedupe_key=message_id,
-        message_id=message_id,
-        in_reply_to=in_reply_to,
-        references=references,
-        from_address=settings.support_address,
-        from_name=from_name,
-        subject=subject,
-        headers=headers,
-        text=body,
-        view_text=body,
-        html=html,
-        author=agent_id,
-        created_at=now,
-        delivery_status="queued",
-        template_name=template_name,
-        template_version=template_version,
-        defects=[],
-    )
-    session.add(message)
-    session.flush()
     record_event(
         session,
         ticket_id=ticket.id,
@@ -200,6 +169,74 @@ def send_reply(
     ticket.updated_at = now
     if ticket.slack_channel:
         enqueue_ticket_refresh(session, ticket_id=ticket.id, lane=slack_lane(ticket.slack_channel), now=now)
+    return message
+
+
+def queue_outgoing(
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    latest: Message | None,
+    to: Address,
+    *,
+    text: str,
+    html: str | None,
+    from_name: str,
+    author: str,
+    template_name: str | None,
+    template_version: int | None,
+    auto_submitted: bool | str,
+    now: datetime,
+    view_text: str | None = None,
+    dedupe_key: str | None = None,
+) -> Message:
+    """Store an outgoing email in the customer's thread and queue it for SMTP, in the caller's
+    transaction. Raises ValueError or TypeError for what could never be sent."""
+    message_id = new_message_id(settings.support_address)
+    in_reply_to, references, subject = threading_of(ticket, latest)
+    # Built once now only to refuse what could never be sent; the outbox builds it again.
+    compose_reply(
+        from_name=from_name,
+        from_address=settings.support_address,
+        to_address=to.addr_spec,
+        to_name=to.display_name,
+        subject=subject,
+        message_id=message_id,
+        in_reply_to=in_reply_to,
+        references=references,
+        text=text,
+        html=html,
+        date=now,
+        auto_submitted=auto_submitted,
+    )
+    headers = [["To", str(to)]]
+    if auto_submitted:
+        value = auto_submitted if isinstance(auto_submitted, str) else "auto-replied"
+        headers.append(["Auto-Submitted", value])
+    message = Message(
+        ticket_id=ticket.id,
+        direction="out",
+        mailbox=SENT_MAILBOX,
+        dedupe_key=dedupe_key or message_id,
+        message_id=message_id,
+        in_reply_to=in_reply_to,
+        references=references,
+        from_address=settings.support_address,
+        from_name=from_name,
+        subject=subject,
+        headers=headers,
+        text=text,
+        view_text=text if view_text is None else view_text,
+        html=html,
+        author=author,
+        created_at=now,
+        delivery_status="queued",
+        template_name=template_name,
+        template_version=template_version,
+        defects=[],
+    )
+    session.add(message)
+    session.flush()
     enqueue(
         session,
         kind=SMTP_SEND,

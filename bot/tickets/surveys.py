@@ -30,19 +30,18 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.mail.compose import compose_reply, new_message_id, sender_name
-from bot.outbox.queue import SLACK_TICKET_NOTICE, SMTP_SEND, enqueue, slack_lane
+from bot.mail.compose import sender_name
+from bot.outbox.queue import SLACK_TICKET_NOTICE, enqueue, slack_lane
 from bot.slack.render import escape
 from bot.storage.models import AppSecret, Event, Message, RotaMember, Survey, SurveyOptOut, Ticket
 from bot.tickets.autoack import AUTO_AUTHOR, DEFAULT_LANGUAGE, detect_language, localised_template
 from bot.tickets.events import SYSTEM, customer_actor, record_event
 from bot.tickets.replies import (
     SENT_MAILBOX,
-    SMTP_LANE,
     message_to_answer,
+    queue_outgoing,
     recipient_of,
     stored_recipient,
-    threading_of,
 )
 from bot.tickets.templates import TemplateError, render_template, reply_variables
 
@@ -381,65 +380,30 @@ def _queue_survey_mail(
     if html is not None and not all(url in html for url in links.values()):
         html = None
 
-    message_id = new_message_id(settings.support_address)
-    in_reply_to, references, subject = threading_of(ticket, latest)
-    from_name = sender_name("")
-    # Refuse here what could never be sent, as a reply does; the outbox builds it again.
-    compose_reply(
-        from_name=from_name,
-        from_address=settings.support_address,
-        to_address=to.addr_spec,
-        to_name=to.display_name,
-        subject=subject,
-        message_id=message_id,
-        in_reply_to=in_reply_to,
-        references=references,
-        text=text,
-        html=html,
-        date=now,
-        auto_submitted="auto-generated",
-    )
     # The thread shows what the customer was asked, never the links: whoever holds
     # them can answer in the customer's name.
     shown = text
     for url in links.values():
         shown = shown.replace(url, "[personal link]")
-    message = Message(
-        ticket_id=ticket.id,
-        direction="out",
-        mailbox=SENT_MAILBOX,
-        # One email per survey, whatever happens: the mailbox's unique key says so too.
-        dedupe_key=f"survey:{survey.id}",
-        message_id=message_id,
-        in_reply_to=in_reply_to,
-        references=references,
-        from_address=settings.support_address,
-        from_name=from_name,
-        subject=subject,
-        # RFC 3834 §5: "auto-generated" is for automatic mail that answers nothing.
-        headers=[["To", str(to)], ["Auto-Submitted", "auto-generated"]],
+    return queue_outgoing(
+        session,
+        settings,
+        ticket,
+        latest,
+        to,
         text=text,
-        view_text=shown,
         html=html,
+        from_name=sender_name(""),
         author=AUTO_AUTHOR,
-        created_at=now,
-        delivery_status="queued",
         template_name=template.name,
         template_version=template.version,
-        defects=[],
-    )
-    session.add(message)
-    session.flush()
-    enqueue(
-        session,
-        kind=SMTP_SEND,
-        lane=SMTP_LANE,
+        # RFC 3834 §5: "auto-generated" is for automatic mail that answers nothing.
+        auto_submitted="auto-generated",
         now=now,
-        ticket_id=ticket.id,
-        payload={"message_id": message.id},
-        dedupe_key=f"smtp-send:{message.id}",
+        view_text=shown,
+        # One email per survey, whatever happens: the mailbox's unique key says so too.
+        dedupe_key=f"survey:{survey.id}",
     )
-    return message
 
 
 def _agent_name(session: Session, agent: str | None) -> str:
