@@ -34,7 +34,6 @@ from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.scheduler import send_surveys
-from bot.storage.db import transaction
 from bot.storage.models import AppSecret, Event, Message, OutboxItem, Survey, SurveyOptOut, Ticket
 from bot.survey_http import MaskSurveyPaths
 from bot.tickets.ingest import ingest_email
@@ -52,7 +51,7 @@ from bot.tickets.surveys import (
     survey_key,
 )
 from bot.tickets.templates import save_template
-from bot.tickets.workflow import resolve_ticket, set_status
+from bot.tickets.workflow import claim_ticket, resolve_ticket, set_status
 from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail, message_id_of
 from tests.support.slack_requests import SlackUser
@@ -390,10 +389,51 @@ def test_answers_keep_the_last_and_tell_the_thread_once(
         ] == ["survey_answered"] * 3
     assert notices == [
         f":+1: The customer says it is solved (resolved by <@{ADA}>).",
-        f":-1: The customer changed their answer: it is not solved yet (resolved by <@{ADA}>).",
+        f":-1: The customer changed their answer: it is not solved yet (resolved by <@{ADA}>)."
+        " The ticket is open again.",
         ":speech_balloon: The customer added a comment to their answer (it is not solved yet).\n"
         ">Still broken &lt;here&gt;\n>&amp; there",
     ]
+
+
+def test_not_solved_reopens_the_resolution_it_asked_about_and_only_that(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    first = ingest(session_factory, customer_mail(1))
+    second = ingest(session_factory, customer_mail(2))
+    with session_factory.begin() as session:
+        claim_ticket(session, first, ADA, NOW)
+    for ticket_id in (first, second):
+        resolve(session_factory, ticket_id, NOW)
+    run(session_factory, settings, NOW + timedelta(hours=1))
+    [survey_one] = surveys(session_factory, first)
+    [survey_two] = surveys(session_factory, second)
+    # The second ticket was reopened and resolved again before its customer answered.
+    with session_factory.begin() as session:
+        set_status(session, second, ADA, "open", NOW + timedelta(hours=2))
+        set_status(session, second, ADA, "resolved", NOW + timedelta(hours=3))
+    at = NOW + timedelta(hours=4)
+    with session_factory.begin() as session:
+        one = record_answer(session, survey_one.id, solved=False, comment=None, now=at)
+        two = record_answer(session, survey_two.id, solved=False, comment=None, now=at)
+        again = record_answer(session, survey_one.id, solved=True, comment=None, now=at)
+    assert one is not None and one.reopened
+    assert two is not None and not two.reopened
+    assert again is not None and not again.reopened
+    with session_factory() as session:
+        reopened = session.get(Ticket, first)
+        untouched = session.get(Ticket, second)
+        assert reopened is not None and untouched is not None
+        # Ada resolved it, and keeps it: she knows the case.
+        assert (reopened.status, reopened.owner, reopened.resolved_at) == ("claimed", ADA, None)
+        assert untouched.status == "resolved"
+        events = [
+            (e.action, e.actor)
+            for e in session.scalars(
+                select(Event).where(Event.ticket_id == first, Event.action == "reopened")
+            )
+        ]
+        assert len(events) == 1 and events[0][1].startswith("customer:")
 
 
 def test_the_notice_quotes_every_line() -> None:
@@ -581,7 +621,9 @@ def test_resolve_survey_answer_comment_and_opt_out_end_to_end(desk: Desk) -> Non
     # Changing one's mind: the last answer wins, and the thread says so.
     status, _, page = http(desk.local(links["no"]))
     assert status == 200 and desk.survey(1).solved is False  # type: ignore[union-attr]
-    desk.wait_for_notice(1, ":-1: The customer changed their answer: it is not solved yet")
+    notice = desk.wait_for_notice(1, ":-1: The customer changed their answer: it is not solved yet")
+    assert notice.endswith("The ticket is open again.")  # "not solved" undoes the resolution
+    assert desk.ticket(1).status in ("open", "claimed")
 
     # A comment from the page: stored, escaped and quoted in the thread.
     status, _, page = http(
@@ -605,9 +647,7 @@ def test_resolve_survey_answer_comment_and_opt_out_end_to_end(desk: Desk) -> Non
     with desk.bot.factory() as session:
         assert session.get(SurveyOptOut, "maria@example.org") is not None
 
-    # The next resolution of the same customer gets no survey.
-    with transaction(desk.bot.factory) as session:
-        set_status(session, desk.ticket(1).id, ADA, "open", desk.clock.now())
+    # The next resolution of the same customer (the ticket is open again) gets no survey.
     desk.resolve(1)
     desk.clock.advance(timedelta(hours=2))
     send_surveys()

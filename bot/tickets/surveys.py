@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.mail.compose import sender_name
-from bot.outbox.queue import SLACK_TICKET_NOTICE, enqueue, slack_lane
+from bot.outbox.queue import SLACK_TICKET_NOTICE, enqueue, enqueue_ticket_refresh, slack_lane
 from bot.slack.render import escape
 from bot.storage.models import AppSecret, Event, Message, RotaMember, Survey, SurveyOptOut, Ticket
 from bot.tickets.autoack import AUTO_AUTHOR, DEFAULT_LANGUAGE, detect_language, localised_template
@@ -478,6 +478,7 @@ class AnswerOutcome:
     changed: bool  # a different answer than before
     first: bool  # the first answer to this survey
     commented: bool  # a new comment was stored
+    reopened: bool = False  # "not solved" reopened the ticket
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -511,14 +512,15 @@ def record_answer(
     survey.answered_at = now
     if commented:
         survey.comment = text
-    ticket = session.get(Ticket, survey.ticket_id)
+    ticket = session.get(Ticket, survey.ticket_id, with_for_update=True)
     assert ticket is not None
     message = _survey_message(session, survey_id)
     who = stored_recipient(message).addr_spec.lower() if message is not None else ""
+    actor = customer_actor(who) if who else SYSTEM
     record_event(
         session,
         ticket_id=ticket.id,
-        actor=customer_actor(who) if who else SYSTEM,
+        actor=actor,
         action="survey_answered",
         at=now,
         survey_id=survey.id,
@@ -528,6 +530,30 @@ def record_answer(
         commented=commented,
         agent=survey.agent,
     )
+    # The customer says the problem is still there: the case is not closed, just as if
+    # they had replied. Only the resolution this survey asked about is undone; a later
+    # one (the ticket reopened and resolved again since) is a new conversation, and a
+    # change back to "solved" leaves the reopened ticket to staff.
+    reopened = (
+        not solved
+        and (first or changed)
+        and ticket.status == "resolved"
+        and ticket.resolved_at == survey.resolved_at
+    )
+    if reopened:
+        ticket.status = "claimed" if ticket.owner else "open"
+        ticket.resolved_at = None
+        ticket.updated_at = now
+        record_event(
+            session,
+            ticket_id=ticket.id,
+            actor=actor,
+            action="reopened",
+            at=now,
+            previous="resolved",
+            status=ticket.status,
+            survey_id=survey.id,
+        )
     if ticket.slack_channel:
         enqueue(
             session,
@@ -542,13 +568,20 @@ def record_answer(
                     fresh=first or changed,
                     comment=text if commented else "",
                     agent=survey.agent,
+                    reopened=reopened,
                 )
             },
         )
-    return AnswerOutcome(solved, changed=changed, first=first, commented=commented)
+        if reopened:
+            enqueue_ticket_refresh(
+                session, ticket_id=ticket.id, lane=slack_lane(ticket.slack_channel), now=now
+            )
+    return AnswerOutcome(solved, changed=changed, first=first, commented=commented, reopened=reopened)
 
 
-def answer_notice(solved: bool, *, changed: bool, fresh: bool, comment: str, agent: str | None) -> str:
+def answer_notice(
+    solved: bool, *, changed: bool, fresh: bool, comment: str, agent: str | None, reopened: bool = False
+) -> str:
     """The thread's line for an answer: mrkdwn, with the customer's words escaped and quoted."""
     icon = ":+1:" if solved else ":-1:"
     verdict = "it is solved" if solved else "it is not solved yet"
@@ -559,6 +592,8 @@ def answer_notice(solved: bool, *, changed: bool, fresh: bool, comment: str, age
         line = f"{icon} The customer says {verdict}{credit}."
     else:
         line = f":speech_balloon: The customer added a comment to their answer ({verdict})."
+    if reopened:
+        line += " The ticket is open again."
     if comment:
         quoted = "\n".join(f">{line}" if line else ">" for line in escape(comment).split("\n"))
         line = f"{line}\n{quoted}"
