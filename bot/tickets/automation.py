@@ -17,6 +17,7 @@ Turning it off deletes the row at once; the audit trail keeps both.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, cast
@@ -231,6 +232,9 @@ def matches(automation: Automation, facts: TicketFacts, *, after_hours: bool) ->
     )
 
 
-def matching_automation(session: Session, facts: TicketFacts, *, after_hours: bool) -> Automation | None:
-    """The automation that answers a ticket; by name when several match, so the choice is stable."""
-    return next((a for a in automations(session) if matches(a, facts, after_hours=after_hours)), None)
+def matching_automation(
+    candidates: Iterable[Automation], facts: TicketFacts, *, after_hours: bool
+) -> Automation | None:
+    """The automation that answers a ticket, of `automations(session)` (loaded once per batch):
+    by name when several match, so the choice is stable."""
+    return next((a for a in candidates if matches(a, facts, after_hours=after_hours)), None)

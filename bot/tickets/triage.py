@@ -19,17 +19,18 @@ screens already, and an email promising an answer "at 09:00" at 10:00 would be w
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from bot.outbox.queue import enqueue_ticket_refresh, slack_lane
 from bot.storage.models import Message, Ticket, TicketTriage
 from bot.tickets.autoack import AutoReplyOutcome, acknowledge_after_hours, send_automatic_reply
-from bot.tickets.automation import matching_automation
+from bot.tickets.automation import Automation, automations, matching_automation
 from bot.tickets.events import SYSTEM, record_event
 from bot.tickets.urgency import TicketFacts, Verdict, evaluate, load_rules, seed_rules
 
@@ -56,20 +57,26 @@ class TriageResult:
     withheld: str = ""  # why no automatic reply went out, when one was due
 
 
-def ticket_facts(session: Session, ticket: Ticket) -> TicketFacts:
-    first = session.scalar(
-        select(Message)
-        .where(Message.ticket_id == ticket.id, Message.direction == "in")
-        .order_by(Message.id)
-        .limit(1)
+def ticket_facts(session: Session, tickets: Sequence[Ticket]) -> dict[int, TicketFacts]:
+    """What urgency rules and automations look at, for a batch of tickets in one query:
+    the subject, the sender and the first message the customer wrote."""
+    first_ids = (
+        select(func.min(Message.id))
+        .where(Message.ticket_id.in_([t.id for t in tickets]), Message.direction == "in")
+        .group_by(Message.ticket_id)
     )
-    sender = (ticket.customer.email if ticket.customer else "") or (first.from_address if first else "")
-    return TicketFacts(
-        subject=ticket.subject or (first.subject if first else ""),
-        text=(first.view_text or first.text) if first else "",
-        sender=sender,
-        tags=tuple(tag.name for tag in ticket.tags),
-    )
+    firsts = {m.ticket_id: m for m in session.scalars(select(Message).where(Message.id.in_(first_ids)))}
+    facts = {}
+    for ticket in tickets:
+        first = firsts.get(ticket.id)
+        sender = (ticket.customer.email if ticket.customer else "") or (first.from_address if first else "")
+        facts[ticket.id] = TicketFacts(
+            subject=ticket.subject or (first.subject if first else ""),
+            text=(first.view_text or first.text) if first else "",
+            sender=sender,
+            tags=tuple(tag.name for tag in ticket.tags),
+        )
+    return facts
 
 
 def triage_pending(
@@ -91,11 +98,28 @@ def triage_pending(
     ).all()
     if not tickets:
         return []
+    # Everything a ticket's triage reads is loaded once per batch, and its rows are
+    # written together at the end: a backlog is triaged in a few statements per batch,
+    # not a few per ticket, so it holds SQLite's single writer only briefly.
     rules = load_rules(session)
-    results = []
-    for ticket in tickets:
-        facts = ticket_facts(session, ticket)
-        results.append(_triage(session, settings, calendar, ticket, facts, evaluate(rules, facts), now))
+    candidates = automations(session)
+    facts = ticket_facts(session, tickets)
+    results = [
+        _triage(
+            session,
+            settings,
+            calendar,
+            ticket,
+            facts[ticket.id],
+            evaluate(rules, facts[ticket.id]),
+            matching_automation(
+                candidates, facts[ticket.id], after_hours=not calendar.is_open(ticket.created_at)
+            ),
+            now,
+        )
+        for ticket in tickets
+    ]
+    session.flush()
     return results
 
 
@@ -106,6 +130,7 @@ def _triage(
     ticket: Ticket,
     facts: TicketFacts,
     verdict: Verdict,
+    automation: Automation | None,
     now: datetime,
 ) -> TriageResult:
     after_hours = not calendar.is_open(ticket.created_at)
@@ -113,7 +138,6 @@ def _triage(
     paged = False
     outcome: AutoReplyOutcome | None = None
 
-    automation = matching_automation(session, facts, after_hours=after_hours)
     if automation is not None:
         outcome = send_automatic_reply(
             session, ticket=ticket, template_name=automation.name, kind="template", settings=settings, now=now
@@ -147,7 +171,6 @@ def _triage(
         reason=verdict.reason,
         auto_reply=auto_reply,
     )
-    session.flush()
     if verdict.urgent and ticket.slack_channel:
         # The card now says why it is urgent.
         enqueue_ticket_refresh(session, ticket_id=ticket.id, lane=slack_lane(ticket.slack_channel), now=now)
