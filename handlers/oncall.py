@@ -343,6 +343,18 @@ class OncallDesk:
 
         def decide(session: Session) -> str:
             outcome = swaps.decide_swap(session, swap_id, manager=manager, approve=approve, now=now)
+            # Every manager got the request; the others can stand down, as paged people do
+            # when someone acknowledges (their DM keeps its buttons; a late click is told).
+            duty = ui.duty_text(outcome.applied or outcome.swap.duty, self.team_tz)
+            verdict = "approved" if approve else "rejected"
+            for other in sorted(self.settings.managers - {manager}):
+                ui.queue_notice(
+                    session,
+                    other,
+                    f"<@{manager}> {verdict} the {outcome.swap.kind} of the on-call duty {duty}; "
+                    "nothing left to do.",
+                    now=now,
+                )
             return self._notify(session, outcome, actor=manager, now=now)
 
         return run_domain(self.services, decide)
@@ -727,6 +739,14 @@ def register(app: App, services: Services, access: Access) -> None:
                 return
             try:
                 said = act(acting_user(body), target)
+            except swaps.RequestClosed as exc:
+                # A late click (another manager decided first, the offer expired): the
+                # message's buttons are stale, so the answer replaces them.
+                if in_place:
+                    replace_clicked(body, client, context, str(exc))
+                else:
+                    tell(client, body, str(exc))
+                return
             except RotaError as exc:
                 tell(client, body, str(exc))
                 return

@@ -24,6 +24,11 @@ from bot.storage.models import DutySwap, RotaDuty, TimeOffRecord
 from bot.tickets.events import record_event
 from rota.store import SYSTEM, DutyView, RotaError, _duty_view, _require_member
 
+
+class RequestClosed(RotaError):
+    """The request was decided, withdrawn or overtaken: its buttons have nothing left to do."""
+
+
 OPEN = ("offered", "awaiting_approval")
 
 
@@ -90,13 +95,13 @@ def answer_swap(
     if swap.to_user != user:
         raise RotaError(f"This offer was made to <@{swap.to_user}>, not to you.")
     if swap.status != "offered":
-        raise RotaError(f"This offer is already {_said(swap.status)}.")
+        raise RequestClosed(f"This offer is already {_said(swap.status)}.")
     # Refusals raise, which rolls the transaction back: the periodic expiry closes such requests.
     if swap.expires_at is not None and swap.expires_at <= now:
-        raise RotaError("This offer has expired.")
+        raise RequestClosed("This offer has expired.")
     row = session.get(RotaDuty, swap.duty_id)
     if row is None or row.user_id != swap.from_user or row.end <= now:
-        raise RotaError("That duty has changed hands or ended since it was offered.")
+        raise RequestClosed("That duty has changed hands or ended since it was offered.")
     if not accept:
         _close(session, swap, "declined", user, now)
         return SwapOutcome(_view(session, swap))
@@ -137,10 +142,10 @@ def cover_duty(
 def decide_swap(session: Session, swap_id: int, *, manager: str, approve: bool, now: datetime) -> SwapOutcome:
     swap = _swap(session, swap_id)
     if swap.status != "awaiting_approval":
-        raise RotaError(f"This request is already {_said(swap.status)}.")
+        raise RequestClosed(f"This request is already {_said(swap.status)}.")
     row = session.get(RotaDuty, swap.duty_id)
     if row is None or row.end <= now or row.user_id != swap.from_user:
-        raise RotaError("That duty has changed hands or ended since; the request no longer stands.")
+        raise RequestClosed("That duty has changed hands or ended since; the request no longer stands.")
     if not approve:
         _close(session, swap, "rejected", manager, now)
         return SwapOutcome(_view(session, swap))
@@ -152,7 +157,7 @@ def cancel_swap(session: Session, swap_id: int, *, user: str, now: datetime) -> 
     if user not in (swap.from_user, swap.to_user):
         raise RotaError("Only the people in this request can withdraw it.")
     if swap.status not in OPEN:
-        raise RotaError(f"This request is already {_said(swap.status)}.")
+        raise RequestClosed(f"This request is already {_said(swap.status)}.")
     _close(session, swap, "cancelled", user, now)
     return _view(session, swap)
 

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.timeout(180)
 
 ROME = ZoneInfo("Europe/Rome")
 ADA, BOB, CY, MAY, EVE = "U0ADA", "U0BOB", "U0CY", "U0MAY", "U0EVE"  # staff ×3, manager, outsider
+MAX = "U0MAX"  # a second manager, where a test asks for two
 STAFF = {ADA: ("ada", "Europe/Rome"), BOB: ("bob", "Europe/London"), CY: ("cy", "America/New_York")}
 # Wednesday 2 December 2026, noon in Rome: mid-week, so the first duty runs to Monday's hand-off.
 START = datetime(2026, 12, 2, 12, 0, tzinfo=ROME)
@@ -116,18 +117,26 @@ def approval() -> bool:
 
 
 @pytest.fixture
-def team(imap: PymapServer, slack: SlackStandIn, database_url: str, approval: bool) -> Iterator[Team]:
+def managers() -> tuple[str, ...]:
+    return (MAY,)
+
+
+@pytest.fixture
+def team(
+    imap: PymapServer, slack: SlackStandIn, database_url: str, approval: bool, managers: tuple[str, ...]
+) -> Iterator[Team]:
     for user, (name, tz) in STAFF.items():
         slack.add_user(user, name, name.title() + " Staff", tz=tz, channels=(CHANNEL,))
     # The manager plans and approves but is not on the support channel, so not on the rota.
     slack.add_user(MAY, "may", "May Manager")
+    slack.add_user(MAX, "max", "Max Manager")
     slack.add_user(EVE, "eve", "Eve Outsider")
     clock = FrozenClock(START)
     env = bot_env(
         slack_url=slack.base_url,
         imap=imap,
         database_url=database_url,
-        MANAGERS=MAY,
+        MANAGERS=",".join(managers),
         SWAP_APPROVAL="true" if approval else "false",
         SWAP_EXPIRY_HOURS="24",
         PUBLIC_URL="https://bot.example.com",
@@ -215,9 +224,11 @@ def test_a_swap_offered_by_command_and_accepted_moves_the_duty(team: Team) -> No
     table = json.dumps(team.oncall(CY)["blocks"])
     assert f"<@{BOB}> :pushpin:" in table
 
-    # The old message clicked again (a stale client): a clear answer, nothing changes.
+    # The old message clicked again (a stale client): the message says why, nothing changes.
     team.user(BOB).click(offer, "oncall_swap_accept")
-    assert "already accepted" in team.ephemeral(BOB, "already")["text"]
+    wait_until(lambda: "already accepted" in team.current_dm(offer)["text"], what="the stale click answered")
+    assert not has_buttons(team.current_dm(offer))
+    assert next(d for d in team.duties() if d.id == week.id).user_id == BOB
 
 
 def test_a_declined_offer_leaves_the_duty_and_tells_the_offerer(team: Team) -> None:
@@ -232,7 +243,7 @@ def test_a_declined_offer_leaves_the_duty_and_tells_the_offerer(team: Team) -> N
     assert "Open swap requests" not in json.dumps(team.oncall(ADA, "me")["blocks"])
 
 
-@pytest.mark.parametrize("approval", [True])
+@pytest.mark.parametrize(("approval", "managers"), [(True, (MAY, MAX))])
 def test_with_approval_an_accepted_swap_waits_for_a_manager(team: Team) -> None:
     week = future_week_of(team.publish(), ADA)
     team.oncall(ADA, f"swap {night_of(week)} {mention(BOB)}")
@@ -253,6 +264,13 @@ def test_with_approval_an_accepted_swap_waits_for_a_manager(team: Team) -> None:
     assert not has_buttons(team.current_dm(request))
     team.dm(BOB, "You now hold the on-call duty")
     assert f"approved by <@{MAY}>" in team.dm(ADA, "now holds your")[0]["text"]
+    # The other manager got the same request: told it is decided, and a late click changes nothing.
+    late = team.dm(MAX, "needs a manager")[0]
+    assert f"<@{MAY}> approved the swap" in team.dm(MAX, "nothing left to do")[0]["text"]
+    assert not [m for m in team.slack.dms(MAY) if "nothing left to do" in m["text"]]
+    team.user(MAX).click(late, "oncall_swap_reject")
+    wait_until(lambda: "already" in team.current_dm(late)["text"], what="the late click answered")
+    assert next(d for d in team.duties() if d.id == week.id).user_id == BOB
     assert next(d for d in team.duties() if d.id == week.id).user_id == BOB
 
 
