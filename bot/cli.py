@@ -27,23 +27,16 @@ def _run(args: argparse.Namespace) -> int:
         return run_sandbox(settings)
     # Imported after validation so a bad setting is reported before anything heavy loads.
     from bot.app import SupportBot, prepare_database, verify_slack_token
-    from bot.logs import configure_logging
+    from bot.logs import configure_logging, redact
 
-    configure_logging(
-        settings.log_level,
-        secrets=[
-            settings.slack_bot_token,
-            settings.slack_signing_secret,
-            settings.slack_app_token,
-            settings.imap_password,
-            settings.smtp_password,
-        ],
-    )
+    configure_logging(settings.log_level, secrets=settings.secrets())
     log.info("database %s", redact_url(settings.database_url))
     try:
         prepare_database(settings)
     except Exception as exc:
-        print(f"supportbot: cannot prepare the database at DATABASE_URL: {exc}", file=sys.stderr)
+        # Printed, not logged, so the log filter does not see it: a driver may quote the URL.
+        problem = redact(str(exc), settings.secrets())
+        print(f"supportbot: cannot prepare the database at DATABASE_URL: {problem}", file=sys.stderr)
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -52,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         verify_slack_token(bot.client)
     except ConfigError as exc:
-        print(f"supportbot: configuration error: {exc}", file=sys.stderr)
+        print(f"supportbot: configuration error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
         return 2
     bot.start()
     print(f"supportbot running: {bot.url}/healthz (Ctrl-C to stop)", flush=True)

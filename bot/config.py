@@ -7,6 +7,7 @@ so a settings object can never leak a token into a log line.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Mapping
@@ -152,6 +153,23 @@ class Settings:
     def socket_mode(self) -> bool:
         return bool(self.slack_app_token)
 
+    def secrets(self) -> list[str]:
+        """Every secret value, and the forms they take on the wire, for the log filter."""
+        values = [
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.imap_password,
+            self.smtp_password,
+            self.survey_secret,
+            url_password(self.database_url),
+        ]
+        # SMTP AUTH PLAIN and LOGIN send these base64 blobs; a server may quote them back.
+        if self.smtp_user and self.smtp_password:
+            for clear in (f"\0{self.smtp_user}\0{self.smtp_password}", self.smtp_password):
+                values.append(base64.b64encode(clear.encode()).decode())
+        return [v for v in values if v]
+
     def redacted(self) -> dict[str, object]:
         """What is safe to log: every field, secrets replaced by a marker."""
         out: dict[str, object] = {}
@@ -164,7 +182,32 @@ class Settings:
 
 def redact_url(url: str) -> str:
     """Hide the password in a URL like postgresql://user:secret@host/db."""
-    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+    # Up to the last @ before the path: an unescaped @ in the password stays hidden.
+    return re.sub(r"(//[^/:@]*:)[^/]*@", r"\1***@", url)
+
+
+SECRET_SETTINGS = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "IMAP_PASSWORD",
+    "SMTP_PASSWORD",
+    "SURVEY_SECRET",
+)
+
+
+def url_password(url: str) -> str | None:
+    # Everything between the user's colon and the last @ before the path: a password
+    # holding an unescaped @ is still hidden whole.
+    match = re.match(r"^[^:/]+://[^/:@]*:([^/]*)@[^@/]*(/|$)", url)
+    return match[1] if match and match[1] else None
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """The values of the secret settings in `env`, the password in DATABASE_URL included."""
+    values = [env[name].strip() for name in SECRET_SETTINGS if (env.get(name) or "").strip()]
+    password = url_password((env.get("DATABASE_URL") or "").strip())
+    return [*values, *([password] if password else [])]
 
 
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
@@ -242,6 +285,17 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
             merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
         merged.update(os.environ)
         env = merged
+    try:
+        return _settings_from(env)
+    except ConfigError as exc:
+        # Messages quote the value they refuse, and a secret pasted into the wrong
+        # setting (a token as SUPPORT_CHANNEL) must not be printed back.
+        from bot.logs import redact
+
+        raise ConfigError(redact(str(exc), secret_values(env))) from None
+
+
+def _settings_from(env: Mapping[str, str]) -> Settings:
     r = _Reader(env)
 
     # No bot token means nobody has created a Slack app yet: run the local sandbox, whose
@@ -286,6 +340,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
     if not database_url.startswith(("sqlite:", "postgresql+psycopg:")):
         raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+    if database_url.split("://", 1)[-1].split("/", 1)[0].count("@") > 1:
+        # The driver would take what follows the first @ for the host and quote it in its
+        # connection errors: a piece of the password.
+        raise ConfigError("DATABASE_URL has an @ in its password: write it as %40")
 
     imap_ssl = r.boolean("IMAP_SSL", True)
     imap_host = r.required("IMAP_HOST", "the support mailbox's IMAP server")

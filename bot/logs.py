@@ -1,10 +1,33 @@
-"""Logging set-up that never prints a secret, whatever a library puts in a message."""
+"""Logging set-up that never prints a secret, whatever a library puts in a message.
+
+The sources keep secrets out of what they say (settings hide them from `repr`, errors name
+a setting rather than echo its value); this is the net under them, for text we do not
+write ourselves: library messages, server answers, tracebacks.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Iterable
+from types import TracebackType
+
+MASK = "***"
+# Shorter values would mask innocent text; real tokens and passwords are longer.
+_SHORTEST_SECRET = 6
+
+
+def _usable(secrets: Iterable[str | None]) -> list[str]:
+    # Longest first, so a secret containing another is masked whole.
+    return sorted({s for s in secrets if s and len(s) >= _SHORTEST_SECRET}, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every secret value in it replaced by ***."""
+    for secret in _usable(secrets):
+        text = text.replace(secret, MASK)
+    return text
 
 
 class RedactSecrets(logging.Filter):
@@ -12,8 +35,12 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str | None]) -> None:
         super().__init__()
-        # Short values would redact innocent text; real tokens and passwords are longer.
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        self.secrets = _usable(secrets)
+
+    def _clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
@@ -21,19 +48,30 @@ class RedactSecrets(logging.Filter):
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        exc_text = record.exc_text or ""
-        changed = False
-        for secret in self.secrets:
-            if secret in message:
-                message = message.replace(secret, "***")
-                changed = True
-            if secret in exc_text:
-                exc_text = exc_text.replace(secret, "***")
-                changed = True
-        if changed:
-            record.msg, record.args = message, None
-            record.exc_text = exc_text or None
+        cleaned = self._clean(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._clean(record.stack_info)
         return True
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, tb: TracebackType | None, where: str
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    logging.getLogger("supportbot").critical("uncaught exception %s", where, exc_info=(kind, value, tb))
+
+
+def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return
+    name = args.thread.name if args.thread is not None else "a thread"
+    _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback, f"in thread {name}")
 
 
 def configure_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -> None:
@@ -46,3 +84,7 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -
     # These print request bodies (tokens included) at DEBUG; keep them quieter.
     for noisy in ("slack_sdk", "slack_bolt", "urllib3", "imapclient", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.INFO))
+    # Python prints an exception nobody caught straight to stderr, past the filter above;
+    # sent through logging instead, its traceback is redacted like any other.
+    sys.excepthook = lambda kind, value, tb: _log_uncaught(kind, value, tb, "in the main thread")
+    threading.excepthook = _uncaught_in_thread

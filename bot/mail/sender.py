@@ -153,10 +153,11 @@ class SmtpSendHandler:
         where = f"{s.smtp_host}:{s.smtp_port}"
         try:
             client = self._connect()
-        except OSError as exc:  # refused, unreachable, timed out, TLS handshake failed
-            raise RetryLater(self._clean(f"cannot reach the mail server {where}: {_describe(exc)}")) from None
+        # SMTPException is an OSError: caught first, or a refused login reads "cannot reach".
         except smtplib.SMTPException as exc:  # a 4xx greeting, no STARTTLS, login refused
             raise RetryLater(self._clean(f"the mail server {where} refused us: {_describe(exc)}")) from None
+        except OSError as exc:  # refused, unreachable, timed out, TLS handshake failed
+            raise RetryLater(self._clean(f"cannot reach the mail server {where}: {_describe(exc)}")) from None
         try:
             try:
                 client.send_message(mail, from_addr=s.support_address, to_addrs=[recipient])
