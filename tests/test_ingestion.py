@@ -48,9 +48,14 @@ def mrkdwn_texts(blocks) -> list[str]:
     return texts_of_type(blocks, "mrkdwn")
 
 
-def post_calls(slack, channel: str = CHANNEL) -> list:
+def ticket_post_calls(slack, channel: str = CHANNEL) -> list:
+    """The ticket posts as sent (not other posts, such as the morning summary in business hours)."""
     return [
-        c for c in slack.calls("chat.postMessage") if c.args.get("channel") == channel and c.status == 200
+        c
+        for c in slack.calls("chat.postMessage")
+        if c.args.get("channel") == channel
+        and c.status == 200
+        and "supportbot_ticket" in json.dumps(c.args.get("metadata") or "")
     ]
 
 
@@ -143,7 +148,7 @@ def test_mrkdwn_in_email_is_shown_not_acted_on(imap, slack, database_url):
     with running_bot(env):
         imap.append(customer_mail(1, subject=hostile, sender_name="<!everyone>", body=f"{hostile}\n"))
         wait_until(lambda: ticket_posts(slack), what="the ticket post")
-    call = post_calls(slack)[0]
+    call = ticket_post_calls(slack)[0]
     # Slack acts on markup in mrkdwn text (and the fallback text); plain_text is shown as is.
     interpreted = [call.args.get("text", ""), *mrkdwn_texts(call.args.get("blocks"))]
     sent = "\n".join(interpreted)
