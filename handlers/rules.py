@@ -108,7 +108,8 @@ def rules_command(services: Services, access: Access, ack: Any, user: str, text:
         else:
             raise RuleError(RULES_USAGE)
     except RuleError as exc:
-        ack(text=str(exc))
+        # Rule errors quote what was typed; they never carry our own mentions.
+        ack(text=escape(str(exc)))
         return
     rules = run_domain(services, urgency.load_rules)
     blocks = rules_blocks(rules)
@@ -116,4 +117,5 @@ def rules_command(services: Services, access: Access, ack: Any, user: str, text:
         blocks.insert(
             0, {"type": "section", "text": {"type": "mrkdwn", "text": f":white_check_mark: {escape(done)}"}}
         )
-    ack(text=done or "Urgency rules", blocks=blocks)
+    # The fallback text is mrkdwn too, and `done` quotes the pattern as typed.
+    ack(text=escape(done) or "Urgency rules", blocks=blocks)

@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from bot.sandbox.block_kit import message_problems, view_problems
+
 BOT_USER = "U0BOT"
 BOT_ID = "B0BOT"
 TEAM = "T0TEAM"
@@ -68,6 +70,9 @@ class Fault:
     times: int
     retry_after: float | None = None
     error: str | None = None
+    # The call takes effect, then the answer is an error: a gateway timing out after
+    # Slack stored the post. A retry must find that post, not post again.
+    after_effect: bool = False
 
 
 def _coerce(value: Any) -> Any:
@@ -108,6 +113,9 @@ class SlackStandIn:
         self.modal_stacks: dict[str, list[str]] = {}
         self.modal_errors: dict[str, dict[str, str]] = {}
         self._response_urls: dict[str, tuple[str, str]] = {}
+        # What was refused as `invalid_blocks`, and why: real Slack refuses such a post
+        # forever, so every end-to-end test doubles as a Block Kit check.
+        self.invalid: list[tuple[str, list[str]]] = []
         self.add_user(BOT_USER, "supportbot", "supportbot", is_bot=True)
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
@@ -244,6 +252,10 @@ class SlackStandIn:
                 return {"ok": False, "error": "expired_url"}
             user, channel = target
             text, blocks = str(body.get("text") or ""), _coerce(body.get("blocks")) or []
+            try:
+                self._check_message("response_url", body.get("text"), blocks, None)
+            except _SlackError as exc:
+                return {"ok": False, "error": exc.error}
             if body.get("response_type") == "in_channel":
                 try:
                     self._store(channel, BOT_USER, text, blocks, None, body.get("thread_ts"))
@@ -299,10 +311,22 @@ class SlackStandIn:
     # -- faults -----------------------------------------------------------------------------
 
     def fail_next(
-        self, method: str | None = None, *, status: int = 429, retry_after: float = 1, times: int = 1
+        self,
+        method: str | None = None,
+        *,
+        status: int = 429,
+        retry_after: float = 1,
+        times: int = 1,
+        after_effect: bool = False,
     ) -> None:
         with self._lock:
-            self._faults.append(Fault(method, status, times, retry_after if status == 429 else None))
+            retry = retry_after if status == 429 else None
+            self._faults.append(Fault(method, status, times, retry, after_effect=after_effect))
+
+    def clear_faults(self) -> None:
+        """Forget faults not yet used up (a sustained one was queued with a large `times`)."""
+        with self._lock:
+            self._faults.clear()
 
     def error_next(self, method: str | None, error: str = "channel_not_found", *, times: int = 1) -> None:
         with self._lock:
@@ -443,6 +467,8 @@ class SlackStandIn:
                         payload = handler(args)
                     except _SlackError as exc:
                         payload = {"ok": False, "error": exc.error}
+                if payload.get("ok"):
+                    status, payload, headers = self._fault_after_effect(method, status, payload, headers)
             self._calls.append(Call(method, args, time.monotonic(), status))
             self._changed.notify_all()
             return status, payload, headers
@@ -452,6 +478,8 @@ class SlackStandIn:
             return 503, {"ok": False, "error": "service_unavailable"}, {}
         for fault in self._faults:
             if fault.times > 0 and fault.method in (None, method):
+                if fault.after_effect:
+                    break  # its turn: the call runs, then `_fault_after_effect` answers
                 fault.times -= 1
                 if fault.error:
                     return 200, {"ok": False, "error": fault.error}, {}
@@ -463,6 +491,15 @@ class SlackStandIn:
                     )
                 return fault.status, {"ok": False, "error": "internal_error"}, {}
         return 200, {}, {}
+
+    def _fault_after_effect(
+        self, method: str, status: int, payload: Json, headers: dict[str, str]
+    ) -> tuple[int, Json, dict[str, str]]:
+        for fault in self._faults:
+            if fault.times > 0 and fault.after_effect and fault.method in (None, method):
+                fault.times -= 1
+                return fault.status, {"ok": False, "error": "internal_error"}, {}
+        return status, payload, headers
 
     # -- state helpers ------------------------------------------------------------------------------
 
@@ -496,6 +533,18 @@ class SlackStandIn:
         post = Posted(channel, self._next_ts(), user, text or "", blocks or [], metadata or None, thread_ts)
         self.posts[channel].append(post)
         return post
+
+    def _check_message(self, method: str, text: Any, blocks: Any, metadata: Any) -> None:
+        problems = message_problems(text, blocks, metadata)
+        if problems:
+            self.invalid.append((method, problems))
+            raise _SlackError("invalid_blocks")
+
+    def _check_view(self, method: str, view: Any) -> None:
+        problems = view_problems(view)
+        if problems:
+            self.invalid.append((method, problems))
+            raise _SlackError("invalid_blocks")
 
     def _find(self, channel: str, ts: str) -> Posted:
         for post in self.posts.get(channel, []):
@@ -539,6 +588,7 @@ class SlackStandIn:
         text, blocks = args.get("text"), args.get("blocks")
         if not text and not blocks:
             raise _SlackError("no_text")
+        self._check_message("chat.postMessage", text, blocks, args.get("metadata"))
         post = self._store(
             channel, BOT_USER, str(text or ""), blocks, args.get("metadata"), args.get("thread_ts")
         )
@@ -547,6 +597,7 @@ class SlackStandIn:
     def _m_chat_update(self, args: Json) -> Json:
         channel = self._channel(args)
         post = self._find(channel, str(args.get("ts")))
+        self._check_message("chat.update", args.get("text"), args.get("blocks"), args.get("metadata"))
         if "text" in args:
             post.text = str(args["text"])
         if "blocks" in args:
@@ -563,6 +614,7 @@ class SlackStandIn:
 
     def _m_chat_postEphemeral(self, args: Json) -> Json:
         channel = self._channel(args)
+        self._check_message("chat.postEphemeral", args.get("text"), args.get("blocks"), None)
         ts = self._next_ts()
         self.ephemeral.append(
             {
@@ -658,6 +710,7 @@ class SlackStandIn:
     def _view(self, view: Any, view_id: str | None = None, **extra: Any) -> Json:
         if not isinstance(view, dict):
             raise _SlackError("invalid_arguments")
+        self._check_view("views", view)
         view_id = view_id or f"V{next(self._ids):07d}"
         stored = {**view, **extra, "id": view_id, "hash": f"h{next(self._ids)}"}
         self.views[view_id] = stored

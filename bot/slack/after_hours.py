@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from bot.slack.render import Block, escape, slack_date, truncate
+from bot.slack.render import Block, escape, fit, packed_sections, slack_date, truncate
 from bot.tickets.automation import WHENS, Automation, TemplateStats
 from bot.tickets.urgency import Rule
 
@@ -37,14 +37,11 @@ def rules_blocks(rules: Sequence[Rule]) -> list[Block]:
     rows = []
     for rule in rules:
         verdict = ":rotating_light: urgent" if rule.urgent else ":zzz: not urgent"
-        pattern = f"“{escape(rule.pattern)}”" if rule.kind == "keyword" else f"`{escape(rule.pattern)}`"
+        shown = escape(truncate(rule.pattern, 200))
+        pattern = f"“{shown}”" if rule.kind == "keyword" else f"`{shown}`"
         note = f" · _{escape(truncate(rule.note, 80))}_" if rule.note else ""
         rows.append(f"*{rule.position}.* {_KIND_LABELS[rule.kind]} {pattern} → {verdict}{note}")
-    blocks: list[Block] = [head]
-    for start in range(0, len(rows), 20):
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(rows[start : start + 20])}}
-        )
+    blocks: list[Block] = [head, *packed_sections(rows)[:47]]
     blocks.append(
         {
             "type": "context",
@@ -109,7 +106,7 @@ def automation_blocks(
 
 def _automated_section(line: str, current: Automation) -> Block:
     text = (
-        f"{line}\n:robot_face: Automatic {escape(current.describe())}, "
+        f"{line}\n:robot_face: Automatic {escape(truncate(current.describe(), 400))}, "
         f"since {slack_date(current.enabled_at)} by <@{current.enabled_by}>"
     )
     return _section(text, _button("Turn off", ACTION_AUTOMATION_OFF, current.name, "danger"))
@@ -118,7 +115,7 @@ def _automated_section(line: str, current: Automation) -> Block:
 def _section(text: str, accessory: Block) -> Block:
     return {
         "type": "section",
-        "text": {"type": "mrkdwn", "text": truncate(text, 3000)},
+        "text": {"type": "mrkdwn", "text": fit(text)},
         "accessory": accessory,
     }
 
@@ -146,7 +143,7 @@ def automation_modal(name: str, stats: TemplateStats | None, current: Automation
     kind = current.match_kind if current else "tag"
     pattern: Block = {"type": "plain_text_input", "action_id": "value"}
     if current:
-        pattern["initial_value"] = current.match_pattern
+        pattern["initial_value"] = current.match_pattern[:3000]
     summary = (
         f"`{escape(name)}` closed {stats.closed} of {stats.uses} tickets ({stats.rate:.0%})."
         if stats

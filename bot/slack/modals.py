@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.slack.render import Block, escape, truncate
+from bot.slack.render import Block, escape, fit, truncate
 
 REPLY_CALLBACK = "reply_submit"
 TAGS_CALLBACK = "tags_submit"
@@ -77,7 +77,7 @@ def reply_modal(
             "elements": [
                 {
                     "type": "mrkdwn",
-                    "text": f"To *{escape(customer)}* · Re: {escape(shown_subject)}",
+                    "text": f"To *{escape(truncate(customer, 400))}* · Re: {escape(shown_subject)}",
                 }
             ],
         }
@@ -87,7 +87,10 @@ def reply_modal(
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": "\n".join("&gt; " + line for line in quoted.splitlines())},
+                "text": {
+                    "type": "mrkdwn",
+                    "text": fit("\n".join("&gt; " + line for line in quoted.splitlines())),
+                },
             }
         )
     if templates:
@@ -100,7 +103,10 @@ def reply_modal(
         )
     if error:
         blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f":warning: {escape(error)}"}]}
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": fit(f":warning: {escape(truncate(error, 1000))}")}],
+            }
         )
     element: Block = {
         "type": "plain_text_input",
@@ -145,13 +151,17 @@ def _template_select(templates: Sequence[TemplateChoice], selected: str | None) 
         "type": "static_select",
         "action_id": ACTION_PICK_TEMPLATE,
         "placeholder": {"type": "plain_text", "text": "Pick a template"},
-        # Slack allows at most 100 options; option groups keep languages apart.
+        # Slack allows 100 groups of 100 options; option groups keep languages apart.
         "option_groups": [
-            {"label": {"type": "plain_text", "text": language.upper()}, "options": [option(c) for c in group]}
-            for language, group in sorted(by_language.items())
-        ][:100],
+            {
+                "label": {"type": "plain_text", "text": truncate(language.upper(), 75)},
+                "options": [option(c) for c in group[:100]],
+            }
+            for language, group in sorted(by_language.items())[:100]
+        ],
     }
-    current = next((c for c in templates if c.name == selected), None)
+    shown = {o["value"] for g in element["option_groups"] for o in g["options"]}
+    current = next((c for c in templates if c.name == selected and c.name in shown), None)
     if current is not None:
         element["initial_option"] = option(current)
     return element

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from bot.outbox.queue import enqueue_post
-from bot.slack.render import Block, escape, truncate
+from bot.slack.render import Block, escape, fit, packed_sections, truncate
 from rota.ledger import LineView
 from rota.planner import Why
 from rota.store import DutyChange, DutyView, MemberView, PlanPreview, TimeOffView
@@ -101,7 +101,7 @@ def _moved(duty: DutyView) -> str:
 
 
 def section(text: str, accessory: Block | None = None, block_id: str | None = None) -> Block:
-    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}}
+    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": fit(text)}}
     if accessory is not None:
         block["accessory"] = accessory
     if block_id is not None:
@@ -114,7 +114,7 @@ def header(text: str) -> Block:
 
 
 def context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(text, 3000)}]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(text)}]}
 
 
 def button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
@@ -137,9 +137,11 @@ def _sections(lines: Sequence[str], *, more: str = "…and {n} more.") -> list[B
     shown = list(lines[:_MAX_LINES])
     if len(lines) > _MAX_LINES:
         shown.append(more.format(n=len(lines) - _MAX_LINES))
+    # Escaped notes and names can be long: pack by length as well as by count.
     return [
-        section("\n".join(shown[i : i + _LINES_PER_SECTION]))
+        block
         for i in range(0, len(shown), _LINES_PER_SECTION)
+        for block in packed_sections(shown[i : i + _LINES_PER_SECTION])
     ]
 
 
@@ -344,7 +346,7 @@ def answer_buttons(swap_id: int) -> Block:
 
 
 def _note(swap: SwapView) -> str:
-    return f"\n> {escape(swap.note)}" if swap.note else ""
+    return f"\n> {escape(truncate(swap.note, 500))}" if swap.note else ""
 
 
 def swap_offer_dm(swap: SwapView, tz: ZoneInfo) -> tuple[str, list[Block]]:
@@ -499,7 +501,7 @@ def fairness_blocks(
 
 def roster_blocks(members: Sequence[MemberView]) -> list[Block]:
     lines = [
-        f"{holder(m.user_id)} {escape(m.name)} · weight {_number(m.weight)} · {m.tz.key}"
+        f"{holder(m.user_id)} {escape(truncate(m.name, 100))} · weight {_number(m.weight)} · {m.tz.key}"
         + ("" if m.active else " · _off the rota_")
         for m in members
     ]
@@ -539,7 +541,7 @@ def comp_blocks(
 
 def comp_all_blocks(balances: Mapping[tuple[str, str], Decimal], names: Mapping[str, str]) -> list[Block]:
     rows = [
-        f"{holder(user)} {escape(names.get(user, ''))}: *{_amount(amount, unit)}*"
+        f"{holder(user)} {escape(truncate(names.get(user, ''), 100))}: *{_amount(amount, unit)}*"
         for (user, unit), amount in sorted(balances.items())
     ]
     blocks: list[Block] = [header("Compensation balances")]

@@ -6,6 +6,7 @@ exactly once, here, so `<!channel>` in a subject is shown, never acted on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,11 +27,20 @@ AUTO_AUTHOR = "auto"
 TICKET_EVENT_TYPE = "supportbot_ticket"
 MESSAGE_EVENT_TYPE = "supportbot_message"
 
-# Slack's limits: section text 3,000 characters, header 150, fallback text 40,000.
-_SECTION_LIMIT = 3000
+# Slack's limits: section text 3,000 characters, a section field 2,000, header 150,
+# fallback text 40,000. A post past one is refused (`invalid_blocks`) on every retry.
+SECTION_LIMIT = 3000
+FIELD_LIMIT = 2000
 _HEADER_LIMIT = 150
 _SNIPPET_LIMIT = 600
 _THREAD_TEXT_LIMIT = 2800
+_FALLBACK_LIMIT = 3000
+# Outside names, addresses and file names are cut before escaping: an email may say
+# anything in a header, and escaping can make text five times longer (`&` → `&amp;`).
+_NAME_LIMIT = 200
+_ADDRESS_LIMIT = 320
+_FILENAME_LIMIT = 120
+_TAGS_SHOWN = 20
 
 STATUS_LABELS = {
     "open": ":large_green_circle: Open",
@@ -56,7 +66,41 @@ def escape(text: str) -> str:
 
 
 def truncate(text: str, limit: int) -> str:
+    """Raw text cut to `limit` characters; for outside text, cut it before `escape`."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def fit(mrkdwn: str, limit: int = SECTION_LIMIT) -> str:
+    """Finished mrkdwn cut to `limit` characters without splitting an entity (`&amp;`)
+    or one of our tokens (`<@U1>`, `<!date^…>`): half of either shows as garbage, and
+    a stray `&` or `<` is what escaping exists to rule out. Escaped outside text holds
+    no `<`, so every `<` here is ours."""
+    if len(mrkdwn) <= limit:
+        return mrkdwn
+    cut = mrkdwn[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    token = cut.rfind("<")
+    if token != -1 and ">" not in cut[token:]:
+        cut = cut[:token]
+    return cut.rstrip() + "…"
+
+
+def packed_sections(rows: Sequence[str], *, limit: int = SECTION_LIMIT) -> list[Block]:
+    """Lines of mrkdwn in as few sections as Slack's length limit allows, in order; a
+    line too long for a section of its own is cut (`fit`)."""
+    blocks: list[Block] = []
+    chunk = ""
+    for row in rows:
+        row = fit(row, limit)
+        if chunk and len(chunk) + 1 + len(row) > limit:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
+            chunk = ""
+        chunk = f"{chunk}\n{row}" if chunk else row
+    if chunk:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
+    return blocks
 
 
 def slack_date(moment: datetime, token: str = "{date_short_pretty} at {time}") -> str:
@@ -76,6 +120,7 @@ def human_size(size: int) -> str:
 
 
 def _sender(name: str, address: str) -> str:
+    name, address = truncate(name, _NAME_LIMIT), truncate(address, _ADDRESS_LIMIT)
     if name and address:
         return f"{escape(name)} &lt;{escape(address)}&gt;"
     return escape(name or address or "unknown sender")
@@ -85,11 +130,14 @@ def _quote(text: str, limit: int) -> str:
     body = escape(truncate(text.strip(), limit))
     if not body:
         return "_(no text)_"
-    return "\n".join("&gt; " + line if line else "&gt;" for line in body.splitlines())
+    return fit("\n".join("&gt; " + line if line else "&gt;" for line in body.splitlines()))
 
 
 def _attachment_line(attachments: tuple[AttachmentInfo, ...]) -> str:
-    parts = [f":paperclip: {escape(a.filename)} ({human_size(a.size)})" for a in attachments[:10]]
+    parts = [
+        f":paperclip: {escape(truncate(a.filename, _FILENAME_LIMIT))} ({human_size(a.size)})"
+        for a in attachments[:10]
+    ]
     if len(attachments) > 10:
         parts.append(f"and {len(attachments) - 10} more")
     return "   ".join(parts)
@@ -98,11 +146,12 @@ def _attachment_line(attachments: tuple[AttachmentInfo, ...]) -> str:
 def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
     """The ticket's one channel message: (fallback text, blocks)."""
     subject = card.subject or "(no subject)"
-    fallback = truncate(
-        f"#{card.number} {escape(subject)} — from {_sender(card.customer_name, card.customer_email)}",
-        3000,
+    fallback = fit(
+        f"#{card.number} {escape(truncate(subject, _FALLBACK_LIMIT))} — from "
+        f"{_sender(card.customer_name, card.customer_email)}",
+        _FALLBACK_LIMIT,
     )
-    status = STATUS_LABELS.get(card.status, escape(card.status))
+    status = STATUS_LABELS.get(card.status, escape(truncate(card.status, 40)))
     if card.owner and card.status != "resolved":
         status += f" by <@{card.owner}>"
     fields = [
@@ -111,9 +160,10 @@ def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
         {"type": "mrkdwn", "text": f"*Status*\n{status}"},
         {
             "type": "mrkdwn",
-            "text": "*Tags*\n" + (" ".join(f"`{escape(t)}`" for t in card.tags) if card.tags else "—"),
+            "text": "*Tags*\n" + (_tags(card.tags) if card.tags else "—"),
         },
     ]
+    fields = [{**field, "text": fit(field["text"], FIELD_LIMIT)} for field in fields]
     blocks: list[Block] = [
         {
             "type": "header",
@@ -139,7 +189,7 @@ def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
         reason = escape(truncate(card.parse_error or "unknown problem", 300))
         notes.append(f":warning: This email could not be read ({reason}). Its raw source is kept.")
     elif card.auto_reason:
-        label = AUTO_REASON_LABELS.get(card.auto_reason, escape(card.auto_reason))
+        label = AUTO_REASON_LABELS.get(card.auto_reason, escape(truncate(card.auto_reason, 100)))
         notes.append(f":robot_face: {label}: it will never get an automatic reply.")
     if card.message_count > 1:
         notes.append(f":speech_balloon: {card.message_count} messages, see the thread")
@@ -147,7 +197,7 @@ def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": truncate(n, _SECTION_LIMIT)} for n in notes],
+                "elements": [{"type": "mrkdwn", "text": fit(n)} for n in notes],
             }
         )
     value = str(card.id)
@@ -161,6 +211,11 @@ def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
     buttons.append(_more_menu(card))
     blocks.append({"type": "actions", "block_id": f"ticket:{card.id}:actions", "elements": buttons})
     return fallback, blocks
+
+
+def _tags(tags: tuple[str, ...]) -> str:
+    shown = " ".join(f"`{escape(truncate(t, 60))}`" for t in tags[:_TAGS_SHOWN])
+    return shown + (f" and {len(tags) - _TAGS_SHOWN} more" if len(tags) > _TAGS_SHOWN else "")
 
 
 def ticket_metadata(card: TicketCard, outbox_id: int) -> dict[str, Any]:
@@ -216,7 +271,7 @@ def thread_message(card: MessageCard) -> tuple[str, list[Block]]:
         who = f"<@{card.author}>" if card.author else "supportbot"
         heading = f":outbox_tray: {who} replied, {slack_date(card.at)}"
     blocks: list[Block] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": heading}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": fit(heading)}},
         {
             "type": "section",
             "text": {"type": "mrkdwn", "text": _quote(card.text, _THREAD_TEXT_LIMIT)},
@@ -228,15 +283,18 @@ def thread_message(card: MessageCard) -> tuple[str, list[Block]]:
     if card.parse_error:
         notes.append(":warning: This email could not be read; its raw source is kept.")
     elif card.auto_reason and card.direction == "in":
-        notes.append(f":robot_face: {AUTO_REASON_LABELS.get(card.auto_reason, escape(card.auto_reason))}")
+        label = AUTO_REASON_LABELS.get(card.auto_reason, escape(truncate(card.auto_reason, 100)))
+        notes.append(f":robot_face: {label}")
     if notes:
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": truncate(n, _SECTION_LIMIT)} for n in notes],
+                "elements": [{"type": "mrkdwn", "text": fit(n)} for n in notes],
             }
         )
-    fallback = truncate(f"#{card.ticket_number}: {who}: {escape(card.text)}", 3000)
+    fallback = fit(
+        f"#{card.ticket_number}: {who}: {escape(truncate(card.text, _FALLBACK_LIMIT))}", _FALLBACK_LIMIT
+    )
     return fallback, blocks
 
 
