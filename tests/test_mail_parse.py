@@ -286,7 +286,9 @@ def test_pathological_quoting_is_fast():
 
 
 def _sanitised(value: object) -> str:
-    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    # NUL is stored as U+FFFD: PostgreSQL text cannot hold it.
+    text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text.replace("\x00", "\ufffd")
 
 
 def reference_fields(message: bytes) -> dict[str, object]:
