@@ -26,7 +26,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -90,7 +90,15 @@ def _created_at(rng: random.Random) -> datetime:
             return moment
 
 
-def generate(factory: sessionmaker[Session], tickets: int, seed: int = 2026) -> dict[str, int]:
+def generate(
+    factory: sessionmaker[Session],
+    tickets: int,
+    seed: int = 2026,
+    *,
+    message_text: Callable[[int], str] | None = None,
+) -> dict[str, int]:
+    """The year's data in one transaction; `message_text(ticket_id)` writes each message's text
+    (bench_search needs bodies to search; the stats never read them, so they are empty by default)."""
     rng = random.Random(seed)
     counts: dict[str, int] = {}
     customers = [
@@ -140,6 +148,7 @@ def generate(factory: sessionmaker[Session], tickets: int, seed: int = 2026) -> 
                     "sent_at": at,
                     "delivery_status": "sent" if direction == "out" else None,
                     "template_name": template,
+                    "text": message_text(ticket_id) if message_text else "",
                     "references": [],
                     "headers": [],
                     "defects": [],
@@ -423,9 +432,11 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def _postgres_database(admin_url: str, kept: str | None = None) -> tuple[str, sa.Engine, str, bool]:
+def _postgres_database(
+    admin_url: str, kept: str | None = None, scratch: str = "sb_bench_stats"
+) -> tuple[str, sa.Engine, str, bool]:
     """(url, admin engine, name, reused): a scratch database, or the `kept` one if it is there."""
-    name = kept or f"sb_bench_stats_{os.getpid()}"
+    name = kept or f"{scratch}_{os.getpid()}"
     url = sa.engine.make_url(admin_url.replace("postgresql://", "postgresql+psycopg://", 1))
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     rendered = url.set(database=name).render_as_string(hide_password=False)

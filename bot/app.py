@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine, text
@@ -28,7 +28,7 @@ from bot.slack.delivery import slack_handlers
 from bot.storage.db import make_engine, make_sessionmaker, upgrade
 from bot.survey_http import survey_app
 from bot.tickets.triage_worker import TriageWorker
-from bot.web import HttpServer, Router, json_response
+from bot.web import HttpServer, Router, SlackGate, json_response
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,15 @@ def make_bolt_app(services: Services) -> App:
     from handlers import register_all
 
     register_all(app, services)
+    app.error(_unreadable_request)
     return app
+
+
+def _unreadable_request(error: Exception) -> BoltResponse:
+    # Bolt's matchers raise on payloads of shapes Slack never sends (`actions` a string, a
+    # view without `type`); that is a bad request, not a server error.
+    log.error("a Slack request could not be handled", exc_info=error)
+    return BoltResponse(status=400, body="")
 
 
 def verify_slack_token(client: WebClient) -> dict[str, Any] | None:
@@ -144,6 +152,9 @@ class SupportBot:
 
     def _become_leader(self) -> None:
         with self._duties_lock:
+            # Whatever a failed start or stop left running goes first: two watchers or two
+            # outbox workers in one process would ingest and post side by side.
+            self._stop_duties()
             s = self.settings
             self.watcher = MailboxWatcher(
                 MailboxSettings(
@@ -193,24 +204,33 @@ class SupportBot:
 
     def _stop_leading(self) -> None:
         with self._duties_lock:
-            if self.scheduler is not None:
-                self.scheduler.shutdown(wait=False)
-                self.scheduler = None
-            # Stopped side by side: each may take up to its join timeout (an IMAP connect
-            # cannot be interrupted), and SIGTERM must not wait for the sum of them.
-            duties: list[Any] = [
-                *self.workers,
-                *([self.watcher] if self.watcher else []),
-                *([self.triage] if self.triage else []),
-            ]
-            stoppers = [threading.Thread(target=duty.stop, name="stop-duty") for duty in duties]
-            for stopper in stoppers:
-                stopper.start()
-            for stopper in stoppers:
-                stopper.join()
-            self.watcher = None
-            self.triage = None
-            self.workers = []
+            self._stop_duties()
+
+    def _stop_duties(self) -> None:
+        if self.scheduler is not None:
+            scheduler, self.scheduler = self.scheduler, None
+            try:
+                scheduler.shutdown(wait=False)
+            except Exception:
+                # A scheduler whose start failed (the database went away meanwhile) may not
+                # shut down cleanly; the duties below must stop all the same, or the next
+                # election would start a second watcher and outbox beside them.
+                log.exception("stopping the scheduler failed")
+        # Stopped side by side: each may take up to its join timeout (an IMAP connect
+        # cannot be interrupted), and SIGTERM must not wait for the sum of them.
+        duties: list[Any] = [
+            *self.workers,
+            *([self.watcher] if self.watcher else []),
+            *([self.triage] if self.triage else []),
+        ]
+        stoppers = [threading.Thread(target=duty.stop, name="stop-duty") for duty in duties]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+        self.watcher = None
+        self.triage = None
+        self.workers = []
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -222,7 +242,10 @@ class SupportBot:
         if not self.settings.socket_mode:
             from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-            router.add("/slack/events", SlackRequestHandler(self.bolt))
+            router.add(
+                "/slack/events",
+                SlackGate(SlackRequestHandler(self.bolt), self.settings.slack_signing_secret, self.factory),
+            )
         return router
 
     def _healthz(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:

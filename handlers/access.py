@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from slack_sdk.errors import SlackApiError
 
+from handlers.common import fields_with_nul
+
 if TYPE_CHECKING:
     from bot.app import Services
 
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 Permission = Literal["anyone", "staff", "manager"]
 _CACHE_SECONDS = 60.0
+SORRY = "Sorry, that went wrong on our side; it is logged. Nothing was changed by this request."
 
 
 class Access:
@@ -96,12 +99,14 @@ class Access:
 def acting_user(body: dict[str, Any]) -> str:
     """The user behind an interaction, a slash command or an event."""
     if isinstance(body.get("user"), dict):
-        return str(body["user"]["id"])
-    return str(body.get("user_id") or (body.get("event") or {}).get("user") or "")
+        return str(body["user"].get("id") or "")
+    event = body.get("event")
+    return str(body.get("user_id") or (event.get("user") if isinstance(event, dict) else "") or "")
 
 
 def guarded(access: Access, permission: Permission, listener: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a listener so it runs only for users holding `permission`.
+    """Wrap a listener so it runs only for users holding `permission`, and a modal's
+    listener only once no field holds a NUL (answered beside that field).
 
     Bolt injects arguments by name, so the wrapper asks for all it may need and
     passes on only what the listener's signature names.
@@ -121,10 +126,24 @@ def guarded(access: Access, permission: Permission, listener: Callable[..., None
         if not access.allows(permission, user):
             refuse(ack, body, client, access.refusal(permission))
             return
+        if body.get("type") == "view_submission" and (nul := fields_with_nul(body)):
+            ack(response_action="errors", errors=nul)
+            return
         available = {"ack": ack, "body": body, "client": client, "context": context, "logger": logger}
-        listener(**{name: value for name, value in available.items() if name in wanted})
+        try:
+            listener(**{name: value for name, value in available.items() if name in wanted})
+        except Exception:
+            # A payload we could not read (or a bug) must not leave Slack with a 500 and the
+            # person with nothing: say so where they acted, and keep the traceback.
+            log.exception("%s failed for %s", run.__name__, user)
+            if getattr(ack, "response", None) is None:
+                refuse(ack, body, client, SORRY)
+            else:
+                tell(client, body, SORRY)
 
     run.__name__ = getattr(listener, "__name__", "listener")
+    # Read by tests/test_hostile_slack.py: every listener declares who may use it.
+    run.permission = permission  # type: ignore[attr-defined]
     return run
 
 
@@ -135,23 +154,27 @@ def refuse(ack: Any, body: dict[str, Any], client: Any, text: str) -> None:
         ack(text=text)
         return
     if kind == "view_submission":
-        ack(response_action="errors", errors=_first_block_error(body, text))
+        ack(response_action="errors", errors=form_error(body, text))
         return
     ack()
     tell(client, body, text)
 
 
-def _first_block_error(body: dict[str, Any], text: str) -> dict[str, str]:
+def form_error(body: dict[str, Any], text: str) -> dict[str, str]:
+    """`text` as a modal error, next to the first input (Slack shows errors only there)."""
     values = ((body.get("view") or {}).get("state") or {}).get("values") or {}
-    block = next(iter(values), "")
-    return {block: text} if block else {}
+    block = next(iter(values), "") if isinstance(values, dict) else ""
+    return {str(block): text} if block else {}
 
 
 def tell(client: Any, body: dict[str, Any], text: str) -> None:
     """An ephemeral answer to the person who acted, where they acted (a DM from a modal)."""
     user = acting_user(body)
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-    thread_ts = (body.get("container") or {}).get("thread_ts")
+    given, container = body.get("channel"), body.get("container")
+    given = given if isinstance(given, dict) else {}
+    container = container if isinstance(container, dict) else {}
+    channel = given.get("id") or container.get("channel_id")
+    thread_ts = container.get("thread_ts")
     try:
         if channel:
             client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)

@@ -18,7 +18,7 @@ from bot.tickets.workflow import (
     unclaim_ticket,
 )
 from handlers.access import Access, acting_user, guarded, tell
-from handlers.common import People, action_value, run_domain, ticket_id_of, view_metadata
+from handlers.common import People, action_value, read_domain, run_domain, ticket_id_of, view_metadata
 from handlers.replies import ReplyDesk
 
 if TYPE_CHECKING:
@@ -86,11 +86,11 @@ def register(app: App, services: Services, access: Access, people: People) -> No
     def tag(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
         ticket_id = ticket_id_of(action_value(body))
-        card = run_domain(services, lambda s: ticket_card(s, ticket_id)) if ticket_id is not None else None
+        card = read_domain(services, lambda s: ticket_card(s, ticket_id)) if ticket_id is not None else None
         if card is None:
             tell(client, body, NO_TICKET)
             return
-        known = run_domain(services, all_tags)
+        known = read_domain(services, all_tags)
         view = modals.tags_modal(ticket_id=card.id, number=card.number, known=known, current=card.tags)
         client.views_open(trigger_id=body["trigger_id"], view=view)
 

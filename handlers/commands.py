@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.slack import lists, modals
-from bot.tickets import queries
+from bot.slack.render import escape, truncate
+from bot.tickets import queries, search
 from bot.tickets import templates as reply_templates
 from bot.tickets.workflow import (
     TicketError,
@@ -22,7 +23,7 @@ from bot.tickets.workflow import (
 )
 from handlers import automation, rules, stats
 from handlers.access import Access, acting_user, guarded
-from handlers.common import run_domain
+from handlers.common import id_of, read_domain, run_domain, unstorable
 
 if TYPE_CHECKING:
     from slack_bolt import App
@@ -32,9 +33,11 @@ if TYPE_CHECKING:
 
 
 def _number(args: list[str]) -> int:
-    if len(args) != 1 or not args[0].lstrip("#").isdigit():
+    # id_of, not isdigit(): "²" is a digit to Python and no number to int().
+    number = id_of(args[0].lstrip("#")) if len(args) == 1 else None
+    if number is None:
         raise TicketError("Give one ticket number, like `123`.")
-    return int(args[0].lstrip("#"))
+    return number
 
 
 def register(app: App, services: Services, access: Access) -> None:
@@ -44,6 +47,9 @@ def register(app: App, services: Services, access: Access) -> None:
 
     def support(ack: Any, body: dict[str, Any], client: Any) -> None:
         user = acting_user(body)
+        if problem := unstorable(body.get("text") or ""):
+            ack(text=problem)
+            return
         words = (body.get("text") or "").split()
         verb, args = (words[0].lower(), words[1:]) if words else ("help", [])
         now = services.clock.now()
@@ -51,7 +57,7 @@ def register(app: App, services: Services, access: Access) -> None:
             if verb == "help":
                 ack(text=lists.SUPPORT_USAGE)
             elif verb == "open":
-                lines = run_domain(services, queries.open_queue)
+                lines = read_domain(services, queries.open_queue)
                 ack(
                     text="Unclaimed tickets",
                     blocks=lists.ticket_lines(
@@ -62,7 +68,7 @@ def register(app: App, services: Services, access: Access) -> None:
                     ),
                 )
             elif verb == "mine":
-                lines = run_domain(services, lambda s: queries.my_tickets(s, user))
+                lines = read_domain(services, lambda s: queries.my_tickets(s, user))
                 ack(
                     text="Your tickets",
                     blocks=lists.ticket_lines(
@@ -71,17 +77,38 @@ def register(app: App, services: Services, access: Access) -> None:
                 )
             elif verb == "ticket":
                 number = _number(args)
-                timeline = run_domain(services, lambda s: queries.timeline(s, number))
+                timeline = read_domain(services, lambda s: queries.timeline(s, number))
                 ack(text=f"Timeline of #{number}", blocks=lists.timeline_blocks(timeline))
             elif verb == "customer":
                 if len(args) != 1:
                     raise TicketError("Give one email address, like `/support customer ada@example.com`.")
                 address = args[0].strip("<>").removeprefix("mailto:").split("|")[0]
-                lines = run_domain(services, lambda s: queries.customer_tickets(s, address))
+                lines = read_domain(services, lambda s: queries.customer_tickets(s, address))
                 ack(
-                    text=f"Tickets from {address}",
+                    text=f"Tickets from {escape(truncate(address, 320))}",
                     blocks=lists.ticket_lines(
                         f"Tickets from {address}"[:150], lines, now, empty="No tickets from that address."
+                    ),
+                )
+            elif verb == "search":
+                query_text = (body.get("text") or "").strip()[len(words[0]) :]
+                tz = services.settings.timezone
+                try:
+                    found = read_domain(
+                        services,
+                        lambda s: search.search_tickets(s, search.parse_query(query_text, user=user, tz=tz)),
+                    )
+                except search.SearchError as exc:
+                    # The explanation quotes what was typed.
+                    raise TicketError(escape(truncate(str(exc), 500))) from None
+                ack(
+                    text="Search results",
+                    blocks=lists.search_results(
+                        query_text,
+                        found.lines,
+                        found.more,
+                        now,
+                        bodies_since=found.bodies_since,
                     ),
                 )
             elif verb == "claim":
@@ -115,21 +142,22 @@ def register(app: App, services: Services, access: Access) -> None:
             elif verb in ("stats", "export"):
                 stats.support_command(services, access, verb, ack, client, user, args)
             else:
-                ack(text=f"I don't know `{verb}`.\n\n{lists.SUPPORT_USAGE}")
+                ack(text=f"I don't know `{escape(truncate(verb, 100))}`.\n\n{lists.SUPPORT_USAGE}")
         except TicketError as exc:
             ack(text=str(exc))
 
     def templates(ack: Any, args: list[str]) -> None:
         directory = services.settings.templates_dir
         if not args:
-            found = run_domain(services, lambda s: reply_templates.list_templates(s, directory))
+            found = read_domain(services, lambda s: reply_templates.list_templates(s, directory))
             ack(text="Reply templates", blocks=lists.template_list(found))
             return
         try:
-            template = run_domain(services, lambda s: reply_templates.get_template(s, directory, args[0]))
+            template = read_domain(services, lambda s: reply_templates.get_template(s, directory, args[0]))
         except reply_templates.TemplateNotFound as exc:
-            raise TicketError(str(exc)) from None
-        ack(text=template.title, blocks=lists.template_preview(template))
+            # The message quotes the name as typed.
+            raise TicketError(escape(truncate(str(exc), 300))) from None
+        ack(text=escape(truncate(template.title, 200)), blocks=lists.template_preview(template))
 
     def edit_template(ack: Any, body: dict[str, Any], client: Any, user: str, args: list[str]) -> None:
         if not access.is_manager(user):
@@ -143,7 +171,7 @@ def register(app: App, services: Services, access: Access) -> None:
             try:
                 found = run_domain(services, lambda s: reply_templates.get_template(s, directory, args[1]))
             except reply_templates.TemplateNotFound as exc:
-                raise TicketError(str(exc)) from None
+                raise TicketError(escape(truncate(str(exc), 300))) from None
             draft = modals.TemplateDraft(
                 found.name, found.title, found.language, tuple(found.tags), found.text, found.html
             )

@@ -9,7 +9,7 @@ from bot.tickets import queries
 from bot.tickets.workflow import add_note
 from handlers import stats
 from handlers.access import Access
-from handlers.common import run_domain
+from handlers.common import read_domain, run_domain, without_nul
 
 if TYPE_CHECKING:
     from slack_bolt import App
@@ -47,11 +47,13 @@ def register(app: App, services: Services, access: Access) -> None:
             ticket_id = queries.ticket_for_thread(session, event["channel"], thread_ts)
             if ticket_id is not None:
                 # Never emailed: replies to customers go only through the Reply button.
+                # A stray NUL is dropped, not refused: the message already stands in the
+                # thread, and the note should keep what people see there.
                 add_note(
                     session,
                     ticket_id,
                     user,
-                    event.get("text") or "",
+                    without_nul(event.get("text") or ""),
                     services.clock.now(),
                     slack_ts=event["ts"],
                 )
@@ -73,7 +75,7 @@ def register(app: App, services: Services, access: Access) -> None:
                 queries.open_count(session),
             )
 
-        mine, queue, waiting = run_domain(services, read)
+        mine, queue, waiting = read_domain(services, read)
         view = lists.home_view(
             user=user,
             mine=mine,

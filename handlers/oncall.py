@@ -27,7 +27,7 @@ from bot.slack import oncall as ui
 from bot.slack.render import Block, escape
 from bot.slack.staff import fetch_staff
 from handlers.access import Access, acting_user, guarded, tell
-from handlers.common import action_value, run_domain
+from handlers.common import action_value, id_of, run_domain, unstorable
 from rota import feeds, ledger, store, swaps
 from rota.fairness import balance_score
 from rota.load import loads_by_person
@@ -638,10 +638,7 @@ class OncallDesk:
 
 
 def _id_of(body: dict[str, Any]) -> int | None:
-    try:
-        return int(action_value(body))
-    except ValueError:
-        return None
+    return id_of(action_value(body))
 
 
 def replace_clicked(body: dict[str, Any], client: Any, context: Any, text: str) -> None:
@@ -670,6 +667,9 @@ def register(app: App, services: Services, access: Access) -> None:
 
     def oncall(ack: Any, body: dict[str, Any], client: Any) -> None:
         user = acting_user(body)
+        if problem := unstorable(body.get("text") or ""):
+            ack(text=problem)
+            return
         words = words_of(body.get("text") or "")
         verb, args = (words[0].lower(), words[1:]) if words else ("", [])
         if verb == "help":
@@ -777,7 +777,7 @@ def register(app: App, services: Services, access: Access) -> None:
         duty = state_value(view, ui.SWAP_DUTY_BLOCK, "duty")
         to_user = state_value(view, ui.SWAP_TO_BLOCK, "user")
         note = state_value(view, ui.SWAP_NOTE_BLOCK) or ""
-        if not duty or not str(duty).isdigit():
+        if id_of(duty) is None:
             ack(response_action="errors", errors={ui.SWAP_DUTY_BLOCK: "Pick one of your duties."})
             return
         if not to_user:
@@ -798,6 +798,11 @@ def register(app: App, services: Services, access: Access) -> None:
         try:
             until = datetime.fromisoformat(action_value(body))
         except ValueError:
+            until = None
+        # The button carries the preview's end; one without a zone or beyond the longest
+        # plan `/oncall plan` makes did not come from us.
+        longest = services.clock.now() + timedelta(weeks=104, days=1)
+        if until is None or until.tzinfo is None or until > longest:
             tell(client, body, "That button carries no plan; run `/oncall plan` again.")
             return
         try:

@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 from bot.paging_jobs import ACTION_ACK, ACTION_CLAIM, ack_effects
 from bot.tickets.workflow import TicketError, claim_ticket
 from handlers.access import Access, acting_user, guarded, tell
-from handlers.common import action_value, run_domain
+from handlers.common import action_value, id_of, run_domain
 from rota.paging import Acknowledged, PagingError, acknowledge
 
 if TYPE_CHECKING:
@@ -25,9 +25,8 @@ log = logging.getLogger(__name__)
 def register(app: App, services: Services, access: Access) -> None:
     def answer(body: dict[str, Any], client: Any, *, claim: bool) -> None:
         user = acting_user(body)
-        try:
-            page_id = int(action_value(body))
-        except ValueError:
+        page_id = id_of(action_value(body))
+        if page_id is None:
             tell(
                 client,
                 body,

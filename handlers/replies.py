@@ -14,7 +14,7 @@ from bot.tickets.queries import latest_customer_message
 from bot.tickets.replies import send_reply
 from bot.tickets.views import ticket_card
 from bot.tickets.workflow import TicketError
-from handlers.common import People, run_domain
+from handlers.common import People, read_domain, run_domain
 
 if TYPE_CHECKING:
     from bot.app import Services
@@ -26,7 +26,7 @@ class ReplyDesk:
         self.people = people
 
     def _choices(self) -> list[modals.TemplateChoice]:
-        found = run_domain(
+        found = read_domain(
             self.services, lambda s: reply_templates.list_templates(s, self.services.settings.templates_dir)
         )
         return [modals.TemplateChoice(t.name, t.title, t.language) for t in found]
@@ -37,7 +37,7 @@ class ReplyDesk:
             latest = latest_customer_message(session, ticket_id)
             return card, (latest.view_text or latest.text) if latest else ""
 
-        card, last = run_domain(self.services, read)
+        card, last = read_domain(self.services, read)
         if card is None:
             raise TicketError("That ticket no longer exists.")
         if not card.customer_email:
@@ -80,7 +80,7 @@ class ReplyDesk:
 
         typed = _typed_body(view, metadata)
         try:
-            template, rendered = run_domain(self.services, render)
+            template, rendered = read_domain(self.services, render)
         except (reply_templates.TemplateRenderError, reply_templates.TemplateNotFound) as exc:
             return self._view(ticket_id, body=typed, revision=revision, error=str(exc))
         return self._view(
@@ -139,7 +139,7 @@ class ReplyDesk:
 
         try:
             run_domain(self.services, send)
-        except (TicketError, reply_templates.TemplateRenderError) as exc:
+        except (TicketError, reply_templates.TemplateRenderError, reply_templates.TemplateNotFound) as exc:
             return {block: str(exc)[:150]}
         return None
 

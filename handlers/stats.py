@@ -18,7 +18,7 @@ from bot.stats import exports
 from bot.stats.period import Period, PeriodError, parse_period
 from bot.stats.report import StatsConfig, StatsReport, build_report
 from handlers.access import Access
-from handlers.common import People, run_domain
+from handlers.common import People, read_domain
 
 if TYPE_CHECKING:
     from bot.app import Services
@@ -37,7 +37,7 @@ def stats_config(services: Services) -> StatsConfig:
 def _report(services: Services, period: Period, *, full: bool = True) -> StatsReport:
     config = stats_config(services)
     now = services.clock.now()
-    return run_domain(services, lambda session: build_report(session, period, now, config, full=full))
+    return read_domain(services, lambda session: build_report(session, period, now, config, full=full))
 
 
 def _people(services: Services) -> People:
@@ -124,7 +124,7 @@ def export(services: Services, access: Access, ack: Any, client: Any, user: str,
     ack(text=f"The {kind} of {period.label()} are on their way to your DMs as `{filename}`.")
     config = stats_config(services)
     try:
-        content = run_domain(
+        content = read_domain(
             services,
             lambda session: exports.export_csv(
                 kind, session, period.start, period.end, config.calendar, config.weights

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from bot.slack import modals
 from bot.tickets import templates as reply_templates
 from bot.tickets.workflow import TicketError, normalise_tag, reassign_ticket, set_tags
-from handlers.access import Access, acting_user, guarded, tell
-from handlers.common import People, run_domain, view_metadata
+from handlers.access import Access, acting_user, form_error, guarded, tell
+from handlers.common import People, id_of, run_domain, view_metadata
 from handlers.replies import ReplyDesk
 
 if TYPE_CHECKING:
@@ -21,10 +21,21 @@ if TYPE_CHECKING:
     from bot.app import Services
 
 
+# Slack returns private_metadata as we wrote it; anything else is a forged or garbled form.
+NO_TICKET_FORM = "This form does not say which ticket it is for; close it and open it again from the ticket."
+
+
+def ticket_of_form(body: dict[str, Any]) -> int | None:
+    return id_of(view_metadata(body).get("ticket_id"))
+
+
 def register(app: App, services: Services, access: Access, people: People) -> None:
     desk = ReplyDesk(services, people)
 
     def reply_submitted(ack: Any, body: dict[str, Any]) -> None:
+        if ticket_of_form(body) is None:
+            ack(response_action="errors", errors=form_error(body, NO_TICKET_FORM))
+            return
         errors = desk.submit(body, view_metadata(body), acting_user(body))
         if errors:
             ack(response_action="errors", errors=errors)
@@ -41,7 +52,10 @@ def register(app: App, services: Services, access: Access, people: People) -> No
         except TicketError as exc:
             ack(response_action="errors", errors={modals.NEW_TAGS_BLOCK: str(exc)[:150]})
             return
-        ticket_id = int(view_metadata(body)["ticket_id"])
+        ticket_id = ticket_of_form(body)
+        if ticket_id is None:
+            ack(response_action="errors", errors={modals.NEW_TAGS_BLOCK: NO_TICKET_FORM})
+            return
         try:
             run_domain(
                 services, lambda s: set_tags(s, ticket_id, acting_user(body), names, services.clock.now())
@@ -59,10 +73,17 @@ def register(app: App, services: Services, access: Access, people: People) -> No
                 errors={modals.ASSIGNEE_BLOCK: "Pick a member of the support team."},
             )
             return
-        ticket_id = int(view_metadata(body)["ticket_id"])
+        ticket_id = ticket_of_form(body)
+        if ticket_id is None:
+            ack(response_action="errors", errors={modals.ASSIGNEE_BLOCK: NO_TICKET_FORM})
+            return
+        user = acting_user(body)
         try:
             run_domain(
-                services, lambda s: reassign_ticket(s, ticket_id, acting_user(body), to, services.clock.now())
+                services,
+                lambda s: reassign_ticket(
+                    s, ticket_id, user, to, services.clock.now(), manager=access.is_manager(user)
+                ),
             )
         except TicketError as exc:
             ack(response_action="errors", errors={modals.ASSIGNEE_BLOCK: str(exc)[:150]})

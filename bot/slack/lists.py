@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.slack.render import STATUS_LABELS, Block, escape, slack_date, truncate
+from bot.slack.render import STATUS_LABELS, Block, escape, fit, packed_sections, slack_date, truncate
 from bot.tickets.queries import TicketLine, Timeline
 
 SUPPORT_USAGE = """*`/support` commands*
@@ -14,6 +14,9 @@ SUPPORT_USAGE = """*`/support` commands*
 • `/support mine`: tickets you own
 • `/support ticket 123`: the full timeline of #123
 • `/support customer someone@example.com`: that customer's tickets
+• `/support search refund "credit card" from:ada@example.com tag:billing status:open owner:me \
+after:2026-01-01 before:2026-02-01 #123`: find tickets, newest first (words match the subject, \
+the customer and the messages)
 • `/support claim 123` · `unclaim 123` · `resolve 123` · `reopen 123`
 • `/support templates` · `/support templates NAME`: list or preview reply templates
 • `/support template new` · `/support template edit NAME`: add or change a template (managers)
@@ -52,6 +55,9 @@ ACTION_VIEWS = {
 }
 
 
+_LIST_SECTIONS = 20
+
+
 def _age(created: datetime, now: datetime) -> str:
     minutes = int((now - created).total_seconds() // 60)
     if minutes < 60:
@@ -81,21 +87,53 @@ def ticket_lines(
         status = STATUS_LABELS.get(line.status, escape(line.status))
         rows.append(
             f"{_link(line, team_url)} *{escape(truncate(line.subject or '(no subject)', 80))}* "
-            f"from {escape(line.customer or 'unknown')} · {status}{owner} · {_age(line.created_at, now)} old"
+            f"from {escape(truncate(line.customer or 'unknown', 80))} · {status}{owner} · "
+            f"{_age(line.created_at, now)} old"
         )
-    # One section per ten rows keeps each under Slack's 3,000-character limit.
-    for start in range(0, len(rows), 10):
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(rows[start : start + 10])}}
+    # Escaping can make a row five times longer: pack by length, not by count. A message
+    # holds 50 blocks, and App Home puts two lists in one view.
+    sections = packed_sections(rows)
+    if len(sections) > _LIST_SECTIONS:
+        more = sum(text.count("\n") + 1 for text in (b["text"]["text"] for b in sections[_LIST_SECTIONS:]))
+        sections = sections[:_LIST_SECTIONS]
+        sections.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"…and {more} more."}]})
+    return blocks + sections
+
+
+def search_results(
+    query: str,
+    lines: Sequence[TicketLine],
+    more: int,
+    now: datetime,
+    *,
+    bodies_since: datetime | None = None,
+) -> list[Block]:
+    """`/support search`: the matches newest first, and how many did not fit."""
+    # A header is plain text, so the query as typed shows as such and pings nobody.
+    blocks = ticket_lines(
+        truncate(f"Search: {' '.join(query.split())}", 150),
+        lines,
+        now,
+        empty="No ticket matches that search.",
+    )
+    notes = []
+    if more:
+        notes.append(f"{more:,} more; narrow your search.")
+    if bodies_since is not None:
+        notes.append(
+            f"Message text was searched in tickets since {slack_date(bodies_since, '{date_short}')} "
+            "(subjects and customers in all); add `before:` to look further back."
         )
+    if notes:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " ".join(notes)}]})
     return blocks
 
 
 def timeline_blocks(timeline: Timeline) -> list[Block]:
     ticket = timeline.ticket
     head = (
-        f"*#{ticket.number} {escape(ticket.subject or '(no subject)')}*\n"
-        f"From {escape(ticket.customer or 'unknown')} · {_status(ticket.status)}"
+        f"*#{ticket.number} {escape(truncate(ticket.subject or '(no subject)', 300))}*\n"
+        f"From {escape(truncate(ticket.customer or 'unknown', 300))} · {_status(ticket.status)}"
         + (f" · owner <@{ticket.owner}>" if ticket.owner else "")
     )
     rows = []
@@ -103,22 +141,18 @@ def timeline_blocks(timeline: Timeline) -> list[Block]:
         who = _actor(entry.actor)
         what = ACTION_VIEWS.get(entry.action, escape(entry.action.replace("_", " ")))
         detail = _detail(entry.action, entry.data)
-        rows.append(f"{slack_date(entry.at, '{date_short} {time}')} {who} {what}{detail}")
-    blocks: list[Block] = [{"type": "section", "text": {"type": "mrkdwn", "text": head}}]
-    for start in range(0, len(rows), 15):
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(rows[start : start + 15])}}
-        )
-    return blocks[:50]
+        rows.append(fit(f"{slack_date(entry.at, '{date_short} {time}')} {who} {what}{detail}", 600))
+    blocks: list[Block] = [{"type": "section", "text": {"type": "mrkdwn", "text": fit(head)}}]
+    return (blocks + packed_sections(rows))[:50]
 
 
 def _status(status: str) -> str:
-    return STATUS_LABELS.get(status, escape(status))
+    return STATUS_LABELS.get(status, escape(truncate(status, 40)))
 
 
 def _actor(actor: str) -> str:
     if actor.startswith("customer:"):
-        return escape(actor.split(":", 1)[1])
+        return escape(truncate(actor.split(":", 1)[1], 100))
     if actor in ("system", "auto"):
         return "supportbot"
     return f"<@{actor}>"
@@ -147,16 +181,13 @@ def template_list(templates: Sequence[Any]) -> list[Block]:
     if not templates:
         return [{"type": "section", "text": {"type": "mrkdwn", "text": "No reply templates yet."}}]
     rows = [
-        f"• `{escape(t.name)}` *{escape(t.title)}* ({escape(t.language)})"
+        f"• `{escape(t.name)}` *{escape(truncate(t.title, 100))}* ({escape(truncate(t.language, 20))})"
         + (f" · {' '.join('`' + escape(tag) + '`' for tag in t.tags)}" if t.tags else "")
         + (f" · v{t.version} edited in Slack" if getattr(t, "source", "file") == "db" else "")
         for t in templates
     ]
     blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": "Reply templates"}}]
-    for start in range(0, len(rows), 20):
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(rows[start : start + 20])}}
-        )
+    blocks += packed_sections(rows)[:47]
     blocks.append(
         {
             "type": "context",
@@ -167,14 +198,15 @@ def template_list(templates: Sequence[Any]) -> list[Block]:
 
 
 def template_preview(template: Any) -> list[Block]:
-    body = escape(truncate(template.text, 2800))
+    body = fit(escape(truncate(template.text, 2800)), 2994)
     blocks: list[Block] = [
         {
             "type": "section",
             "text": {
                 "type": "mrkdwn",
                 "text": (
-                    f"*{escape(template.title)}* · `{escape(template.name)}` ({escape(template.language)})"
+                    f"*{escape(truncate(template.title, 200))}* · `{escape(template.name)}` "
+                    f"({escape(truncate(template.language, 20))})"
                 ),
             },
         },

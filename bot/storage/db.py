@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+_READ_ONLY = "supportbot_read_only"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -31,8 +32,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _sqlite_begin_immediate(conn: Any) -> None:
             # Take the write lock at BEGIN, not at the first write: otherwise two
             # deferred transactions that both read then write deadlock on upgrade
-            # and one fails at once with "database is locked".
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # and one fails at once with "database is locked". A session that only
+            # reads (`reading`) needs no lock: WAL runs it beside the writer.
+            read_only = conn.get_execution_options().get(_READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         # pysqlite's own BEGIN handling must be off for the listener above to work.
         @event.listens_for(engine, "connect", insert=True)
@@ -49,6 +52,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads only. On SQLite it does not queue for the single write lock, so
+    queues, timelines and ticket cards answer while mail is ingested and posts delivered.
+    Never write in it (it may fail with "database is locked"): that is `transaction`'s job."""
+    with factory() as session:
+        session.connection(execution_options={_READ_ONLY: True})
+        yield session
 
 
 @contextmanager

@@ -499,3 +499,14 @@ class AppSecret(Base):
     __tablename__ = "app_secrets"
     name: Mapped[str] = mapped_column(String(60), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+class SeenSignature(Base):
+    """A Slack request signature already accepted: the same signed request twice is a replay.
+
+    Kept in the database so every replica refuses a request another one already served.
+    """
+
+    __tablename__ = "seen_signatures"
+    signature: Mapped[str] = mapped_column(String(100), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(index=True)

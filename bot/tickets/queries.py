@@ -82,7 +82,8 @@ def timeline(session: Session, number: int) -> Timeline:
 
 def customer_tickets(session: Session, email: str) -> list[TicketLine]:
     address = email.strip().lower()
-    if "@" not in address:
+    # PostgreSQL refuses NUL in a text parameter; no address holds one anyway.
+    if "@" not in address or "\x00" in address:
         raise TicketError(f"{email!r} is not an email address.")
     return _lines(
         session,

@@ -93,10 +93,17 @@ def unclaim_ticket(
     _refresh(session, ticket, now)
 
 
-def reassign_ticket(session: Session, ticket_id: int, user: str, to: str, now: datetime) -> None:
+def reassign_ticket(
+    session: Session, ticket_id: int, user: str, to: str, now: datetime, *, manager: bool = False
+) -> None:
     ticket = _ticket(session, ticket_id)
     if ticket.status == "resolved":
         raise TicketError(f"Ticket #{ticket.number} is resolved; reopen it first.")
+    # Handing a colleague's ticket on is releasing it: the same people as for unclaim.
+    if ticket.owner is not None and ticket.owner != user and not manager:
+        raise TicketError(
+            f"Ticket #{ticket.number} belongs to <@{ticket.owner}>; only they or a manager can reassign it."
+        )
     if ticket.owner == to:
         raise TicketError(f"Ticket #{ticket.number} already belongs to <@{to}>.")
     previous = ticket.owner
