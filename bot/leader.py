@@ -3,7 +3,12 @@ and the scheduler.
 
 On PostgreSQL the leader holds a session-level advisory lock on a dedicated
 connection; if that replica dies its connection closes, PostgreSQL releases the
-lock, and a follower (trying every second) takes over within seconds. On SQLite
+lock, and a follower (trying every second) takes over within seconds. A restart of
+PostgreSQL drops every connection, the lock's too: the leader, looking at its lock
+every quarter second, stops its duties, and whoever wins the lock next waits a
+second before acting, so the two never run side by side. A leader that is frozen
+(SIGSTOP, a paused VM) keeps its connection and so its lock: nobody takes over
+until it is killed, which a liveness probe on /healthz does. On SQLite
 (one machine) an exclusive `flock` on a file beside the database does the same
 job, so two processes on one file never both ingest.
 """
@@ -118,12 +123,23 @@ class Leadership:
         on_deposed: Callable[[], None],
         *,
         interval: float = 1.0,
+        check_interval: float = 0.25,
+        handover_delay: float = 1.0,
     ) -> None:
         self.lock = _lock_for(engine)
         self.on_elected = on_elected
         self.on_deposed = on_deposed
         self.interval = interval
+        # The leader looks at its lock more often than followers try for it, and a
+        # follower that wins the lock from someone waits `handover_delay` before acting:
+        # a leader whose lock went with a dropped connection (PostgreSQL restarted) is
+        # still running its duties until its next look, and two leaders would post twice.
+        self.check_interval = check_interval
+        self.handover_delay = handover_delay
         self.is_leader = False
+        # Whether someone else may have led since we last looked: the lock was taken, or
+        # the database could not be asked. Only then is the handover delay needed.
+        self._contended = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -140,21 +156,44 @@ class Leadership:
         self.lock.release()
 
     def _run(self) -> None:
+        failing: str | None = None
         while not self._stop.is_set():
             try:
                 if self.is_leader:
                     if not self.lock.still_held():
+                        self._contended = True
                         self._depose()
-                elif self.lock.try_acquire():
+                elif not self.lock.try_acquire():
+                    self._contended = True
+                elif self._contended and not self._wait_out_previous_leader():
+                    self.lock.release()
+                else:
                     log.info("this replica is now the leader (mailbox, outbox, scheduler)")
+                    self._contended = False
                     self.is_leader = True
                     self.on_elected()
-            except Exception:
-                log.exception("leader election check failed")
+                if failing is not None:
+                    log.info("leader election works again")
+                    failing = None
+            except Exception as exc:
+                # While the database is down this fails every second: say so once per
+                # cause, with the traceback, not once a second.
+                cause = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                if cause != failing:
+                    log.exception("leader election check failed; trying again every %gs", self.interval)
+                    failing = cause
+                self._contended = True
                 if self.is_leader:
                     self._depose()
                 self.lock.release()
-            self._stop.wait(self.interval)
+            self._stop.wait(self.check_interval if self.is_leader else self.interval)
+
+    def _wait_out_previous_leader(self) -> bool:
+        """Hold the lock without acting for longer than a previous leader takes to notice
+        it lost it; then make sure it is still ours."""
+        if self._stop.wait(self.handover_delay):
+            return False
+        return self.lock.still_held()
 
     def _depose(self) -> None:
         log.warning("this replica is no longer the leader")

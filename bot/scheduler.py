@@ -1,8 +1,10 @@
 """The persistent scheduler (APScheduler with its jobs in our database).
 
-Jobs are stored, so a restart neither forgets nor repeats them: a job whose time
-passed while the bot was down runs once on start (coalesce) and then follows its
-schedule. Only the leader replica runs the scheduler.
+The jobs themselves keep no state: each looks in the database for what is due, so
+a run missed while the bot was down is caught up by the next one. A new leader
+re-adds every job, which restarts its interval; the jobs that must not wait a
+whole interval after a restart (paging, the roster) run at once. Only the leader
+replica runs the scheduler.
 """
 
 from __future__ import annotations
@@ -93,7 +95,12 @@ def paging_tick() -> None:
     now = clock.now()  # type: ignore[attr-defined]
     with transaction(factory) as session:
         steps = tick(session, _runtime["settings"], now)  # type: ignore[arg-type]
-        morning = morning_handover(session, _runtime["settings"], _runtime["calendar"], now)  # type: ignore[arg-type]
+        morning = _runtime["settings"].morning_handover and morning_handover(  # type: ignore[attr-defined]
+            session,
+            _runtime["settings"],  # type: ignore[arg-type]
+            _runtime["calendar"],  # type: ignore[arg-type]
+            now,
+        )
     if steps or morning:
         notify_workers()
 
@@ -131,6 +138,17 @@ def purge_delivered_outbox() -> int:
     return int(removed or 0)
 
 
+def purge_seen_signatures() -> int:
+    """Slack signatures old enough that Slack's own freshness check refuses them (bot/web.py)."""
+    from bot.storage.seen_signatures import purge_seen_signatures as purge
+
+    factory = _runtime["factory"]
+    assert isinstance(factory, sessionmaker)
+    # Wall-clock time, as the signatures were stamped: the bot's clock may be moved (sandbox).
+    with transaction(factory) as session:
+        return purge(session, datetime.now(UTC))
+
+
 def send_surveys() -> None:
     """Satisfaction surveys for resolutions that are SURVEY_DELAY_MINUTES old (bot/tickets/surveys.py)."""
     from bot.outbox.queue import notify_workers
@@ -155,6 +173,14 @@ def make_scheduler(engine: Engine) -> BackgroundScheduler:
     return scheduler
 
 
+def _paging_interval() -> float:
+    """15 s, or a quarter of PAGE_REPEAT_MINUTES when that is shorter than a minute, so a
+    repeat is never late by more than a fraction of its own interval."""
+    settings = _runtime.get("settings")
+    repeat = float(getattr(settings, "page_repeat_minutes", 5.0)) * 60
+    return min(15.0, max(1.0, repeat / 4))
+
+
 def install_standard_jobs(scheduler: BackgroundScheduler) -> None:
     scheduler.add_job(
         nudge_unclaimed_tickets,
@@ -164,7 +190,17 @@ def install_standard_jobs(scheduler: BackgroundScheduler) -> None:
         replace_existing=True,
     )
     scheduler.add_job(rota_tick, "interval", minutes=1, id="rota_tick", replace_existing=True)
-    scheduler.add_job(paging_tick, "interval", seconds=15, id="paging_tick", replace_existing=True)
+    # Re-adding a job on start moves its next run a whole interval out, so without
+    # next_run_time a page that fell due while no leader ran would wait once more, and a
+    # bot restarting more often than the interval would never escalate at all.
+    scheduler.add_job(
+        paging_tick,
+        "interval",
+        seconds=_paging_interval(),
+        id="paging_tick",
+        replace_existing=True,
+        next_run_time=datetime.now(UTC),
+    )
     # First at start-up (a new leader may have missed joins and leavers), then hourly.
     scheduler.add_job(
         sync_roster,
@@ -175,6 +211,9 @@ def install_standard_jobs(scheduler: BackgroundScheduler) -> None:
         next_run_time=datetime.now(UTC),
     )
     scheduler.add_job(send_surveys, "interval", minutes=1, id="send_surveys", replace_existing=True)
+    scheduler.add_job(
+        purge_seen_signatures, "interval", minutes=10, id="purge_seen_signatures", replace_existing=True
+    )
     scheduler.add_job(
         purge_delivered_outbox,
         "interval",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+import threading
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -184,8 +185,12 @@ class SmtpSendHandler:
                 raise RetryLater(self._clean(reason)) from None
             except (smtplib.SMTPException, OSError) as exc:
                 raise RetryLater(self._clean(f"sending through {where} failed: {_describe(exc)}")) from None
-        finally:
+        except BaseException:
             _close(client)
+            raise
+        # The server has the mail (250): until the outbox row is marked done, a crash sends it
+        # again. QUIT costs a round trip, so it runs beside the recording instead of before it.
+        threading.Thread(target=_close, args=(client,), name="smtp-quit", daemon=True).start()
         return "accepted"
 
     def _connect(self) -> smtplib.SMTP:
