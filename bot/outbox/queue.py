@@ -34,6 +34,17 @@ def slack_lane(channel: str) -> str:
     return f"slack:{channel}"
 
 
+def update_lane(lane: str) -> str:
+    """The lane for edits of a channel's messages (`chat.update`), beside its posts.
+
+    Slack's one-message-a-second limit is on posting to a channel; edits have a limit
+    of their own. In the channel's lane, each claim, tag or resolve of a busy hour queued
+    a card edit in front of the next new ticket, and new tickets reached Slack minutes
+    late; in a lane of their own they are paced apart and hold up no post.
+    """
+    return f"{lane}:updates"
+
+
 # One event per worker: a single shared event would be cleared by whichever worker woke
 # first, and the others would sleep through the news.
 _listeners: set[threading.Event] = set()
@@ -125,4 +136,4 @@ def enqueue_ticket_refresh(session: Session, *, ticket_id: int, lane: str, now: 
         )
     )
     if waiting is None:
-        enqueue(session, kind=SLACK_TICKET_REFRESH, lane=lane, now=now, ticket_id=ticket_id)
+        enqueue(session, kind=SLACK_TICKET_REFRESH, lane=update_lane(lane), now=now, ticket_id=ticket_id)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
 from bot.outbox.queue import drop_work_signal, work_signal
-from bot.storage.db import transaction
+from bot.storage.db import reading, transaction
 from bot.storage.models import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class OutboxWorker:
         for item_id in self._lane_heads():
             if self._stop.is_set():
                 break
-            with self.factory() as session:
+            with reading(self.factory) as session:
                 item = session.get(OutboxItem, item_id)
                 if item is None or item.status != "pending":
                     continue
@@ -148,7 +148,7 @@ class OutboxWorker:
         raise TimeoutError("outbox did not drain in time")
 
     def pending_due(self) -> int:
-        with self.factory() as session:
+        with reading(self.factory) as session:
             return int(
                 session.scalar(
                     select(func.count())
@@ -163,7 +163,7 @@ class OutboxWorker:
             )
 
     def _lane_heads(self) -> list[int]:
-        with self.factory() as session:
+        with reading(self.factory) as session:
             rows = session.execute(
                 select(func.min(OutboxItem.id))
                 .where(OutboxItem.status == "pending", OutboxItem.lane.startswith(self.lane_prefix))

@@ -16,6 +16,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
@@ -32,6 +33,7 @@ from bot.outbox.queue import (
 )
 from bot.outbox.worker import Handler, PermanentFailure, RetryLater
 from bot.slack import render
+from bot.storage.db import reading
 from bot.storage.models import Message, OutboxItem, Ticket
 from bot.tickets.views import message_card, ticket_card
 
@@ -118,7 +120,7 @@ class _SlackHandler:
 
 class TicketPostHandler(_SlackHandler):
     def deliver(self, item: OutboxItem) -> dict[str, Any]:
-        with self.factory() as session:
+        with reading(self.factory) as session:
             card = ticket_card(session, item.ticket_id or 0)
             ticket = session.get(Ticket, item.ticket_id or 0)
             channel = ticket.slack_channel if ticket else None
@@ -147,14 +149,31 @@ class TicketPostHandler(_SlackHandler):
 
 
 class TicketRefreshHandler(_SlackHandler):
+    def _post_on_its_way(self, ticket_id: int) -> bool:
+        with reading(self.factory) as session:
+            return (
+                session.scalar(
+                    select(OutboxItem.id).where(
+                        OutboxItem.ticket_id == ticket_id,
+                        OutboxItem.kind == SLACK_TICKET_POST,
+                        OutboxItem.status == "pending",
+                    )
+                )
+                is not None
+            )
+
     def deliver(self, item: OutboxItem) -> dict[str, Any]:
-        with self.factory() as session:
+        with reading(self.factory) as session:
             card = ticket_card(session, item.ticket_id or 0)
             ticket = session.get(Ticket, item.ticket_id or 0)
             channel, ts = (ticket.slack_channel, ticket.slack_ts) if ticket else (None, None)
         if card is None or not channel:
             raise PermanentFailure(f"ticket {item.ticket_id} no longer exists")
         if ts is None:
+            if self._post_on_its_way(item.ticket_id or 0):
+                # Edits have a lane of their own: this one may overtake the post it edits.
+                # The post may already be rendered with older state, so wait for its ts.
+                raise RetryLater("the ticket's message is not posted yet")
             # The post itself was set aside; nothing to update (it renders fresh state if revived).
             return {"skipped": "ticket message not posted"}
         text, blocks = render.ticket_message(card)
@@ -173,7 +192,7 @@ class TicketRefreshHandler(_SlackHandler):
 class ThreadMessageHandler(_SlackHandler):
     def deliver(self, item: OutboxItem) -> dict[str, Any]:
         message_id = int(item.payload["message_id"])
-        with self.factory() as session:
+        with reading(self.factory) as session:
             card = message_card(session, message_id)
             ticket = session.get(Ticket, item.ticket_id or 0)
             channel, parent = (ticket.slack_channel, ticket.slack_ts) if ticket else (None, None)
@@ -261,7 +280,7 @@ class TicketNoticeHandler(_SlackHandler):
     """A short text in a ticket's thread (paging progress); waits until the ticket itself is posted."""
 
     def deliver(self, item: OutboxItem) -> dict[str, Any]:
-        with self.factory() as session:
+        with reading(self.factory) as session:
             ticket = session.get(Ticket, item.ticket_id or 0)
             channel, parent = (ticket.slack_channel, ticket.slack_ts) if ticket else (None, None)
         if not channel:

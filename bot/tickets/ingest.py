@@ -26,7 +26,13 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from bot.mail.parse import MalformedEmailError, ParsedEmail, parse_email, ticket_token
-from bot.outbox.queue import SLACK_THREAD_MESSAGE, SLACK_TICKET_POST, SLACK_TICKET_REFRESH, slack_lane
+from bot.outbox.queue import (
+    SLACK_THREAD_MESSAGE,
+    SLACK_TICKET_POST,
+    SLACK_TICKET_REFRESH,
+    slack_lane,
+    update_lane,
+)
 from bot.storage.counters import TICKET_NUMBER
 from bot.storage.models import Attachment, Counter, Customer, Event, Message, OutboxItem, Ticket
 from bot.tickets.events import SYSTEM, customer_actor
@@ -492,7 +498,7 @@ class _Batch:
             rows.append(
                 {
                     "kind": item.kind,
-                    "lane": self.lane,
+                    "lane": update_lane(self.lane) if item.kind == SLACK_TICKET_REFRESH else self.lane,
                     "payload": {"message_id": item.message.id} if item.message is not None else {},
                     "ticket_id": item.ticket.id,
                     "dedupe_key": key,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from bot.outbox.queue import enqueue_ticket_refresh, slack_lane
@@ -79,6 +79,15 @@ def ticket_facts(session: Session, tickets: Sequence[Ticket]) -> dict[int, Ticke
     return facts
 
 
+def _untriaged(now: datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    return (Ticket.created_at >= now - TRIAGE_WINDOW, ~exists().where(TicketTriage.ticket_id == Ticket.id))
+
+
+def has_untriaged(session: Session, now: datetime) -> bool:
+    """Whether `triage_pending` would find work: a read, cheap enough to ask after every commit."""
+    return session.scalar(select(Ticket.id).where(*_untriaged(now)).limit(1)) is not None
+
+
 def triage_pending(
     session: Session, settings: Settings, calendar: BusinessCalendar, now: datetime, *, limit: int = 200
 ) -> list[TriageResult]:
@@ -86,10 +95,7 @@ def triage_pending(
     seed_rules(session, settings.urgency_rules_file, now=now)
     tickets = session.scalars(
         select(Ticket)
-        .where(
-            Ticket.created_at >= now - TRIAGE_WINDOW,
-            ~exists().where(TicketTriage.ticket_id == Ticket.id),
-        )
+        .where(*_untriaged(now))
         .order_by(Ticket.created_at, Ticket.id)
         .limit(limit)
         .options(selectinload(Ticket.tags), selectinload(Ticket.customer))

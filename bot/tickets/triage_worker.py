@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock
 from bot.config import Settings
 from bot.outbox.queue import drop_work_signal, notify_workers, work_signal
-from bot.storage.db import transaction
-from bot.tickets.triage import TriageResult, triage_pending
+from bot.storage.db import reading, transaction
+from bot.tickets.triage import TriageResult, has_untriaged, triage_pending
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class TriageWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._signal = work_signal()
+        self._seeded = False
 
     def start(self) -> None:
         self._stop.clear()
@@ -71,10 +72,18 @@ class TriageWorker:
                 self._signal.wait(self.poll_seconds)
 
     def run_once(self) -> list[TriageResult]:
+        # Every commit wakes this thread (claims, posts delivered), mostly with nothing new to
+        # triage: look without the write lock first, so load does not queue behind empty passes.
+        # The first pass always runs, to seed the urgency rules.
+        if self._seeded:
+            with reading(self.factory) as session:
+                if not has_untriaged(session, self.clock.now()):
+                    return []
         with transaction(self.factory) as session:
             results = triage_pending(
                 session, self.settings, self.calendar, self.clock.now(), limit=self.batch
             )
+        self._seeded = True
         if results:
             # Our own rows (acks, pages, card refreshes) are committed: hand them to the outbox.
             notify_workers()

@@ -1,0 +1,191 @@
+"""A busy hour: 2,000 customer mails in an hour while 10 staff work tickets at once.
+
+The bot runs as `supportbot run` in its own process, in HTTP mode, against an IMAP server
+(pymap, or Dovecot with `--server dovecot`), the Slack stand-in and an SMTP catcher. Mail
+arrives at random times at the rate of 2,000 an hour (15% follow-ups to earlier tickets,
+one burst of 30 at once halfway), compressed by `--speedup`; Slack's pace of one message
+per second per channel is compressed by the same factor, so the ratio of arrivals to
+Slack's pace is the real one. `--speedup 1` is the real hour. Staff act at human speed
+(every `--think` seconds on average, not sped up) with signed requests into
+`/slack/events`: claim, tag, reply from the modal (templates or their own words),
+resolve, notes, `/support open|mine|ticket N|stats`, `/oncall`, App Home.
+
+Reported: each handler's latency (request → HTTP answer, the ack Slack waits for; and,
+where the answer comes through the Web API, request → the modal or App Home at the
+stand-in) by kind and overall, against the target p99 < 1 s; the delay from APPEND to the
+post in Slack; and what must hold: every mail one ticket or follow-up, posts in arrival
+order and never faster than the pace, every reply mailed once.
+
+    .venv/bin/python -m benchmarks.bench_load                       # SQLite, pymap, 2,000 mails, x60
+    .venv/bin/python -m benchmarks.bench_load --server dovecot --speedup 1
+    BENCH_DATABASE_URL=postgresql://127.0.0.1:5432/test .venv/bin/python -m benchmarks.bench_load
+    .venv/bin/python -m benchmarks.bench_load --database-url postgresql://127.0.0.1:5432/test
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from benchmarks._setup import fresh_sqlite, machine
+from bot.sandbox.imap_server import PymapServer
+from bot.sandbox.slack_api import SlackStandIn
+from bot.sandbox.smtp_catcher import SmtpCatcher
+from bot.storage.db import make_engine, make_sessionmaker, upgrade
+from tests.support.dovecot import DovecotServer, dovecot_binary
+from tests.support.harness import CHANNEL
+from tests.support.load import ANSWER_KINDS, WINDOW, LoadPlan, LoadReport, check_load, load_bot, run_load
+
+TARGET_P99 = 1.0
+
+
+@contextmanager
+def fresh_postgres(admin_url: str) -> Iterator[str]:
+    """A new database on the server of `admin_url`, migrated, dropped afterwards."""
+    admin_url = admin_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    name = f"sb_bench_load_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def _print_report(
+    plan: LoadPlan, report: LoadReport, run: Any, backend: str, server: str, bot_log: str
+) -> None:
+    # pymap slows down as its maildir grows: when it cannot take mail as fast as planned,
+    # say how fast the mail really came.
+    effective = plan.span * plan.speedup / run.span_seconds if run.span_seconds else plan.speedup
+    print(
+        f"load: {plan.mails} mails at 2,000/hour x{plan.speedup:g} ({run.span_seconds:.0f} s, "
+        f"effectively x{min(effective, plan.speedup):.1f}), "
+        f"{plan.staff} staff acting every ~{plan.think:g} s, pace {plan.pace * 1000:.1f} ms, "
+        f"{backend}, {server} ({machine()}, load average {os.getloadavg()[0]:.1f})"
+    )
+    print(f"  {'handler':<24}{'n':>6}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}   ms")
+
+    def line(label: str, spread: Any) -> None:
+        print(
+            f"  {label:<24}{spread.count:>6}{spread.p50 * 1000:>8.0f}{spread.p95 * 1000:>8.0f}"
+            f"{spread.p99 * 1000:>8.0f}{spread.max * 1000:>8.0f}"
+        )
+
+    for kind, spread in sorted(report.by_kind.items(), key=lambda kv: (kv[0] in ANSWER_KINDS, kv[0])):
+        line(kind, spread)
+    line("all acks", report.acks)
+    line("all Web API answers", report.answers)
+    worst = max(report.acks.p99, report.answers.p99)
+    verdict = "met" if worst < TARGET_P99 else "NOT met"
+    print(f"  p99 target < {TARGET_P99 * 1000:.0f} ms: {verdict} (worst p99 {worst * 1000:.0f} ms)")
+    backlog = report.backlog
+    print(
+        f"  APPEND -> post in Slack: p50 {backlog.p50 * 1000:.0f} ms, p95 {backlog.p95 * 1000:.0f} ms, "
+        f"max {backlog.max * 1000:.0f} ms; appender behind schedule at worst {run.append_lag * 1000:.0f} ms; "
+        f"drained {run.drain_seconds:.1f} s after the last mail"
+    )
+    ingest = report.ingest
+    print(
+        f"  of which APPEND -> stored: p50 {ingest.p50 * 1000:.0f} ms, p95 {ingest.p95 * 1000:.0f} ms, "
+        f"max {ingest.max * 1000:.0f} ms"
+    )
+    print(
+        f"  {report.tickets} tickets + {report.follow_ups} follow-ups; {report.posts} channel writes, "
+        f"closest two {report.min_gap * 1000:.1f} ms apart, "
+        f"tightest run of {WINDOW} at {report.tightest_window:.2f}x the pace"
+    )
+    print(f"  replies sent from the modal {report.replies_sent}, mailed {report.replies_mailed}")
+    errors = [line for line in bot_log.splitlines() if " ERROR " in line or "Traceback" in line]
+    for text in errors[:10]:
+        print("  bot error:", text[:300])
+    print("  problems:", "; ".join(report.problems) if report.problems else "none")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="2,000 mails in an hour while 10 staff work tickets.")
+    parser.add_argument("--mails", type=int, default=2000)
+    parser.add_argument("--speedup", type=float, default=60.0, help="1 is the real hour (default 60)")
+    parser.add_argument("--staff", type=int, default=10)
+    parser.add_argument("--think", type=float, default=3.0, help="mean seconds between one person's actions")
+    parser.add_argument("--server", choices=("pymap", "dovecot"), default="pymap")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "").strip(),
+        help="a PostgreSQL server to create a scratch database on (default: SQLite)",
+    )
+    parser.add_argument("--seed", type=int, default=8)
+    args = parser.parse_args(argv)
+    if args.server == "dovecot" and dovecot_binary() is None:
+        raise SystemExit("dovecot is not installed (apt-get install dovecot-imapd)")
+    plan = LoadPlan(
+        mails=args.mails, speedup=args.speedup, staff=args.staff, think=args.think, seed=args.seed
+    )
+    with ExitStack() as stack:
+        sqlite_url, tmp = stack.enter_context(fresh_sqlite())
+        url = stack.enter_context(fresh_postgres(args.database_url)) if args.database_url else sqlite_url
+        imap = (
+            stack.enter_context(DovecotServer())
+            if args.server == "dovecot"
+            else stack.enter_context(PymapServer(Path(tmp) / "imap"))
+        )
+        slack = stack.enter_context(SlackStandIn(channels=(CHANNEL,)))
+        smtp = stack.enter_context(SmtpCatcher())
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        factory = make_sessionmaker(engine)
+        bot = stack.enter_context(
+            load_bot(plan, Path(tmp) / "bot", slack=slack, imap=imap, smtp=smtp, database_url=url)
+        )
+        started = time.monotonic()
+        run = run_load(
+            plan,
+            bot_url=f"http://127.0.0.1:{bot.port}",
+            slack=slack,
+            imap=imap,
+            smtp=smtp,
+            factory=factory,
+            drain_timeout=600 + plan.span,
+        )
+        report = check_load(run, slack=slack, smtp=smtp, factory=factory)
+        backend = "PostgreSQL" if args.database_url else "SQLite"
+        _print_report(plan, report, run, backend, args.server, bot.log())
+        print(
+            report.as_json(
+                benchmark="load",
+                database=backend.lower(),
+                imap=args.server,
+                mails=plan.mails,
+                speedup=plan.speedup,
+                staff=plan.staff,
+                think_s=plan.think,
+                pace_ms=round(plan.pace * 1000, 2),
+                arrival_seconds=round(run.span_seconds, 1),
+                seconds=round(time.monotonic() - started, 1),
+                machine=machine(),
+            )
+        )
+        ok = not report.problems and max(report.acks.p99, report.answers.p99) < TARGET_P99
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

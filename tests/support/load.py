@@ -1,0 +1,788 @@
+"""A busy hour at the support desk, for the load benchmark and its test.
+
+Customer mail arrives over IMAP at "2,000 in an hour" (random arrival times, some
+follow-ups to earlier tickets, one burst), compressed by `speedup`, with Slack's pace
+compressed by the same factor so that arrival and posting keep their real ratio. Meanwhile
+each member of staff acts through signed requests into the bot's real `/slack/events`,
+at human speed (every `think` seconds on average): claims, tags, replies from the modal
+with templates or their own words, resolutions, notes in threads, `/support open|mine|
+ticket N|stats`, `/oncall` and App Home.
+
+`run_load` drives it and records what happened; `check_load` reads the stand-ins and the
+database afterwards and says what the load broke, if anything: lost or doubled mail,
+posts out of arrival order or faster than the pace, replies not sent exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.sandbox.slack_api import SlackStandIn
+from bot.sandbox.slack_requests import find_element
+from bot.sandbox.smtp_catcher import SmtpCatcher
+from bot.slack import modals, render
+from bot.storage.models import Message, OutboxItem, Ticket
+from tests.support.harness import CHANNEL, PROJECT_ROOT, BotProcess, MailServer, bot_env, wait_until
+from tests.support.mail import customer_mail
+from tests.support.slack_requests import SlackUser
+
+# The issue's figure: a busy small team's day of mail arrives in one hour.
+MAILS_PER_HOUR = 2000
+REPLY_TEMPLATES = (
+    "acknowledgement.en",
+    "more_information.en",
+    "password_reset.en",
+    "refund_request.en",
+    "resolved.en",
+    "acknowledgement.it",
+    "refund_request.it",
+)
+# What a busy agent's clicks are made of (relative weights).
+ACTIONS = {
+    "claim": 18,
+    "reply": 18,
+    "tag": 7,
+    "resolve": 9,
+    "note": 5,
+    "open": 9,
+    "mine": 8,
+    "ticket": 6,
+    "oncall": 4,
+    "home": 8,
+    "stats": 2,  # managers only
+}
+# A follow-up answers a mail at least this many arrivals older, whose ticket exists by then.
+FOLLOW_UP_DISTANCE = 20
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    mails: int = 2000
+    speedup: float = 60.0
+    staff: int = 10
+    managers: int = 2
+    think: float = 3.0  # mean seconds between one person's actions, wall clock (humans are not sped up)
+    follow_up_share: float = 0.15
+    burst: int = 30  # mails delivered at once halfway through (a mail server flushing its queue)
+    seed: int = 8
+
+    @property
+    def span(self) -> float:
+        """Wall-clock seconds over which the mail arrives."""
+        return self.mails * 3600 / MAILS_PER_HOUR / self.speedup
+
+    @property
+    def pace(self) -> float:
+        """Slack's one message per second per channel, compressed like the arrivals."""
+        return 1.0 / self.speedup
+
+    def staff_ids(self) -> list[str]:
+        return [f"U0LOAD{n:02d}" for n in range(self.staff)]
+
+    def manager_ids(self) -> list[str]:
+        return self.staff_ids()[: self.managers]
+
+
+@dataclass(frozen=True)
+class PlannedMail:
+    index: int
+    at: float  # seconds after the start, wall clock
+    raw: bytes
+    message_id: str
+    parent: int | None  # index of the mail this one follows up
+
+
+def plan_mails(plan: LoadPlan) -> list[PlannedMail]:
+    rng = random.Random(plan.seed)
+    # A Poisson process with a known count: uniform arrival times, sorted.
+    times = sorted(rng.uniform(0, plan.span) for _ in range(plan.mails - plan.burst))
+    burst_at = plan.span / 2
+    times = sorted(times + [burst_at] * plan.burst)
+    mails: list[PlannedMail] = []
+    new_ones: list[int] = []
+    for index, at in enumerate(times):
+        parent = None
+        if index >= FOLLOW_UP_DISTANCE * 2 and rng.random() < plan.follow_up_share:
+            parent = rng.choice([n for n in new_ones if n <= index - FOLLOW_UP_DISTANCE][-200:])
+        message_id = f"<load-{plan.seed}-{index}@customers.example.org>"
+        if parent is None:
+            new_ones.append(index)
+            customer = rng.randrange(plan.mails // 3 + 1)
+            raw = customer_mail(
+                index,
+                subject=f"Order {index}: {rng.choice(('refund', 'login', 'invoice', 'delivery', 'outage'))}",
+                sender=f"customer{customer}@customers.example.org",
+                sender_name=f"Customer {customer}",
+                message_id=message_id,
+                body=f"Hello, this is about request {index}.\nThanks!\n",
+            )
+        else:
+            first = mails[parent]
+            raw = customer_mail(
+                index,
+                subject=f"Re: Order {parent}",
+                sender=_sender_of(first.raw),
+                message_id=message_id,
+                in_reply_to=first.message_id,
+                body=f"Any news on request {parent}? (follow-up {index})\n",
+            )
+        mails.append(PlannedMail(index, at, raw, message_id, parent))
+    return mails
+
+
+def _sender_of(raw: bytes) -> str:
+    from email.utils import parseaddr
+
+    return parseaddr(str(message_from_bytes(raw)["From"]))[1]
+
+
+# -- what happened -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    kind: str
+    seconds: float
+    ok: bool
+
+
+@dataclass
+class LoadRun:
+    plan: LoadPlan
+    mails: list[PlannedMail]
+    appended_at: dict[int, float] = field(default_factory=dict)  # index → time.time() at APPEND
+    samples: list[Sample] = field(default_factory=list)
+    replies_sent: int = 0  # submissions the bot accepted (the modal closed)
+    append_lag: float = 0.0  # how far the appender fell behind its schedule, at worst
+    span_seconds: float = 0.0  # how long the arrivals actually took
+    drain_seconds: float = 0.0  # from the last APPEND to the last post and mail
+    failures: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, kind: str, seconds: float, ok: bool = True) -> None:
+        with self._lock:
+            self.samples.append(Sample(kind, seconds, ok))
+
+    def reply_sent(self) -> None:
+        with self._lock:
+            self.replies_sent += 1
+
+    def fail(self, why: str) -> None:
+        with self._lock:
+            if len(self.failures) < 50:
+                self.failures.append(why)
+
+
+class Board:
+    """The ticket messages in the channel as staff see them, read from the stand-in."""
+
+    def __init__(self, slack: SlackStandIn) -> None:
+        self.slack = slack
+        self._seen = 0
+        self._tickets: dict[int, str] = {}  # number → ts
+        self._numbers: list[int] = []
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        with self._lock:
+            posts = self.slack.posts[CHANNEL][self._seen :]
+            self._seen += len(posts)
+            for post in posts:
+                metadata = post.metadata or {}
+                if post.thread_ts is None and metadata.get("event_type") == render.TICKET_EVENT_TYPE:
+                    number = int(metadata["event_payload"]["number"])
+                    if number not in self._tickets:
+                        self._tickets[number] = post.ts
+                        self._numbers.append(number)
+
+    def numbers(self) -> list[int]:
+        self.refresh()
+        with self._lock:
+            return list(self._numbers)
+
+    def message(self, number: int) -> dict[str, Any] | None:
+        ts = self._tickets.get(number)
+        return self.slack.find_message(CHANNEL, ts) if ts else None
+
+
+# -- staff ---------------------------------------------------------------------------------------
+
+
+class Agent:
+    """One person at the desk, acting every few seconds until told to stop."""
+
+    def __init__(
+        self, user: SlackUser, *, manager: bool, board: Board, run: LoadRun, rng: random.Random
+    ) -> None:
+        self.user = user
+        self.manager = manager
+        self.board = board
+        self.run = run
+        self.rng = rng
+        self.mine: list[int] = []
+        self.claimed: set[int] = set()
+
+    def work(self, stop: threading.Event) -> None:
+        kinds = [k for k in ACTIONS if self.manager or k != "stats"]
+        weights = [ACTIONS[k] for k in kinds]
+        while not stop.wait(self.rng.expovariate(1 / self.run.plan.think)):
+            kind = self.rng.choices(kinds, weights)[0]
+            try:
+                getattr(self, f"do_{kind}")()
+            except Exception as exc:  # a broken step is a finding, not a reason to stop the desk
+                self.run.fail(f"{self.user.id} {kind}: {type(exc).__name__}: {exc}")
+
+    # Each request is timed from sending it to the bot's HTTP answer (its ack); where the
+    # answer comes later through the Web API (a modal, App Home), that is timed too.
+
+    def _timed(self, kind: str, request: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        answer = request()
+        self.run.record(kind, time.monotonic() - started, answer.status == 200)
+        if answer.status != 200:
+            self.run.fail(f"{self.user.id} {kind}: HTTP {answer.status} {answer.body[:200]!r}")
+        return answer
+
+    def _shown(self, kind: str, started: float, check: Callable[[], Any]) -> Any:
+        try:
+            value = wait_until(check, timeout=15, interval=0.005, what=kind)
+        except AssertionError:
+            self.run.record(kind, time.monotonic() - started, False)
+            self.run.fail(f"{self.user.id} {kind}: nothing shown within 15 s")
+            return None
+        self.run.record(kind, time.monotonic() - started)
+        return value
+
+    def _pick_ticket(self, *, unclaimed: bool = False) -> tuple[int, dict[str, Any]] | None:
+        numbers = self.board.numbers()
+        # People take the oldest waiting tickets; several reaching for the same one is real.
+        candidates = [n for n in numbers if n not in self.claimed][:8] if unclaimed else numbers[-300:]
+        if not candidates:
+            return None
+        number = self.rng.choice(candidates)
+        message = self.board.message(number)
+        return (number, {**message, "channel": CHANNEL}) if message else None
+
+    def _modal(self, callback: str, before: str | None) -> Callable[[], dict[str, Any] | None]:
+        def check() -> dict[str, Any] | None:
+            view = self.user.slack.open_modal(self.user.id)
+            if view and view["id"] != before and view.get("callback_id") == callback:
+                return view
+            return None
+
+        return check
+
+    def _current_modal_id(self) -> str | None:
+        view = self.user.slack.open_modal(self.user.id)
+        return view["id"] if view else None
+
+    def do_claim(self) -> None:
+        picked = self._pick_ticket(unclaimed=True)
+        if picked is None:
+            return
+        number, message = picked
+        try:
+            find_element(message["blocks"], render.ACTION_CLAIM)
+        except LookupError:
+            self.claimed.add(number)  # someone has it already
+            return
+        self._timed("claim", lambda: self.user.click(message, render.ACTION_CLAIM))
+        self.claimed.add(number)
+        self.mine.append(number)
+
+    def do_reply(self) -> None:
+        # Mostly one's own tickets; replying to someone else's waiting ticket claims it.
+        if self.mine and self.rng.random() < 0.8:
+            number = self.rng.choice(self.mine)
+            found = self.board.message(number)
+            picked = (number, {**found, "channel": CHANNEL}) if found else None
+        else:
+            picked = self._pick_ticket()
+        if picked is None:
+            return
+        number, message = picked
+        before = self._current_modal_id()
+        started = time.monotonic()
+        self._timed("reply: open", lambda: self.user.click(message, render.ACTION_REPLY))
+        view = self._shown("reply: modal shown", started, self._modal(modals.REPLY_CALLBACK, before))
+        if view is None:
+            return
+        text: str | None = None
+        if self.rng.random() < 0.6:
+            template = self.rng.choice(REPLY_TEMPLATES)
+            old_hash = view["hash"]
+            started = time.monotonic()
+            self._timed(
+                "reply: template",
+                lambda: self.user.pick(view["id"], modals.ACTION_PICK_TEMPLATE, template),
+            )
+            slack = self.user.slack
+            shown = self._shown(
+                "reply: template shown",
+                started,
+                lambda: slack.views[view["id"]] if slack.views[view["id"]]["hash"] != old_hash else None,
+            )
+            if shown is None:
+                return
+            view = shown
+            if self.rng.random() < 0.3:
+                text = _editor_text(view) + f"\nP.S. A word from {self.user.name}."
+        else:
+            text = f"Hello, {self.user.name} here: we are looking into request #{number} and will write soon."
+        values = {_editor_block(view): text} if text is not None else {}
+        answer = self._timed("reply: send", lambda: self.user.submit(view["id"], values))
+        if answer.status == 200 and answer.json().get("response_action") != "errors":
+            self.run.reply_sent()
+            if number not in self.mine:
+                self.mine.append(number)
+        elif answer.status == 200:
+            self.run.fail(f"{self.user.id} reply to #{number} refused: {answer.json().get('errors')}")
+
+    def do_tag(self) -> None:
+        picked = self._pick_ticket()
+        if picked is None:
+            return
+        _, message = picked
+        before = self._current_modal_id()
+        started = time.monotonic()
+        self._timed("tag: open", lambda: self.user.click(message, render.ACTION_TAG))
+        view = self._shown("tag: modal shown", started, self._modal(modals.TAGS_CALLBACK, before))
+        if view is None:
+            return
+        tags = ", ".join(self.rng.sample(["billing", "refund", "login", "bug", "vip", "shipping"], 2))
+        self._timed("tag: save", lambda: self.user.submit(view["id"], {modals.NEW_TAGS_BLOCK: tags}))
+
+    def do_resolve(self) -> None:
+        if not self.mine:
+            return
+        number = self.mine.pop(self.rng.randrange(len(self.mine)))
+        message = self.board.message(number)
+        if message is None:
+            return
+        message = {**message, "channel": CHANNEL}
+        try:
+            find_element(message["blocks"], render.ACTION_RESOLVE)
+        except LookupError:
+            return  # already resolved by someone else
+        self._timed("resolve", lambda: self.user.click(message, render.ACTION_RESOLVE))
+
+    def do_note(self) -> None:
+        picked = self._pick_ticket()
+        if picked is None:
+            return
+        number, message = picked
+        text = f"Internal note from {self.user.name} on #{number}."
+        self._timed("note in thread", lambda: self.user.write_in_thread(CHANNEL, message["ts"], text))
+
+    def do_open(self) -> None:
+        self._timed("/support open", lambda: self.user.command("open"))
+
+    def do_mine(self) -> None:
+        self._timed("/support mine", lambda: self.user.command("mine"))
+
+    def do_ticket(self) -> None:
+        numbers = self.board.numbers()
+        if numbers:
+            number = self.rng.choice(numbers)
+            self._timed("/support ticket N", lambda: self.user.command(f"ticket {number}"))
+
+    def do_oncall(self) -> None:
+        self._timed("/oncall", lambda: self.user.command("", command="/oncall"))
+
+    def do_stats(self) -> None:
+        self._timed("/support stats", lambda: self.user.command("stats"))
+
+    def do_home(self) -> None:
+        slack = self.user.slack
+        before = (slack.home.get(self.user.id) or {}).get("id")
+        started = time.monotonic()
+        self._timed("App Home: open", self.user.open_home)
+        self._shown(
+            "App Home: shown",
+            started,
+            lambda: (slack.home.get(self.user.id) or {}).get("id") not in (None, before),
+        )
+
+
+def _editor_input(view: dict[str, Any]) -> dict[str, Any]:
+    return next(
+        b
+        for b in view["blocks"]
+        if b.get("type") == "input" and (b.get("element") or {}).get("action_id") == modals.BODY_ACTION
+    )
+
+
+def _editor_block(view: dict[str, Any]) -> str:
+    return str(_editor_input(view)["block_id"])
+
+
+def _editor_text(view: dict[str, Any]) -> str:
+    return str(_editor_input(view)["element"].get("initial_value") or "")
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+def add_staff(slack: SlackStandIn, plan: LoadPlan) -> None:
+    for n, user in enumerate(plan.staff_ids()):
+        slack.add_user(user, f"agent{n}", f"Agent {n} Staff", channels=(CHANNEL,))
+
+
+def load_env(
+    plan: LoadPlan, *, slack: SlackStandIn, imap: MailServer, smtp: SmtpCatcher, database_url: str
+) -> dict[str, str]:
+    return bot_env(
+        slack_url=slack.base_url,
+        imap=imap,
+        database_url=database_url,
+        smtp_port=smtp.port,
+        SLACK_PACE_SECONDS=f"{plan.pace:.6f}",
+        MANAGERS=",".join(plan.manager_ids()),
+        TEMPLATES_DIR=str(PROJECT_ROOT / "templates"),
+        # Surveys go out an hour after a resolution: in a real-time run they would mix with
+        # the replies whose single delivery this checks.
+        SURVEYS="false",
+        LOG_LEVEL="WARNING",
+    )
+
+
+@contextmanager
+def load_bot(
+    plan: LoadPlan,
+    workdir: Path,
+    *,
+    slack: SlackStandIn,
+    imap: MailServer,
+    smtp: SmtpCatcher,
+    database_url: str,
+) -> Iterator[BotProcess]:
+    """`supportbot run` in its own process, as in production, so the load generator's
+    threads do not share its interpreter lock; ready when it leads and watches the mailbox."""
+    add_staff(slack, plan)
+    env = load_env(plan, slack=slack, imap=imap, smtp=smtp, database_url=database_url)
+    with BotProcess(env, workdir, name="load-bot") as bot:
+        wait_until(lambda: bot.is_leader() and bot.health()["mailbox_connected"], timeout=30, what="the bot")
+        time.sleep(0.5)  # let the watcher enter IDLE
+        yield bot
+
+
+def run_load(
+    plan: LoadPlan,
+    *,
+    bot_url: str,
+    slack: SlackStandIn,
+    imap: Any,
+    smtp: SmtpCatcher,
+    factory: sessionmaker[Session],
+    drain_timeout: float = 300.0,
+) -> LoadRun:
+    run = LoadRun(plan, plan_mails(plan))
+    board = Board(slack)
+    rng = random.Random(plan.seed + 1)
+    managers = set(plan.manager_ids())
+    agents = [
+        Agent(
+            SlackUser(bot_url, slack, user, f"agent{n}"),
+            manager=user in managers,
+            board=board,
+            run=run,
+            rng=random.Random(rng.random()),
+        )
+        for n, user in enumerate(plan.staff_ids())
+    ]
+    # Warm the bot's caches (auth.test, the staff list) the way the first click of the day does.
+    agents[0].user.command("help")
+    stop = threading.Event()
+    threads = [threading.Thread(target=a.work, args=(stop,), name=f"agent-{n}") for n, a in enumerate(agents)]
+    for thread in threads:
+        thread.start()
+    try:
+        _deliver_mail(run, imap)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    last_append = time.monotonic()
+    expected_new = sum(1 for m in run.mails if m.parent is None)
+    try:
+        wait_until(
+            lambda: (
+                len(board.numbers()) >= expected_new
+                and _count(factory, Message.direction == "in") >= len(run.mails)
+                and _pending(factory) == 0
+                and len(smtp.mails) >= _count(factory, Message.direction == "out")
+            ),
+            timeout=drain_timeout,
+            interval=0.2,
+            what="every ticket posted, the outbox drained and every reply mailed",
+        )
+    except AssertionError as exc:
+        run.fail(str(exc))
+    run.drain_seconds = time.monotonic() - last_append
+    return run
+
+
+def _deliver_mail(run: LoadRun, imap: Any) -> None:
+    with imap.client() as client:
+        started = time.monotonic()
+        for mail in run.mails:
+            delay = started + mail.at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            run.append_lag = max(run.append_lag, -delay)
+            run.appended_at[mail.index] = time.time()
+            client.append("INBOX", mail.raw)
+        run.span_seconds = time.monotonic() - started
+
+
+def _pending(factory: sessionmaker[Session]) -> int:
+    with factory() as session:
+        return int(
+            session.scalar(select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "pending"))
+            or 0
+        )
+
+
+def _count(factory: sessionmaker[Session], where: Any) -> int:
+    with factory() as session:
+        return int(session.scalar(select(func.count()).select_from(Message).where(where)) or 0)
+
+
+# -- the verdict ---------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass(frozen=True)
+class Spread:
+    count: int
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        if not values:
+            return cls(0, 0.0, 0.0, 0.0, 0.0)
+        return cls(
+            len(values), percentile(values, 50), percentile(values, 95), percentile(values, 99), max(values)
+        )
+
+    def ms(self) -> dict[str, float | int]:
+        return {
+            "n": self.count,
+            "p50_ms": round(self.p50 * 1000),
+            "p95_ms": round(self.p95 * 1000),
+            "p99_ms": round(self.p99 * 1000),
+            "max_ms": round(self.max * 1000),
+        }
+
+
+# The ack is what Slack waits for (3 s, then it retries); the rest is when the person sees it.
+ANSWER_KINDS = ("reply: modal shown", "reply: template shown", "tag: modal shown", "App Home: shown")
+
+
+@dataclass
+class LoadReport:
+    by_kind: dict[str, Spread]
+    acks: Spread
+    answers: Spread
+    backlog: Spread  # APPEND → the post in Slack (ticket message, or follow-up in its thread)
+    ingest: Spread  # APPEND → stored as a ticket or follow-up (the rest of the backlog is the outbox)
+    tickets: int
+    follow_ups: int
+    posts: int  # posts to the channel (threads included), paced together
+    min_gap: float
+    tightest_window: float  # the shortest span of WINDOW consecutive channel writes, over (WINDOW-1)·pace
+    replies_sent: int
+    replies_mailed: int
+    problems: list[str]
+
+    def as_json(self, **extra: Any) -> str:
+        return json.dumps(
+            {
+                **extra,
+                "acks": self.acks.ms(),
+                "answers": self.answers.ms(),
+                "backlog": self.backlog.ms(),
+                "ingest": self.ingest.ms(),
+                "by_kind": {k: v.ms() for k, v in sorted(self.by_kind.items())},
+                "tickets": self.tickets,
+                "follow_ups": self.follow_ups,
+                "channel_writes": self.posts,
+                "min_gap_ms": round(self.min_gap * 1000, 1),
+                "tightest_window_vs_pace": round(self.tightest_window, 3),
+                "replies_sent": self.replies_sent,
+                "replies_mailed": self.replies_mailed,
+                "problems": self.problems,
+            }
+        )
+
+
+# Long enough that one late request (its ticket read on a busy machine) cannot fake a burst.
+WINDOW = 20
+
+
+def check_load(
+    run: LoadRun, *, slack: SlackStandIn, smtp: SmtpCatcher, factory: sessionmaker[Session]
+) -> LoadReport:
+    problems = list(run.failures)
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for sample in run.samples:
+        by_kind[sample.kind].append(sample.seconds)
+    acks = [s.seconds for s in run.samples if s.kind not in ANSWER_KINDS]
+    answers = [s.seconds for s in run.samples if s.kind in ANSWER_KINDS]
+
+    # Every mail is exactly one inbound message: a new ticket, or a follow-up on its parent's.
+    with factory() as session:
+        inbound = session.execute(
+            select(Message.message_id, Message.id, Ticket.number, Message.created_at)
+            .join(Ticket, Ticket.id == Message.ticket_id)
+            .where(Message.direction == "in")
+        ).all()
+        tickets = int(session.scalar(select(func.count()).select_from(Ticket)) or 0)
+        outbound = (
+            session.execute(select(Message.message_id).where(Message.direction == "out")).scalars().all()
+        )
+    by_message_id: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    stored_at: dict[str, float] = {}
+    for message_id, row_id, number, created_at in inbound:
+        by_message_id[_bare(message_id)].append((row_id, number))
+        stored_at[_bare(message_id)] = created_at.timestamp()
+    new_mails = [m for m in run.mails if m.parent is None]
+    if tickets != len(new_mails):
+        problems.append(f"{tickets} tickets for {len(new_mails)} new mails")
+    if len(inbound) != len(run.mails):
+        problems.append(f"{len(inbound)} inbound messages stored for {len(run.mails)} mails")
+    number_of: dict[int, int] = {}
+    row_of: dict[int, int] = {}
+    for mail in run.mails:
+        found = by_message_id.get(_bare(mail.message_id), [])
+        if len(found) != 1:
+            problems.append(f"mail {mail.index} stored {len(found)} times")
+            continue
+        row_of[mail.index], number_of[mail.index] = found[0]
+    for mail in run.mails:
+        if (
+            mail.parent is not None
+            and mail.index in number_of
+            and mail.parent in number_of
+            and number_of[mail.index] != number_of[mail.parent]
+        ):
+            problems.append(f"follow-up {mail.index} landed on #{number_of[mail.index]}, not its ticket")
+    numbers_in_arrival = [number_of[m.index] for m in new_mails if m.index in number_of]
+    if numbers_in_arrival != sorted(numbers_in_arrival) or len(set(numbers_in_arrival)) != len(new_mails):
+        problems.append("ticket numbers do not follow arrival order")
+
+    # In Slack: each ticket posted once, in number (so arrival) order; each follow-up once.
+    posts = list(slack.posts[CHANNEL])
+    # Slack's one-a-second limit is on posting to a channel; edits of its messages
+    # (chat.update) have a lane and a pace of their own.
+    channel_writes = sorted(
+        c.at for c in slack.calls() if c.method == "chat.postMessage" and c.args.get("channel") == CHANNEL
+    )
+    posted_numbers: list[int] = []
+    posted_at: dict[int, float] = {}
+    thread_posts: Counter[int] = Counter()
+    thread_posted_at: dict[int, float] = {}
+    for post in posts:
+        metadata = post.metadata or {}
+        payload = metadata.get("event_payload") or {}
+        if post.thread_ts is None and metadata.get("event_type") == render.TICKET_EVENT_TYPE:
+            posted_numbers.append(int(payload["number"]))
+            posted_at.setdefault(int(payload["number"]), float(post.ts))
+        elif post.thread_ts and metadata.get("event_type") == render.MESSAGE_EVENT_TYPE:
+            thread_posts[int(payload["message_id"])] += 1
+            thread_posted_at.setdefault(int(payload["message_id"]), float(post.ts))
+    doubled = [n for n, c in Counter(posted_numbers).items() if c > 1]
+    if doubled:
+        problems.append(f"tickets posted more than once: {doubled[:10]}")
+    if set(posted_numbers) != set(number_of[m.index] for m in new_mails if m.index in number_of):
+        problems.append(f"{len(set(posted_numbers))} tickets in the channel for {len(new_mails)} new mails")
+    out_of_order = [(a, b) for a, b in pairwise(posted_numbers) if b <= a]
+    if out_of_order:
+        problems.append(f"ticket posts out of arrival order: {out_of_order[:5]}")
+    for mail in run.mails:
+        if mail.parent is not None and mail.index in row_of and thread_posts[row_of[mail.index]] != 1:
+            problems.append(
+                f"follow-up {mail.index} shown {thread_posts[row_of[mail.index]]} times in its thread"
+            )
+
+    backlog: list[float] = []
+    ingest = [
+        stored_at[_bare(m.message_id)] - run.appended_at[m.index]
+        for m in run.mails
+        if _bare(m.message_id) in stored_at and m.index in run.appended_at
+    ]
+    for mail in run.mails:
+        at = (
+            posted_at.get(number_of.get(mail.index, -1))
+            if mail.parent is None
+            else thread_posted_at.get(row_of.get(mail.index, -1))
+        )
+        if at is not None and mail.index in run.appended_at:
+            backlog.append(at - run.appended_at[mail.index])
+
+    # Slack's pace: single gaps may shrink by network jitter, a run of writes may not.
+    pace = run.plan.pace
+    gaps = [b - a for a, b in pairwise(channel_writes)]
+    min_gap = min(gaps) if gaps else 0.0
+    windows = [
+        (channel_writes[i + WINDOW - 1] - channel_writes[i]) / ((WINDOW - 1) * pace)
+        for i in range(len(channel_writes) - WINDOW + 1)
+    ]
+    tightest = min(windows) if windows else float("inf")
+    if tightest < 0.8:
+        problems.append(
+            f"{WINDOW} channel writes within {tightest * (WINDOW - 1) * pace * 1000:.0f} ms: "
+            "faster than the pace"
+        )
+
+    # Every reply accepted from the modal went out by SMTP exactly once.
+    mailed = Counter(_bare(str(message_from_bytes(m.raw)["Message-ID"])) for m in smtp.mails)
+    if len(outbound) != run.replies_sent:
+        problems.append(f"{len(outbound)} replies stored for {run.replies_sent} sent from the modal")
+    for message_id in outbound:
+        if mailed[_bare(message_id or "")] != 1:
+            problems.append(f"reply {message_id} mailed {mailed[_bare(message_id or '')]} times")
+    if sum(mailed.values()) != len(outbound):
+        problems.append(f"{sum(mailed.values())} mails caught for {len(outbound)} replies")
+
+    return LoadReport(
+        by_kind={k: Spread.of(v) for k, v in by_kind.items()},
+        acks=Spread.of(acks),
+        answers=Spread.of(answers),
+        backlog=Spread.of(backlog),
+        ingest=Spread.of(ingest),
+        tickets=tickets,
+        follow_ups=len(run.mails) - len(new_mails),
+        posts=len(channel_writes),
+        min_gap=min_gap,
+        tightest_window=tightest,
+        replies_sent=run.replies_sent,
+        replies_mailed=sum(mailed.values()),
+        problems=problems[:40],
+    )
+
+
+def _bare(message_id: str) -> str:
+    return message_id.strip().strip("<>")
