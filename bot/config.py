@@ -102,6 +102,7 @@ class Settings:
     page_repeats: int = 3
     page_dnd_escalate_minutes: float = 1.0
     auto_ack: bool = True
+    morning_handover: bool = True
     auto_ack_template: str = "auto_ack"
     auto_reply_cap: int = 10
     auto_reply_cap_hours: float = 3.0
@@ -553,6 +554,7 @@ def _after_hours_settings(r: _Reader) -> dict[str, object]:
         "page_repeats": r.integer("PAGE_REPEATS", 3, 0, 20),
         "page_dnd_escalate_minutes": r.number("PAGE_DND_ESCALATE_MINUTES", 1.0, 0.0, 24 * 60.0),
         "auto_ack": r.boolean("AUTO_ACK", True),
+        "morning_handover": r.boolean("MORNING_HANDOVER", True),
         "auto_ack_template": template,
         "auto_reply_cap": r.integer("AUTO_REPLY_CAP", 10, 1, 10_000),
         "auto_reply_cap_hours": r.number("AUTO_REPLY_CAP_HOURS", 3.0, 0.1, 24 * 30.0),

@@ -162,11 +162,16 @@ def dnd_notices(session: Session, page_id: int, user: str, now: datetime, escala
     )
 
 
+MORNING_WINDOW = timedelta(hours=2)
+
+
 def morning_handover(session: Session, settings: Settings, calendar: BusinessCalendar, now: datetime) -> bool:
     """At the day's opening, one message: what came in overnight and what became of it."""
     today = calendar.local_day(now)
     opening = calendar.open_interval(today)
-    if opening is None or not opening[0] <= now < opening[1]:
+    # A bot that was down at opening still tells the day team in the morning; later in
+    # the day they have seen the night's tickets for themselves.
+    if opening is None or not opening[0] <= now < min(opening[1], opening[0] + MORNING_WINDOW):
         return False
     # The night: from the last closing before this opening.
     day = today - timedelta(days=1)

@@ -220,6 +220,10 @@ def test_morning_hand_over_sums_up_the_night(night: sessionmaker[Session], datab
         assert not morning_handover(session, settings, calendar, opening - timedelta(minutes=1))
         assert morning_handover(session, settings, calendar, opening + timedelta(minutes=1))
         assert not morning_handover(session, settings, calendar, opening + timedelta(minutes=2))
+        # A bot that comes up in the afternoon says nothing: the team has seen the night by then.
+        next_opening = opening + timedelta(days=1)
+        assert not morning_handover(session, settings, calendar, next_opening + timedelta(hours=2))
+        assert morning_handover(session, settings, calendar, next_opening + timedelta(hours=1, minutes=59))
         post = session.scalar(select(OutboxItem).where(OutboxItem.dedupe_key == "morning:2026-12-02"))
         numbers = {t.id: t.number for t in session.scalars(select(Ticket))}
     assert post is not None

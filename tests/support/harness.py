@@ -61,6 +61,8 @@ def bot_env(
         "TIMEZONE": "Europe/Rome",
         # Real time runs through the night too: tests that want the acknowledgement ask for it.
         "AUTO_ACK": "false",
+        # Nor the morning hand-over: started in business hours, the bot would post it first.
+        "MORNING_HANDOVER": "false",
         "SLACK_PACE_SECONDS": "0",
         "LOG_LEVEL": "INFO",
     }
