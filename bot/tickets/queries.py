@@ -46,7 +46,8 @@ class Timeline:
     entries: tuple[TimelineEntry, ...]
 
 
-def _line(ticket: Ticket, email: str | None) -> TicketLine:
+def line_of(ticket: Ticket, email: str | None) -> TicketLine:
+    """A ticket as lists show it, with its customer's address."""
     return TicketLine(
         id=ticket.id,
         number=ticket.number,
@@ -62,7 +63,7 @@ def _line(ticket: Ticket, email: str | None) -> TicketLine:
 
 def _lines(session: Session, query: Any) -> list[TicketLine]:
     rows = session.execute(query.add_columns(Customer.email).outerjoin(Ticket.customer)).all()
-    return [_line(ticket, email) for ticket, email in rows]
+    return [line_of(ticket, email) for ticket, email in rows]
 
 
 def ticket_line(session: Session, ticket_id: int) -> TicketLine | None:

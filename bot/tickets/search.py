@@ -39,7 +39,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, exists, false, func,
 from sqlalchemy.orm import Session
 
 from bot.storage.models import Customer, Message, RotaMember, Tag, Ticket, TicketTag
-from bot.tickets.queries import TicketLine
+from bot.tickets.queries import TicketLine, line_of
 from bot.tickets.workflow import STATUSES, TicketError, normalise_tag
 
 SEARCH_LIMIT = 20
@@ -197,7 +197,7 @@ def search_tickets(
         .order_by(Ticket.created_at.desc(), Ticket.id.desc())
         .limit(limit)
     ).all()
-    lines = tuple(_line(ticket, email) for ticket, email, _ in rows)
+    lines = tuple(line_of(ticket, email) for ticket, email, _ in rows)
     total = int(rows[0][2]) if rows else 0
     return SearchResult(lines, total - len(lines), bodies_since)
 
@@ -378,17 +378,3 @@ def _roster_id(session: Session, name: str) -> str:
             f"I don't know who `@{name}` is. Use `owner:me`, `owner:none`, or a name as Slack shows it."
         )
     raise SearchError(f"Several people are called `@{name}`; write their full name in quotes.")
-
-
-def _line(ticket: Ticket, email: str | None) -> TicketLine:
-    return TicketLine(
-        id=ticket.id,
-        number=ticket.number,
-        subject=ticket.subject,
-        customer=email or "",
-        status=ticket.status,
-        owner=ticket.owner,
-        created_at=ticket.created_at,
-        slack_channel=ticket.slack_channel,
-        slack_ts=ticket.slack_ts,
-    )
