@@ -84,6 +84,10 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -
     # These print request bodies (tokens included) at DEBUG; keep them quieter.
     for noisy in ("slack_sdk", "slack_bolt", "urllib3", "imapclient", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.INFO))
+    # Two INFO lines for every run of every job (the paging tick runs every 15 s) would
+    # bury the bot's own lines; a job that fails is still logged, at ERROR.
+    chosen = logging.getLevelName(level)
+    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING if chosen >= logging.INFO else chosen)
     # Python prints an exception nobody caught straight to stderr, past the filter above;
     # sent through logging instead, its traceback is redacted like any other.
     sys.excepthook = lambda kind, value, tb: _log_uncaught(kind, value, tb, "in the main thread")
