@@ -449,7 +449,13 @@ for source in json.load(sys.stdin):
         except BaseException as exc:
             result = f"ESCAPED {type(exc).__name__}: {exc}"
         out.append([source, part, time.monotonic() - started, result])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# ru_maxrss survives exec: it would report pytest's own size, forked to start us. The
+# high-water mark of this process's memory map starts afresh at exec.
+try:
+    status = open("/proc/self/status").read()
+    peak = int(status.split("VmHWM:")[1].split()[0])
+except (OSError, IndexError):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"cases": out, "peak_kib": peak}))
 """
 
