@@ -74,19 +74,16 @@ def _unreadable_request(error: Exception) -> BoltResponse:
     return BoltResponse(status=400, body="")
 
 
+_REFUSED_TOKEN = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+
+
 def verify_slack_token(client: WebClient) -> dict[str, Any] | None:
     """Stop start-up on a refused token; tolerate an unreachable Slack (the outbox waits)."""
     try:
         return dict(client.auth_test().data)  # type: ignore[arg-type]
     except SlackApiError as exc:
         error = exc.response.get("error") if isinstance(exc.response.data, dict) else exc.response.status_code
-        if error in {
-            "invalid_auth",
-            "not_authed",
-            "account_inactive",
-            "token_revoked",
-            "token_expired",
-        }:
+        if error in _REFUSED_TOKEN:
             raise ConfigError(f"SLACK_BOT_TOKEN was refused by Slack ({error})") from None
         log.warning("Slack answered auth.test with %s; continuing, posts will wait in the outbox", error)
     except Exception as exc:
@@ -124,7 +121,14 @@ class SupportBot:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             self.socket_mode = SocketModeHandler(self.bolt, self.settings.slack_app_token)
-            self.socket_mode.connect()
+            try:
+                self.socket_mode.connect()
+            except SlackApiError as exc:
+                error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+                if error in _REFUSED_TOKEN:
+                    self.http.stop()
+                    raise ConfigError(f"SLACK_APP_TOKEN was refused by Slack ({error})") from None
+                raise
         self.leadership.start()
         mode = (
             "Socket Mode" if self.settings.socket_mode else f"HTTP, Slack events at {self.url}/slack/events"

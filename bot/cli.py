@@ -47,7 +47,11 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"supportbot: configuration error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
         return 2
-    bot.start()
+    try:
+        bot.start()
+    except ConfigError as exc:
+        print(f"supportbot: configuration error: {redact(str(exc), settings.secrets())}", file=sys.stderr)
+        return 2
     print(f"supportbot running: {bot.url}/healthz (Ctrl-C to stop)", flush=True)
     stop.wait()
     _exit_within(_STOP_BUDGET_SECONDS)

@@ -362,9 +362,11 @@ def test_a_refused_app_token_in_socket_mode_stays_hidden(
     )
     env["IMAP_PASSWORD"] = IMAP_PASSWORD
     result = run_cli(env, tmp_path)
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert slack.calls("apps.connections.open"), "Socket Mode never tried to connect"
-    assert "invalid_auth" in result.stderr
+    # One line naming the setting, as for any bad setting, not a traceback.
+    assert "configuration error: SLACK_APP_TOKEN was refused by Slack (invalid_auth)" in result.stderr
+    assert "Traceback" not in result.stderr
     assert leaks(result.stdout + result.stderr) == [], result.stderr
 
 
