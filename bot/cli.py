@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
 
 from bot.config import ConfigError, load_settings, redact_url
+from bot.signals import StopSignal
 
 log = logging.getLogger("supportbot")
 
@@ -38,9 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         problem = redact(str(exc), settings.secrets())
         print(f"supportbot: cannot prepare the database at DATABASE_URL: {problem}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = StopSignal()
     bot = SupportBot(settings)
     try:
         verify_slack_token(bot.client)

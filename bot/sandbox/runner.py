@@ -14,11 +14,9 @@ import dataclasses
 import logging
 import logging.handlers
 import shutil
-import signal
 import socket
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from bot.sandbox.seed import seed_mailbox, seed_rota, seed_workspace
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.sandbox.team import CHANNEL, DATABASE_FILE, IMAP_PASSWORD, IMAP_USER
+from bot.signals import StopSignal
 from bot.web import Router
 
 log = logging.getLogger(__name__)
@@ -149,9 +148,7 @@ def run_sandbox(settings: Settings) -> int:
         held.flush()
         held.close()
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = StopSignal()
     sandbox = Sandbox(settings)
     try:
         sandbox.start()
