@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.business_hours import BusinessCalendar
@@ -85,18 +86,24 @@ def sync_roster(session: Session, staff: Iterable[StaffMember], now: datetime) -
         seen.add(person.user_id)
         member = current.get(person.user_id)
         if member is None:
-            session.add(
-                RotaMember(
-                    user_id=person.user_id,
-                    name=person.name,
-                    tz=person.tz or "UTC",
-                    weight=1.0,
-                    active=True,
-                    ical_token=secrets.token_urlsafe(32),
-                    joined_at=now,
-                    updated_at=now,
-                )
-            )
+            # The hourly job and a command that finds the roster stale can sync at the
+            # same moment (on PostgreSQL both may insert): whoever comes second skips.
+            try:
+                with session.begin_nested():
+                    session.add(
+                        RotaMember(
+                            user_id=person.user_id,
+                            name=person.name,
+                            tz=person.tz or "UTC",
+                            weight=1.0,
+                            active=True,
+                            ical_token=secrets.token_urlsafe(32),
+                            joined_at=now,
+                            updated_at=now,
+                        )
+                    )
+            except IntegrityError:
+                continue
             added.append(person.user_id)
             record_event(
                 session, ticket_id=None, actor=SYSTEM, action="rota.joined", at=now, user=person.user_id
