@@ -25,17 +25,15 @@ import argparse
 import os
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from benchmarks._setup import fresh_sqlite, machine
-from benchmarks.bench_stats import ROME, _populated, _postgres_database, generate
-from bot.storage.db import make_engine, make_sessionmaker, upgrade
+from benchmarks._setup import machine
+from benchmarks.bench_stats import ROME, bench_database, generate
+from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import Message, Ticket
 from bot.tickets.search import BODY_SCAN_TICKETS, SearchQuery, SearchResult, parse_query, search_tickets
 
@@ -165,28 +163,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--keep", action="store_true", help="keep the generated data for the next run, and reuse it if kept"
     )
     args = parser.parse_args(argv)
-    if args.postgres:
-        kept = f"sb_bench_search_kept_{args.tickets}" if args.keep else None
-        url, admin, name, reused = _postgres_database(args.postgres, kept, scratch="sb_bench_search")
-        try:
-            run(url, args.tickets, args.runs, reuse=reused)
-        finally:
-            if not args.keep:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-        return
-    if args.keep:
-        path = Path(tempfile.gettempdir()) / f"sb-bench-search-kept-{args.tickets}.sqlite3"
-        url = f"sqlite:///{path}"
-        reused = path.exists() and _populated(url)
-        if not reused:
-            path.unlink(missing_ok=True)
-            upgrade(url)
+    with bench_database("search", args.tickets, postgres=args.postgres, keep=args.keep) as (url, reused):
         run(url, args.tickets, args.runs, reuse=reused)
-        return
-    with fresh_sqlite() as (url, _):
-        run(url, args.tickets, args.runs)
 
 
 if __name__ == "__main__":

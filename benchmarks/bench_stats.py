@@ -474,28 +474,38 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--keep", action="store_true", help="keep the generated data for the next run, and reuse it if kept"
     )
     args = parser.parse_args(argv)
-    if args.postgres:
-        kept = f"sb_bench_stats_kept_{args.tickets}" if args.keep else None
-        url, admin, name, reused = _postgres_database(args.postgres, kept)
+    with bench_database("stats", args.tickets, postgres=args.postgres, keep=args.keep) as (url, reused):
+        run(url, args.tickets, reuse=reused)
+
+
+@contextmanager
+def bench_database(
+    kind: str, tickets: int, *, postgres: str | None, keep: bool
+) -> Iterator[tuple[str, bool]]:
+    """(url, reused): a scratch database for a benchmark of `kind`, on PostgreSQL beside
+    `postgres` or SQLite; with `keep`, one kept by name and reused when complete."""
+    if postgres:
+        kept = f"sb_bench_{kind}_kept_{tickets}" if keep else None
+        url, admin, name, reused = _postgres_database(postgres, kept, scratch=f"sb_bench_{kind}")
         try:
-            run(url, args.tickets, reuse=reused)
+            yield url, reused
         finally:
-            if not args.keep:
+            if not keep:
                 with admin.connect() as conn:
                     conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
         return
-    if args.keep:
-        path = Path(tempfile.gettempdir()) / f"sb-bench-stats-kept-{args.tickets}.sqlite3"
+    if keep:
+        path = Path(tempfile.gettempdir()) / f"sb-bench-{kind}-kept-{tickets}.sqlite3"
         url = f"sqlite:///{path}"
         reused = path.exists() and _populated(url)
         if not reused:
             path.unlink(missing_ok=True)
             upgrade(url)
-        run(url, args.tickets, reuse=reused)
+        yield url, reused
         return
     with fresh_sqlite() as (url, _):
-        run(url, args.tickets)
+        yield url, False
 
 
 if __name__ == "__main__":
