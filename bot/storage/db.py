@@ -14,6 +14,14 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 _READ_ONLY = "supportbot_read_only"
 
 
+# The name SQLite connections know Python's str.lower() by (see `bot.tickets.search`).
+UNICODE_LOWER = "unicode_lower"
+
+
+def _unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         # A generous busy timeout lets the HTTP handlers, the IMAP watcher and the
@@ -27,6 +35,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+            # SQLite's lower() folds only A–Z; search folds other scripts through this one.
+            dbapi_connection.create_function(UNICODE_LOWER, 1, _unicode_lower, deterministic=True)
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin_immediate(conn: Any) -> None:

@@ -14,9 +14,12 @@ Everything typed is matched literally: values reach the database only as bound p
 and LIKE's wildcards (`%`, `_`) and its escape character are escaped, so `100%` finds
 "100%", not every ticket.
 
-Case: A–Z are folded everywhere (`lower()` on both sides, in SQL). Other letters follow the
-database's `lower()`: SQLite folds only ASCII, so there `é` does not find `É`; PostgreSQL
-folds them as its locale says. Matching the exact case always works.
+Case is folded on both sides, in SQL, by the database's `lower()`. SQLite's folds only A–Z,
+so a word with other letters is folded there by Python's `str.lower()`, registered on every
+SQLite connection (`bot.storage.db`): `é` finds `É` and `σ` finds `Σ` on both databases
+(PostgreSQL folds as its database's LC_CTYPE says; any UTF-8 locale folds every script). An
+ASCII word keeps SQLite's own `lower()`, which runs in C: a Python call per row would cost
+a search over 100,000 subjects about as much again.
 
 Cost: a word is a substring match (`LIKE '%word%'`), which no ordinary index serves, so
 each word reads every subject and customer once, and the text of the messages of the
@@ -36,8 +39,12 @@ from datetime import UTC, date, datetime, time, tzinfo
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, and_, exists, false, func, literal, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
 
+from bot.storage.db import UNICODE_LOWER
 from bot.storage.models import Customer, Message, RotaMember, Tag, Ticket, TicketTag
 from bot.tickets.queries import TicketLine, line_of
 from bot.tickets.workflow import STATUSES, TicketError, normalise_tag
@@ -288,10 +295,28 @@ def _day_start(value: str, key: str, tz: tzinfo) -> datetime:
 # -- running it -------------------------------------------------------------------------------
 
 
+class _unicode_lower(GenericFunction[str]):
+    """lower() that folds every script: PostgreSQL's own, Python's on SQLite."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_unicode_lower)
+def _lower_elsewhere(element: _unicode_lower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_unicode_lower, "sqlite")
+def _lower_on_sqlite(element: _unicode_lower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{UNICODE_LOWER}({compiler.process(element.clauses, **kw)})"
+
+
 def _contains(column: Any, needle: str) -> ColumnElement[bool]:
-    # lower() on both sides, in SQL, so both sides fold alike whatever the database folds.
+    # Folded on both sides, in SQL, so both sides fold alike whatever the database folds.
     pattern = literal(f"%{escape_like(needle)}%", String)
-    return func.lower(column).like(func.lower(pattern), escape=LIKE_ESCAPE)
+    lower = func.lower if needle.isascii() else _unicode_lower
+    return lower(column).like(lower(pattern), escape=LIKE_ESCAPE)
 
 
 def _body_window(session: Session, query: SearchQuery, size: int) -> datetime | None:
