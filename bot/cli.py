@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
         prepare_database(settings)
     except Exception as exc:
         # Printed, not logged, so the log filter does not see it: a driver may quote the URL.
-        problem = redact(str(exc), settings.secrets())
+        problem = redact(_database_problem(exc), settings.secrets())
         print(f"supportbot: cannot prepare the database at DATABASE_URL: {problem}", file=sys.stderr)
         return 2
     stop = StopSignal()
@@ -83,6 +83,8 @@ def _exit_within(seconds: float) -> None:
 
 
 def _db(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
     from bot.storage.db import current_revision, downgrade, make_engine, upgrade
 
     try:
@@ -90,14 +92,33 @@ def _db(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"supportbot: configuration error: {exc}", file=sys.stderr)
         return 2
-    if args.db_command == "upgrade":
-        upgrade(settings_url, args.revision)
-    elif args.db_command == "downgrade":
-        downgrade(settings_url, args.revision)
-    engine = make_engine(settings_url)
-    print(f"database {redact_url(settings_url)} at revision {current_revision(engine)}")
-    engine.dispose()
+    try:
+        if args.db_command == "upgrade":
+            upgrade(settings_url, args.revision)
+        elif args.db_command == "downgrade":
+            downgrade(settings_url, args.revision)
+        engine = make_engine(settings_url)
+        try:
+            revision = current_revision(engine)
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        # One line, as `run` gives: an unreachable server or an unknown revision is not a
+        # crash, and a traceback can quote the URL, password and all.
+        from bot.logs import redact
+
+        problem = redact(_database_problem(exc), [make_url(settings_url).password])
+        verb = "read" if args.db_command == "current" else args.db_command
+        print(f"supportbot: cannot {verb} the database at DATABASE_URL: {problem}", file=sys.stderr)
+        return 2
+    print(f"database {redact_url(settings_url)} at revision {revision}")
     return 0
+
+
+def _database_problem(exc: Exception) -> str:
+    """The driver's own words, on one line, without SQLAlchemy's wrapping and link."""
+    cause = getattr(exc, "orig", None) or exc
+    return " ".join(str(cause).split()) or type(cause).__name__
 
 
 def _database_url(args: argparse.Namespace) -> str:

@@ -281,6 +281,45 @@ def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -
     assert leaks(result.stdout + result.stderr) == [], result.stderr
 
 
+@pytest.mark.parametrize("command", [["upgrade"], ["current"], ["downgrade", "0001"]])
+def test_schema_commands_name_an_unreachable_database_in_one_line(command: list[str], tmp_path: Path) -> None:
+    url = f"postgresql://supportbot:{DB_PASSWORD}@127.0.0.1:{free_port()}/supportbot"
+    result = run_db(command, url, tmp_path)
+    assert result.returncode == 2, result.stderr
+    verb = "read" if command == ["current"] else command[0]
+    assert result.stderr.startswith(f"supportbot: cannot {verb} the database at DATABASE_URL: "), (
+        result.stderr
+    )
+    assert "refused" in result.stderr  # the driver's reason, not just "it failed"
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert leaks(result.stdout + result.stderr) == [], result.stderr
+
+
+def test_schema_commands_refuse_an_unknown_revision_in_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'desk.sqlite3'}"
+    assert run_db(["upgrade"], url, tmp_path).returncode == 0
+    before = run_db(["current"], url, tmp_path).stdout
+    result = run_db(["downgrade", "no-such-revision"], url, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "supportbot: cannot downgrade the database at DATABASE_URL: "
+        "Can't locate revision identified by 'no-such-revision'\n"
+    )
+    assert run_db(["current"], url, tmp_path).stdout == before != ""
+
+
+def run_db(command: list[str], url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "db", *command],
+        env={**env, "DATABASE_URL": url},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [
