@@ -21,10 +21,10 @@ from bot.ical_http import ical_app
 from bot.leader import Leadership
 from bot.mail.sender import smtp_handlers
 from bot.mail.watcher import MailboxSettings, MailboxWatcher
-from bot.outbox.queue import SMTP_SEND
+from bot.outbox.queue import FILES_LANE_PREFIX, SMTP_SEND
 from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
 from bot.scheduler import install_standard_jobs, make_scheduler, set_runtime
-from bot.slack.delivery import slack_handlers
+from bot.slack.delivery import attachment_refused, slack_handlers
 from bot.storage.db import make_engine, make_sessionmaker, upgrade
 from bot.survey_http import survey_app
 from bot.tickets.triage_worker import TriageWorker
@@ -186,6 +186,16 @@ class SupportBot:
                     clock=self.clock,
                     pace_seconds=s.slack_pace_seconds,
                     backoff=Backoff(base=1.0, cap=60.0),
+                ),
+                # Uploads in a thread of their own: one can take seconds, and posts must not wait.
+                OutboxWorker(
+                    self.factory,
+                    slack_handlers(self.client, self.factory, s),
+                    lane_prefix=FILES_LANE_PREFIX,
+                    clock=self.clock,
+                    pace_seconds=s.slack_pace_seconds,
+                    backoff=Backoff(base=1.0, cap=60.0),
+                    on_dead=attachment_refused(self.factory, self.clock),
                 ),
                 OutboxWorker(
                     self.factory,

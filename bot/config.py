@@ -73,6 +73,8 @@ class Settings:
     burst_threshold: int
     slack_pace_seconds: float
     log_level: str
+    # Customers' attachments uploaded into the ticket's thread up to this size; 0: none are.
+    attachment_upload_max_mb: int = 20
     # No Slack app configured: Slack, the mailbox and SMTP are the embedded stand-ins (bot/sandbox).
     sandbox: bool = False
     # Working tickets from Slack.
@@ -432,6 +434,8 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         managers=managers,
         burst_threshold=r.integer("BURST_THRESHOLD", 20, 2, 100_000),
         slack_pace_seconds=r.number("SLACK_PACE_SECONDS", 1.0, 0.0, 60.0),
+        # Slack takes files up to 1 GB; past that a setting is surely a typo.
+        attachment_upload_max_mb=r.integer("ATTACHMENT_UPLOAD_MAX_MB", 20, 0, 1000),
         log_level=r.text("LOG_LEVEL", "INFO").upper(),
         sandbox=sandbox,
         staff_usergroup=usergroup,

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.storage.models import OutboxItem
+from bot.storage.models import Attachment, OutboxItem
 
 # Kinds (delivery code in bot/slack/delivery.py and bot/mail/sender.py).
 SLACK_TICKET_POST = "slack.ticket_post"  # the ticket's channel message, rendered at delivery
@@ -26,6 +26,9 @@ SLACK_TICKET_NOTICE = "slack.ticket_notice"  # a short text in a ticket's thread
 SLACK_PAGE = "slack.page"  # a page DM; delivery then reads the person's Do Not Disturb state
 SLACK_DND_CHECK = (
     "slack.dnd_check"  # at duty start: warn the holder (and managers) if notifications are paused
+)
+SLACK_ATTACHMENT_UPLOAD = (
+    "slack.attachment_upload"  # a customer's attachment, uploaded as a file into the ticket's thread
 )
 SMTP_SEND = "smtp.send"  # an outgoing reply (a stored Message), sent by bot/mail/sender.py
 
@@ -43,6 +46,57 @@ def update_lane(lane: str) -> str:
     late; in a lane of their own they are paced apart and hold up no post.
     """
     return f"{lane}:updates"
+
+
+FILES_LANE_PREFIX = "files:"
+
+
+def files_lane(lane: str) -> str:
+    """The lane for a channel's attachment uploads (`lane` is the channel's own).
+
+    An upload of many megabytes, or one waiting out Slack's Retry-After for file methods,
+    must not hold up the next new ticket's post: uploads have a lane and a worker thread
+    of their own (the Slack worker would otherwise sit in a long upload while posts wait).
+    All of a channel's uploads share one lane, so a ticket's files still reach its thread
+    in the order they came; each waits for its own message's post, which the channel's
+    lane delivers in that order too.
+    """
+    return FILES_LANE_PREFIX + lane.removeprefix("slack:")
+
+
+# Attachments of one mail uploaded into Slack at most; the card lists them all, and the
+# rest stay in the mailbox (a mail of 2,000 parts must not become 2,000 files in a thread).
+MAX_UPLOADS_PER_MESSAGE = 20
+
+
+def enqueue_attachment_uploads(
+    session: Session, *, ticket_id: int, message_id: int, channel: str, opens_ticket: bool, now: datetime
+) -> None:
+    """Queue the uploads of a stored mail's attachments not yet in Slack, in part order.
+
+    Ingestion queues its batches' uploads in bulk, with the same rows and keys; this is for
+    mail shown later (a spam ticket restored), so a key already queued is not queued again.
+    """
+    attachments = session.scalars(
+        select(Attachment.id)
+        .where(Attachment.message_id == message_id, Attachment.slack_file_id.is_(None))
+        .order_by(Attachment.id)
+        .limit(MAX_UPLOADS_PER_MESSAGE)
+    ).all()
+    for attachment_id in attachments:
+        enqueue(
+            session,
+            kind=SLACK_ATTACHMENT_UPLOAD,
+            lane=files_lane(slack_lane(channel)),
+            now=now,
+            payload={
+                "attachment_id": attachment_id,
+                "message_id": message_id,
+                "after": "ticket" if opens_ticket else "message",
+            },
+            ticket_id=ticket_id,
+            dedupe_key=f"attachment-upload:{attachment_id}",
+        )
 
 
 # One event per worker: a single shared event would be cleared by whichever worker woke

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import mimetypes
 import threading
 import time
 import urllib.parse
@@ -47,11 +48,16 @@ class Posted:
     thread_ts: str | None = None
     edited: bool = False
     deleted: bool = False
+    # Files shared with this message (files.completeUploadExternal with a channel).
+    files: list[Json] = field(default_factory=list)
 
     def as_api(self, with_metadata: bool) -> Json:
         out: Json = {"type": "message", "ts": self.ts, "user": self.user, "text": self.text}
         if self.user == BOT_USER:
             out["bot_id"] = BOT_ID
+        if self.files:
+            out["files"] = [{k: v for k, v in f.items() if k != "content"} for f in self.files]
+            out["upload"] = True
         if self.blocks:
             out["blocks"] = self.blocks
         if self.thread_ts:
@@ -93,6 +99,7 @@ class SlackStandIn:
         self._ids = itertools.count(1)
         self._calls: list[Call] = []
         self._faults: list[Fault] = []
+        self.upload_seconds = 0.0  # how long the upload URL takes to answer (step 2 of a file upload)
         self._down = False
         self.posts: dict[str, list[Posted]] = {c: [] for c in channels}
         self.members: dict[str, set[str]] = {c: {BOT_USER} for c in channels}
@@ -421,8 +428,13 @@ class SlackStandIn:
                 body = self.rfile.read(length) if length else b""
                 path, _, query = self.path.partition("?")
                 if path.startswith("/upload/"):
-                    standin._upload(path.rsplit("/", 1)[1], body)
-                    self._answer(200, {"ok": True}, {})
+                    status, answer = standin._upload(path.rsplit("/", 1)[1], body)
+                    data = answer.encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "text/plain; charset=utf-8")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
                     return
                 if path.startswith("/response/"):
                     try:
@@ -786,6 +798,8 @@ class SlackStandIn:
         return {"ok": True, "users": group["users"]}
 
     def _m_files_getUploadURLExternal(self, args: Json) -> Json:
+        if not args.get("filename") or not str(args.get("length") or "").isdigit():
+            raise _SlackError("invalid_arguments")
         file_id = f"F{next(self._ids):07d}"
         self._uploads[file_id] = {
             "id": file_id,
@@ -799,27 +813,89 @@ class SlackStandIn:
             "file_id": file_id,
         }
 
-    def _upload(self, file_id: str, body: bytes) -> None:
-        with self._lock:
-            if file_id in self._uploads:
-                self._uploads[file_id]["content"] = body
+    def _upload(self, file_id: str, body: bytes) -> tuple[int, str]:
+        """The upload URL (step 2): plain HTTP, not the Web API; it answers "OK - <length>".
+
+        Faults queued for the method name "files.upload" apply to it, and `upload_seconds`
+        makes it as slow as a large file over a real uplink.
+        """
+        if self.upload_seconds:
+            time.sleep(self.upload_seconds)
+        with self._changed:
+            status, _, _ = self._fault_for("files.upload")
+            if status == 200:
+                if file_id not in self._uploads:
+                    status = 404
+                else:
+                    self._uploads[file_id]["content"] = body
+            self._calls.append(
+                Call("files.upload", {"file_id": file_id, "length": len(body)}, time.monotonic(), status)
+            )
+            self._changed.notify_all()
+            return status, f"OK - {len(body)}" if status == 200 else "error"
 
     def _m_files_completeUploadExternal(self, args: Json) -> Json:
         files = args.get("files") or []
-        done = []
+        if not isinstance(files, list) or not files:
+            raise _SlackError("invalid_arguments")
+        channel: str | None = None
+        thread_ts = str(args.get("thread_ts") or "") or None
+        if args.get("channel_id"):
+            channel = self._channel({"channel": args["channel_id"]})
+            if BOT_USER not in self.members.get(channel, set()) and channel.startswith("C"):
+                raise _SlackError("not_in_channel")
+            if thread_ts and not any(p.ts == thread_ts for p in self.posts[channel]):
+                raise _SlackError("invalid_thread_ts")
         for entry in files:
-            upload = self._uploads.pop(str(entry.get("id")), None)
+            upload = self._uploads.get(str(entry.get("id")))
             if upload is None:
                 raise _SlackError("file_not_found")
+            if len(upload["content"]) != upload["length"]:
+                # Slack checks the bytes it received against the length announced in step 1.
+                raise _SlackError("file_upload_size_mismatch")
+        done = []
+        shared: list[Json] = []
+        for entry in files:
+            upload = self._uploads.pop(str(entry.get("id")))
+            name = str(upload["name"])
             record = {
                 **upload,
-                "title": entry.get("title") or upload["name"],
-                "channel": args.get("channel_id"),
+                "title": entry.get("title") or name,
+                "channel": channel,
+                "thread_ts": thread_ts,
                 "initial_comment": args.get("initial_comment"),
+                "size": len(upload["content"]),
             }
             self.files.append(record)
-            done.append({"id": record["id"], "title": record["title"], "name": record["name"]})
+            info = {
+                "id": record["id"],
+                "name": name,
+                "title": record["title"],
+                # Slack detects the type itself; the stand-in guesses from the name.
+                "mimetype": mimetypes.guess_type(name)[0] or "application/octet-stream",
+                "size": record["size"],
+                "user": BOT_USER,
+            }
+            shared.append({**info, "content": upload["content"]})
+            done.append({"id": record["id"], "title": record["title"], "name": name})
+        if channel is not None:
+            # Shared with one message holding the files, in the channel or the thread, as Slack does.
+            post = self._store(
+                channel, BOT_USER, str(args.get("initial_comment") or ""), None, None, thread_ts
+            )
+            post.files = shared
+            for record in self.files[-len(shared) :]:
+                record["ts"] = post.ts
         return {"ok": True, "files": done}
+
+    def shared_files(self, channel: str, thread_ts: str | None = None) -> list[Json]:
+        """Files shared into a channel (or one thread of it), oldest first, with their bytes."""
+        with self._lock:
+            return [
+                f
+                for f in self.files
+                if f.get("channel") == channel and (thread_ts is None or f.get("thread_ts") == thread_ts)
+            ]
 
 
 class _SlackError(Exception):

@@ -316,3 +316,16 @@ def burst_summary(count: int, oldest: datetime | None) -> tuple[str, list[Block]
         "Each gets its own ticket below, oldest first, at Slack's pace."
     )
     return text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+
+
+def attachment_not_uploaded(filename: str, size: int, why: str) -> str:
+    """A thread note for a customer's attachment that is not shown as a file in Slack.
+
+    `why` is our own words (over the size limit, Slack refused it), ending in a full stop;
+    the file name came from the email and is escaped here like every outside text.
+    """
+    name = escape(truncate(filename, _FILENAME_LIMIT))
+    return fit(
+        f":paperclip: {name} ({human_size(size)}) {escape(truncate(why, 500))} It is in the support mailbox.",
+        _FALLBACK_LIMIT,
+    )

@@ -178,6 +178,8 @@ class Attachment(Base):
     filename: Mapped[str] = mapped_column(String(500))
     content_type: Mapped[str] = mapped_column(String(200))
     size: Mapped[int] = mapped_column(BigInteger)
+    # The Slack file it was uploaded as into the ticket's thread (None: not uploaded).
+    slack_file_id: Mapped[str | None] = mapped_column(String(32))
 
     message: Mapped[Message] = relationship(back_populates="attachments")
 

@@ -27,9 +27,12 @@ from sqlalchemy.orm import Session
 
 from bot.mail.parse import MalformedEmailError, ParsedEmail, parse_email, ticket_token
 from bot.outbox.queue import (
+    MAX_UPLOADS_PER_MESSAGE,
+    SLACK_ATTACHMENT_UPLOAD,
     SLACK_THREAD_MESSAGE,
     SLACK_TICKET_POST,
     SLACK_TICKET_REFRESH,
+    files_lane,
     slack_lane,
     update_lane,
 )
@@ -150,6 +153,9 @@ class _MessagePlan:
     mail: PreparedMail
     ticket: _TicketPlan | Ticket
     id: int = 0
+    # The mail that opened its ticket: shown by the ticket's post, not by a thread post.
+    opens_ticket: bool = False
+    attachment_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -295,6 +301,7 @@ class _Batch:
         if ticket is None:
             ticket = self._open_ticket(parsed.subject, customer, parsed.auto_reason, malformed=False)
             message = self._message(mail, ticket)
+            message.opens_ticket = True
             self.events.append(
                 _EventPlan(
                     ticket,
@@ -446,19 +453,30 @@ class _Batch:
             ).all()
             for message, message_id in zip(self.messages, ids, strict=True):
                 message.id = message_id
+            owners = [
+                message
+                for message in self.messages
+                if message.mail.parsed is not None
+                for _ in message.mail.parsed.attachments
+            ]
             attachments = [
                 {
                     "message_id": message.id,
                     "filename": a.filename[:500],
                     "content_type": a.content_type[:200],
                     "size": a.size,
+                    "slack_file_id": None,
                 }
                 for message in self.messages
                 if message.mail.parsed is not None
                 for a in message.mail.parsed.attachments
             ]
             if attachments:
-                session.execute(insert(Attachment), attachments)
+                attachment_ids = session.scalars(
+                    insert(Attachment).returning(Attachment.id, sort_by_parameter_order=True), attachments
+                ).all()
+                for message, attachment_id in zip(owners, attachment_ids, strict=True):
+                    message.attachment_ids.append(attachment_id)
 
         if self.events:
             session.execute(insert(Event), [self._event_row(event) for event in self.events])
@@ -511,8 +529,45 @@ class _Batch:
                     "delivered_at": None,
                 }
             )
+        rows.extend(self._upload_rows())
         if rows:
             session.execute(insert(OutboxItem), rows)
+
+    def _upload_rows(self) -> list[dict[str, Any]]:
+        """One upload per attachment of a customer's own mail, in mail and part order.
+
+        Automatic mail (bounces, auto-replies) and mail set aside as unreadable get none:
+        what they carry is a report or unknown, not something a customer sent us to see.
+        Which attachments are worth a file (not a signature logo, not over the size
+        limit) is decided at delivery, where the bytes are read back from the raw source.
+        """
+        rows = []
+        for message in self.messages:
+            parsed = message.mail.parsed
+            if parsed is None or parsed.auto_reason is not None:
+                continue
+            for attachment_id in message.attachment_ids[:MAX_UPLOADS_PER_MESSAGE]:
+                rows.append(
+                    {
+                        "kind": SLACK_ATTACHMENT_UPLOAD,
+                        "lane": files_lane(self.lane),
+                        "payload": {
+                            "attachment_id": attachment_id,
+                            "message_id": message.id,
+                            "after": "ticket" if message.opens_ticket else "message",
+                        },
+                        "ticket_id": message.ticket.id,
+                        "dedupe_key": f"attachment-upload:{attachment_id}",
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": self.now,
+                        "created_at": self.now,
+                        "result": {},
+                        "last_error": None,
+                        "delivered_at": None,
+                    }
+                )
+        return rows
 
     @staticmethod
     def _outbox_key(item: _OutboxPlan) -> str | None:
