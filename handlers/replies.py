@@ -6,12 +6,13 @@ domain (`bot/tickets/templates.py`, `bot/tickets/replies.py`).
 
 from __future__ import annotations
 
+from email.headerregistry import Address
 from typing import TYPE_CHECKING, Any
 
 from bot.slack import modals
 from bot.tickets import templates as reply_templates
 from bot.tickets.queries import latest_customer_message
-from bot.tickets.replies import send_reply
+from bot.tickets.replies import CC_LIMIT, CcError, format_cc, parse_cc, reply_recipients, send_reply
 from bot.tickets.views import ticket_card
 from bot.tickets.workflow import TicketError
 from handlers.common import People, read_domain, run_domain
@@ -31,27 +32,40 @@ class ReplyDesk:
         )
         return [modals.TemplateChoice(t.name, t.title, t.language) for t in found]
 
-    def _view(self, ticket_id: int, **extra: Any) -> dict[str, Any]:
-        def read(session: Any) -> tuple[Any, str]:
+    def _view(self, ticket_id: int, cc: str | None = None, **extra: Any) -> dict[str, Any]:
+        """The modal; `cc` is what the agent has in the Cc field (None: not yet shown, so
+        it is prefilled with everyone else on the customer's latest mail)."""
+        support_address = self.services.settings.support_address
+
+        def read(session: Any) -> tuple[Any, str, Any]:
             card = ticket_card(session, ticket_id)
             latest = latest_customer_message(session, ticket_id)
-            return card, (latest.view_text or latest.text) if latest else ""
+            recipients = reply_recipients(session, ticket_id, support_address)
+            return card, (latest.view_text or latest.text) if latest else "", recipients
 
-        card, last = read_domain(self.services, read)
+        card, last, recipients = read_domain(self.services, read)
         if card is None:
             raise TicketError("That ticket no longer exists.")
-        if not card.customer_email:
+        if recipients.to is None:
             raise TicketError(f"Ticket #{card.number} has no customer address to reply to.")
-        customer = (
-            f"{card.customer_name} <{card.customer_email}>" if card.customer_name else card.customer_email
-        )
+        hint = ""
+        if cc is None:
+            cc, unshown = _prefill(recipients.cc)
+            hint = "Everyone else on the customer's latest email. Remove anyone who shouldn't get this reply."
+            if recipients.left_out or unshown:
+                hint += (
+                    f" It named {recipients.left_out + unshown} more, left out: "
+                    f"a reply is copied to at most {CC_LIMIT}."
+                )
         return modals.reply_modal(
             ticket_id=card.id,
             number=card.number,
-            customer=customer,
+            customer=str(recipients.to),
             subject=card.subject,
             last_message=last,
             templates=self._choices(),
+            cc=cc,
+            cc_hint=hint,
             **extra,
         )
 
@@ -79,12 +93,15 @@ class ReplyDesk:
             return template, reply_templates.render_template(template, variables)
 
         typed = _typed_body(view, metadata)
+        # The Cc the agent may have edited: a template changes the text, never who gets it.
+        cc = _typed_cc(view)
         try:
             template, rendered = read_domain(self.services, render)
         except (reply_templates.TemplateRenderError, reply_templates.TemplateNotFound) as exc:
-            return self._view(ticket_id, body=typed, revision=revision, error=str(exc))
+            return self._view(ticket_id, cc, body=typed, revision=revision, error=str(exc))
         return self._view(
             ticket_id,
+            cc,
             body=rendered.text,
             revision=revision,
             template=template.name,
@@ -97,10 +114,20 @@ class ReplyDesk:
         view = body["view"]
         block = modals.body_block_id(int(metadata.get("revision") or 0))
         text = (modals.state_value(view, block, modals.BODY_ACTION) or "").strip()
-        if not text:
-            return {block: "Write a message, or pick a template, before sending."}
-        ticket_id = int(metadata["ticket_id"])
         settings = self.services.settings
+        errors: dict[str, str] = {}
+        if not text:
+            errors[block] = "Write a message, or pick a template, before sending."
+        typed_cc = _typed_cc(view)
+        cc = None  # a form without the field (opened before it existed): everyone, as the modal would say
+        if typed_cc is not None:
+            try:
+                cc = parse_cc(typed_cc, settings.support_address)
+            except CcError as exc:
+                errors[modals.CC_BLOCK] = str(exc)[:150]
+        if errors:
+            return errors
+        ticket_id = int(metadata["ticket_id"])
         agent = self.people.name(user)
         template_name = metadata.get("template")
         # The HTML alternative shows what the template said; once the agent edits the text,
@@ -135,10 +162,13 @@ class ReplyDesk:
                 template_version=metadata.get("version"),
                 now=self.services.clock.now(),
                 settings=settings,
+                cc=cc,
             )
 
         try:
             run_domain(self.services, send)
+        except CcError as exc:
+            return {modals.CC_BLOCK: str(exc)[:150]}
         except (TicketError, reply_templates.TemplateRenderError, reply_templates.TemplateNotFound) as exc:
             return {block: str(exc)[:150]}
         return None
@@ -147,3 +177,26 @@ class ReplyDesk:
 def _typed_body(view: dict[str, Any], metadata: dict[str, Any]) -> str:
     block = modals.body_block_id(int(metadata.get("revision") or 0))
     return str(modals.state_value(view, block, modals.BODY_ACTION) or "")
+
+
+def _typed_cc(view: dict[str, Any]) -> str | None:
+    """The Cc field as submitted ("" when emptied), or None when the form has no such field."""
+    values = (view.get("state") or {}).get("values") or {}
+    if modals.CC_BLOCK not in values:
+        return None
+    return str(modals.state_value(view, modals.CC_BLOCK, modals.CC_ACTION) or "")
+
+
+def _prefill(cc: tuple[Address, ...]) -> tuple[str, int]:
+    """The default Cc as Slack's field can hold it (3,000 characters): with names, else
+    bare addresses, else as many as fit; and how many did not."""
+    text = format_cc(cc)
+    if len(text) <= modals.INPUT_LIMIT:
+        return text, 0
+    text, shown = "", 0
+    for address in cc:
+        longer = f"{text}, {address.addr_spec}" if text else address.addr_spec
+        if len(longer) > modals.INPUT_LIMIT:
+            break
+        text, shown = longer, shown + 1
+    return text, len(cc) - shown

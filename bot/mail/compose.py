@@ -86,11 +86,20 @@ def compose_reply(
     html: str | None = None,
     date: datetime,
     auto_submitted: bool | str = False,
+    cc: Sequence[Address] = (),
 ) -> EmailMessage:
-    """The reply as an RFC 5322 message; raises ValueError for an address that cannot be written."""
+    """The reply as an RFC 5322 message; raises ValueError for an address that cannot be written.
+
+    `cc` goes in the Cc header only: the envelope (RCPT TO) is the sender's business.
+    """
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = Address(display_name=_single_line(from_name)[:_NAME_LIMIT], addr_spec=from_address)
     msg["To"] = Address(display_name=_single_line(to_name)[:_NAME_LIMIT], addr_spec=to_address)
+    if cc:
+        msg["Cc"] = tuple(
+            Address(display_name=_single_line(a.display_name)[:_NAME_LIMIT], addr_spec=a.addr_spec)
+            for a in cc
+        )
     msg["Subject"] = _single_line(subject)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = f"<{message_id.strip('<>')}>"

@@ -35,13 +35,17 @@ from bot.slack.render import escape
 from bot.storage.db import transaction
 from bot.storage.models import Message, OutboxItem, Ticket
 from bot.tickets.events import SYSTEM, record_event
-from bot.tickets.replies import stored_recipient
+from bot.tickets.replies import stored_cc, stored_recipient
 
 log = logging.getLogger(__name__)
 
 SMTP_TIMEOUT = 30.0
 # SIZE (RFC 1870): the message is too big for this server, which no retry will change.
 _MESSAGE_TOO_BIG = 552
+# What the thread note quotes of each refused copy: addresses are at most 254 characters,
+# a server's answer is cut (it can be long, and it is outside text).
+_SHOWN_ADDRESS = 254
+_SHOWN_REASON = 120
 
 
 def build_reply_email(message: Message) -> EmailMessage:
@@ -52,6 +56,7 @@ def build_reply_email(message: Message) -> EmailMessage:
         from_address=message.from_address,
         to_address=to.addr_spec,
         to_name=to.display_name,
+        cc=stored_cc(message),
         subject=message.subject,
         message_id=message.message_id or "",
         in_reply_to=message.in_reply_to,
@@ -101,22 +106,28 @@ class SmtpSendHandler:
             try:
                 mail: EmailMessage | None = build_reply_email(message)
                 recipient = stored_recipient(message).addr_spec
+                copies = [a.addr_spec for a in stored_cc(message)]
                 problem = ""
             except ValueError as exc:
-                mail, recipient, problem = None, "", str(exc)
+                mail, recipient, copies, problem = None, "", [], str(exc)
         if mail is None:
             reason = f"the email could not be written: {problem}"
             self.reply_failed(item, reason)
             raise PermanentFailure(reason)
         try:
-            response = self._send(mail, recipient)
+            refused = self._send(mail, recipient, copies)
         except RetryLater as exc:
             self._tell_if_late(exc.reason)
             raise
         except PermanentFailure as exc:
             self.reply_failed(item, str(exc))
             raise
-        return {"message_id": stored_id, "to": recipient, "response": response}
+        result: dict[str, Any] = {"message_id": stored_id, "to": recipient, "response": "accepted"}
+        if copies:
+            result["cc"] = copies
+        if refused:
+            result["cc_refused"] = refused
+        return result
 
     def record(self, session: Session, item: OutboxItem, result: dict[str, Any]) -> None:
         message = session.get(Message, int(item.payload["message_id"]))
@@ -125,6 +136,7 @@ class SmtpSendHandler:
         now = self.clock.now()
         message.delivery_status = "sent"
         message.sent_at = now
+        refused: dict[str, str] = dict(result.get("cc_refused") or {})
         record_event(
             session,
             ticket_id=message.ticket_id,
@@ -133,6 +145,8 @@ class SmtpSendHandler:
             at=now,
             message_id=message.id,
             to=result.get("to"),
+            cc=[a for a in result.get("cc") or [] if a not in refused],
+            cc_refused=refused or None,
         )
         ticket = session.get(Ticket, message.ticket_id)
         if ticket is not None and ticket.slack_channel:
@@ -145,11 +159,28 @@ class SmtpSendHandler:
                 payload={"message_id": message.id},
                 dedupe_key=f"thread-message:{message.id}",
             )
+        if ticket is not None and refused:
+            # The customer has the reply, so it counts as sent; the agent still has to know
+            # who was left out, once (the dedupe key), to forward it or fix the address.
+            shown = ", ".join(
+                f"{escape(address[:_SHOWN_ADDRESS])} ({escape(reason[:_SHOWN_REASON])})"
+                for address, reason in refused.items()
+            )
+            text = (
+                f":warning: {_mention(message.author)}your reply to #{ticket.number} reached the customer, "
+                f"but the mail server would not take these copies: {shown}. They did not get the reply."
+            )
+            self._post_to_thread(session, ticket, text, f"reply-cc-refused:{message.id}", now)
 
     # -- SMTP -------------------------------------------------------------------------
 
-    def _send(self, mail: EmailMessage, recipient: str) -> str:
-        """One SMTP session; every failure becomes RetryLater or PermanentFailure."""
+    def _send(self, mail: EmailMessage, recipient: str, copies: list[str]) -> dict[str, str]:
+        """One SMTP session; every failure becomes RetryLater or PermanentFailure.
+
+        Returns the Cc recipients the server refused (address → its answer). The customer
+        goes first and alone decides: refused, nobody is sent anything (RSET before DATA),
+        so a retry can never give a Cc a second copy of what the customer never got.
+        """
         s = self.settings
         where = f"{s.smtp_host}:{s.smtp_port}"
         try:
@@ -161,10 +192,10 @@ class SmtpSendHandler:
             raise RetryLater(self._clean(f"cannot reach the mail server {where}: {_describe(exc)}")) from None
         try:
             try:
-                client.send_message(mail, from_addr=s.support_address, to_addrs=[recipient])
+                refused = _transact(client, mail, s.support_address, recipient, copies)
             except smtplib.SMTPRecipientsRefused as exc:
-                code, text = next(iter(exc.recipients.values()), (0, b""))
-                reason = f"the mail server refused {recipient}: {code} {_text(text)}"
+                address, (code, text) = next(iter(exc.recipients.items()), (recipient, (0, b"")))
+                reason = f"the mail server refused {address}: {code} {_text(text)}"
                 if 500 <= code < 600:
                     raise PermanentFailure(self._clean(reason)) from None
                 raise RetryLater(self._clean(reason)) from None
@@ -191,7 +222,7 @@ class SmtpSendHandler:
         # The server has the mail (250): until the outbox row is marked done, a crash sends it
         # again. QUIT costs a round trip, so it runs beside the recording instead of before it.
         threading.Thread(target=_close, args=(client,), name="smtp-quit", daemon=True).start()
-        return "accepted"
+        return {address: self._clean(f"{code} {_text(text)}") for address, (code, text) in refused.items()}
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -354,6 +385,52 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _transact(
+    client: smtplib.SMTP, mail: EmailMessage, sender: str, recipient: str, copies: list[str]
+) -> dict[str, tuple[int, bytes]]:
+    """MAIL, RCPT for the customer then each Cc, DATA: `sendmail` with the customer first.
+
+    Raises as `SMTP.sendmail` does (SMTPSenderRefused, SMTPRecipientsRefused naming the
+    customer, SMTPDataError); returns the refused Cc recipients.
+    """
+    data = mail.as_bytes()  # policy.SMTP: CRLF line ends, as send_message would flatten it
+    client.ehlo_or_helo_if_needed()
+    options = [f"SIZE={len(data)}"] if client.does_esmtp and client.has_extn("size") else []
+    code, answer = client.mail(sender, options)
+    if code != 250:
+        _reset(client, code)
+        raise smtplib.SMTPSenderRefused(code, answer, sender)
+    code, answer = client.rcpt(recipient)
+    if code not in (250, 251):
+        _reset(client, code)
+        raise smtplib.SMTPRecipientsRefused({recipient: (code, answer)})
+    refused: dict[str, tuple[int, bytes]] = {}
+    for address in copies:
+        code, answer = client.rcpt(address)
+        if code == 421:  # the server is closing: nothing was sent, try it all again later
+            _reset(client, code)
+            raise smtplib.SMTPRecipientsRefused({address: (code, answer)})
+        if code not in (250, 251):
+            refused[address] = (code, answer)
+    code, answer = client.data(data)
+    if code != 250:
+        _reset(client, code)
+        raise smtplib.SMTPDataError(code, answer)
+    return refused
+
+
+def _reset(client: smtplib.SMTP, code: int) -> None:
+    # As sendmail does: a 421 means the server already hung up; anything else gets RSET
+    # so the half-made transaction is dropped before the connection is closed.
+    try:
+        if code == 421:
+            client.close()
+        else:
+            client.rset()
+    except (smtplib.SMTPException, OSError):
+        client.close()
 
 
 def _close(client: smtplib.SMTP) -> None:

@@ -21,6 +21,10 @@ TEMPLATE_EDIT_CALLBACK = "template_submit"
 
 ACTION_PICK_TEMPLATE = "reply_template"
 BODY_ACTION = "body"
+# The reply's Cc field. Its block_id never changes, so Slack keeps what the agent typed
+# there when a picked template re-renders the modal (and the handler passes it back too).
+CC_BLOCK = "reply_cc"
+CC_ACTION = "cc"
 NEW_TAGS_BLOCK = "new_tags"
 TAGS_BLOCK = "tags"
 ASSIGNEE_BLOCK = "assignee"
@@ -28,6 +32,7 @@ ASSIGNEE_BLOCK = "assignee"
 # Slack limits: plain_text_input 3,000 characters, option text 75, modal title 24.
 INPUT_LIMIT = 3000
 _QUOTE_LIMIT = 1200
+_HINT_LIMIT = 2000  # an input block's hint
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,11 @@ def reply_modal(
     template_version: int | None = None,
     rendered_digest: str | None = None,
     error: str | None = None,
+    cc: str = "",
+    cc_hint: str = "",
 ) -> dict[str, Any]:
+    """The reply modal. `customer` is who the reply goes to (To); `cc` prefills the Cc
+    field (plain text, shown as written) and `cc_hint` says where it came from."""
     metadata = {
         "ticket_id": ticket_id,
         "template": template,
@@ -123,6 +132,30 @@ def reply_modal(
             "block_id": body_block_id(revision),
             "label": {"type": "plain_text", "text": "Message"},
             "element": element,
+        }
+    )
+    cc_element: Block = {
+        "type": "plain_text_input",
+        "action_id": CC_ACTION,
+        "multiline": False,
+        "max_length": INPUT_LIMIT,
+        "placeholder": {"type": "plain_text", "text": "Nobody; add addresses separated by commas"},
+    }
+    if cc:
+        cc_element["initial_value"] = cc[:INPUT_LIMIT]
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": CC_BLOCK,
+            "optional": True,
+            "label": {"type": "plain_text", "text": "Cc"},
+            "hint": {
+                "type": "plain_text",
+                "text": truncate(
+                    cc_hint or "Who else gets this reply. Remove anyone who shouldn't.", _HINT_LIMIT
+                ),
+            },
+            "element": cc_element,
         }
     )
     return {

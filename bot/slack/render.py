@@ -40,6 +40,7 @@ _FALLBACK_LIMIT = 3000
 _NAME_LIMIT = 200
 _ADDRESS_LIMIT = 320
 _FILENAME_LIMIT = 120
+_RECIPIENTS_LIMIT = 1500
 _TAGS_SHOWN = 20
 
 STATUS_LABELS = {
@@ -278,6 +279,8 @@ def thread_message(card: MessageCard) -> tuple[str, list[Block]]:
         },
     ]
     notes = []
+    if card.direction != "in" and (card.to or card.cc):
+        notes.append(_recipients_line(card.to, card.cc))
     if card.attachments:
         notes.append(_attachment_line(card.attachments))
     if card.parse_error:
@@ -296,6 +299,16 @@ def thread_message(card: MessageCard) -> tuple[str, list[Block]]:
         f"#{card.ticket_number}: {who}: {escape(truncate(card.text, _FALLBACK_LIMIT))}", _FALLBACK_LIMIT
     )
     return fallback, blocks
+
+
+def _recipients_line(to: str, cc: str) -> str:
+    """Who a reply went to; names and addresses came from email, so they are escaped."""
+    line = f"To: {escape(truncate(to, _ADDRESS_LIMIT + _NAME_LIMIT))}" if to else ""
+    if cc:
+        # Up to 20 addresses with names; the limit keeps the context element within Slack's.
+        copies = f"Cc: {escape(truncate(cc, _RECIPIENTS_LIMIT))}"
+        line = f"{line}   {copies}" if line else copies
+    return line
 
 
 def message_metadata(card: MessageCard, outbox_id: int) -> dict[str, Any]:

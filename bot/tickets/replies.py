@@ -7,8 +7,12 @@ often as it must and the Slack thread can later show exactly what went out.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.utils import getaddresses
 from typing import TYPE_CHECKING
@@ -30,6 +34,37 @@ SMTP_LANE = "smtp"
 # The Message.mailbox of our own replies, which keeps their dedupe keys apart from mail we fetched.
 SENT_MAILBOX = "sent"
 _TEXT_LIMIT = 200_000
+
+# Reply all, but never a mass mailing: a customer's mail with 500 addresses on it must not
+# turn one agent's answer into 500 emails from our domain.
+CC_LIMIT = 20
+# An address as SMTP takes it without SMTPUTF8: a dot-atom local part and a domain with a
+# dot in it (`bob@gmail` is a typo, not an address). Domains per RFC 1035 labels.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDR_SPEC = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+")
+_ADDRESS_LIMIT = 254  # RFC 5321 §4.5.3.1.3, the longest path
+_NAME_LIMIT = 100
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_QUOTED_PAIR = re.compile(r"\\(.)")
+# What an agent's Cc may hold: 20 addresses with names, and no more text than that.
+_CC_TEXT_LIMIT = CC_LIMIT * (_ADDRESS_LIMIT + _NAME_LIMIT + 8)
+# How much of a customer's To or Cc header is read for the default: a hostile header of
+# megabytes is kept in the raw source but must not stall opening the reply modal.
+_HEADER_READ_LIMIT = 64 * 1024
+
+
+class CcError(TicketError):
+    """The Cc of a reply cannot be used as given; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Who a reply by a person goes to, as the modal proposes it."""
+
+    to: Address | None
+    cc: tuple[Address, ...]
+    left_out: int  # addresses on the customer's mail past CC_LIMIT, not copied
 
 
 def message_to_answer(session: Session, ticket_id: int) -> Message | None:
@@ -69,6 +104,162 @@ def recipient_of(ticket: Ticket, latest: Message | None, support_address: str) -
     return None
 
 
+def reply_recipients(session: Session, ticket_id: int, support_address: str) -> Recipients:
+    """To and the default Cc of a reply by a person, as the reply modal shows them."""
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        return Recipients(None, (), 0)
+    latest = message_to_answer(session, ticket.id)
+    to = recipient_of(ticket, latest, support_address)
+    cc, left_out = default_cc(latest, to, support_address)
+    return Recipients(to, tuple(cc), left_out)
+
+
+def default_cc(latest: Message | None, to: Address | None, support_address: str) -> tuple[list[Address], int]:
+    """Reply all: everyone on the customer's latest message (To, then Cc) but us and the
+    reply's own recipient, once each, at most CC_LIMIT; and how many more were left out.
+
+    Its sender comes first when they asked for no other address (no Reply-To): when a
+    colleague the customer copied answers with reply-all, the To stays the customer and
+    the colleague who wrote must still get our answer.
+
+    Addresses we could not send to (malformed, or not plain ASCII) are skipped: the
+    customer's header is not the agent's mistake to be told about.
+    """
+    if latest is None:
+        return [], 0
+    headers = [(name.lower(), value) for name, value in latest.headers or []]
+    found: list[Address] = []
+    if latest.from_address and not any(name == "reply-to" for name, _ in headers):
+        sender = _one_address(f"{_quoted(latest.from_name)} <{latest.from_address}>")
+        if sender is not None:
+            found.append(sender)
+    found += [
+        address
+        for kind in ("to", "cc")
+        for name, value in headers
+        if name == kind
+        for address in (_one_address(piece) for piece in _split_list(_unfold(value[:_HEADER_READ_LIMIT])))
+        if address is not None
+    ]
+    unique = _without(found, to, support_address)
+    return unique[:CC_LIMIT], max(0, len(unique) - CC_LIMIT)
+
+
+def parse_cc(text: str, support_address: str) -> list[Address]:
+    """The Cc an agent typed (addresses separated by commas, semicolons or new lines, each
+    `name@example.com` or `Name <name@example.com>`); raises CcError saying what is wrong."""
+    if len(text) > _CC_TEXT_LIMIT:
+        raise CcError(f"That is more than a Cc can hold; copy at most {CC_LIMIT} people.")
+    own = support_address.lower()
+    found: list[Address] = []
+    for piece in _split_list(text):
+        if not piece.strip():
+            continue
+        address = _one_address(piece)
+        if address is None:
+            shown = " ".join(piece.split())
+            shown = shown if len(shown) <= 60 else shown[:59] + "…"
+            raise CcError(f"“{shown}” is not an email address; separate addresses with commas.")
+        if address.addr_spec.lower() == own:
+            raise CcError(f"{own} is our own support address: a copy would come back as a new ticket.")
+        found.append(address)
+    unique = _without(found, None, support_address)
+    if len(unique) > CC_LIMIT:
+        raise CcError(f"A reply can be copied to at most {CC_LIMIT} people; this lists {len(unique)}.")
+    return unique
+
+
+def format_cc(addresses: Sequence[Address]) -> str:
+    """A Cc as one line (how it is stored in the reply's headers and prefilled in the modal)."""
+    return ", ".join(str(a) for a in addresses)
+
+
+def _checked_cc(cc: Sequence[Address], to: Address, support_address: str) -> list[Address]:
+    """The Cc a caller asked for, refused if the modal would have refused it, less the To."""
+    for address in cc:
+        spec = address.addr_spec
+        if len(spec) > _ADDRESS_LIMIT or not _ADDR_SPEC.fullmatch(spec):
+            raise CcError(f"“{spec[:60]}” is not an email address.")
+        if spec.lower() == support_address.lower():
+            raise CcError(f"{support_address} is our own support address and cannot be copied.")
+    unique = _without(cc, to, support_address)
+    if len(unique) > CC_LIMIT:
+        raise CcError(f"A reply can be copied to at most {CC_LIMIT} people; this lists {len(unique)}.")
+    return unique
+
+
+def _without(addresses: Sequence[Address], to: Address | None, support_address: str) -> list[Address]:
+    # Case-insensitive: Ann@Example.com and ann@example.com are one mailbox in practice,
+    # and our own address in capitals is still ourselves (a copy would loop back as a ticket).
+    seen = {support_address.lower()}
+    if to is not None:
+        seen.add(to.addr_spec.lower())
+    unique: list[Address] = []
+    for address in addresses:
+        key = address.addr_spec.lower()
+        if key not in seen:
+            seen.add(key)
+            unique.append(address)
+    return unique
+
+
+def _split_list(text: str) -> Iterator[str]:
+    """The pieces of an address list: split at commas, semicolons (Outlook's separator),
+    colons (a group's name) and line breaks, but not inside quotes or angle brackets."""
+    piece: list[str] = []
+    quoted = escaped = angle = False
+    for ch in text:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            angle = True
+        elif ch == ">":
+            angle = False
+        elif not angle and ch in ",;:\r\n":
+            yield "".join(piece)
+            piece = []
+            continue
+        piece.append(ch)
+    yield "".join(piece)
+
+
+def _quoted(name: str) -> str:
+    escaped = (name or "").replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _unfold(value: str) -> str:
+    # A stored header keeps its folding; a line break there is not a separator.
+    return value.replace("\r", "").replace("\n", "")
+
+
+def _one_address(piece: str) -> Address | None:
+    """`name@example.com` or `Name <name@example.com>` as an Address we can send to, else None."""
+    piece = " ".join(piece.split())
+    if piece.endswith(">") and "<" in piece:
+        at = piece.rindex("<")
+        name, spec = piece[:at].strip(), piece[at + 1 : -1].strip()
+        if len(name) >= 2 and name[0] == name[-1] == '"':
+            name = _QUOTED_PAIR.sub(r"\1", name[1:-1])
+    else:
+        name, spec = "", piece
+    if not spec or len(spec) > _ADDRESS_LIMIT or not _ADDR_SPEC.fullmatch(spec):
+        return None
+    name = " ".join(_CONTROL.sub(" ", name).split())[:_NAME_LIMIT]
+    try:
+        return Address(display_name=name, addr_spec=spec)
+    except (ValueError, IndexError, HeaderParseError):
+        return None
+
+
 def threading_of(ticket: Ticket, latest: Message | None) -> tuple[str | None, list[str], str]:
     """In-Reply-To, References and Subject that keep our mail in the customer's thread."""
     if latest is None:
@@ -91,6 +282,7 @@ def send_reply(
     settings: Settings,
     automatic: bool = False,
     await_customer: bool = True,
+    cc: Sequence[Address] | None = None,
 ) -> Message:
     """Store a reply and queue it for SMTP; raises TicketError with a sentence for the agent.
 
@@ -101,6 +293,11 @@ def send_reply(
     An `automatic` reply (auto-acknowledgement, template automation) claims nothing: a
     robot is nobody's owner, and the ticket must stay in the unclaimed queue for a person.
     `await_customer=False` leaves the status alone (an acknowledgement answers nothing).
+
+    `cc` is who else gets the reply (the To and duplicates are dropped); None means
+    everyone else on the customer's latest mail (`default_cc`). An automatic reply is
+    never copied to anyone: RFC 3834 §3.1.2 sends automatic responses to the sender
+    only, and copying whoever a mail names would make us a spam reflector.
     """
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
@@ -118,6 +315,12 @@ def send_reply(
     to = recipient_of(ticket, latest, settings.support_address)
     if to is None:
         raise TicketError(f"Ticket #{ticket.number} has no customer address to reply to.")
+    if automatic:
+        copies: list[Address] = []
+    elif cc is None:
+        copies = default_cc(latest, to, settings.support_address)[0]
+    else:
+        copies = _checked_cc(cc, to, settings.support_address)
 
     try:
         message = queue_outgoing(
@@ -134,6 +337,7 @@ def send_reply(
             template_version=template_version,
             auto_submitted=automatic,
             now=now,
+            cc=copies,
         )
     except (ValueError, TypeError) as exc:
         raise TicketError(f"This reply can't be written as an email ({exc}).") from None
@@ -145,6 +349,7 @@ def send_reply(
         at=now,
         message_id=message.id,
         to=to.addr_spec,
+        cc=[a.addr_spec for a in copies],
         template=template_name,
         template_version=template_version,
         automatic=automatic,
@@ -189,6 +394,7 @@ def queue_outgoing(
     now: datetime,
     view_text: str | None = None,
     dedupe_key: str | None = None,
+    cc: Sequence[Address] = (),
 ) -> Message:
     """Store an outgoing email in the customer's thread and queue it for SMTP, in the caller's
     transaction. Raises ValueError or TypeError for what could never be sent."""
@@ -208,8 +414,12 @@ def queue_outgoing(
         html=html,
         date=now,
         auto_submitted=auto_submitted,
+        cc=cc,
     )
     headers = [["To", str(to)]]
+    if cc:
+        # Stored beside the To so every retry copies exactly the people the agent sent to.
+        headers.append(["Cc", format_cc(cc)])
     if auto_submitted:
         value = auto_submitted if isinstance(auto_submitted, str) else "auto-replied"
         headers.append(["Auto-Submitted", value])
@@ -257,3 +467,14 @@ def stored_recipient(message: Message) -> Address:
             if addresses:
                 return addresses[0]
     raise ValueError(f"reply {message.id} has no recipient")
+
+
+def stored_cc(message: Message) -> list[Address]:
+    """Who `send_reply` decided to copy, read back from the stored Cc header (none: [])."""
+    for name, value in message.headers or []:
+        if name.lower() == "cc":
+            try:
+                return list(policy.default.header_factory("Cc", value).addresses)
+            except (HeaderParseError, IndexError) as exc:
+                raise ValueError(f"reply {message.id} has an unreadable Cc: {exc}") from None
+    return []

@@ -56,6 +56,9 @@ class MessageCard:
     attachments: tuple[AttachmentInfo, ...]
     auto_reason: str | None
     parse_error: str | None
+    # Our replies only: who they went to, as stored in their To and Cc headers.
+    to: str = ""
+    cc: str = ""
 
 
 def ticket_card(session: Session, ticket_id: int) -> TicketCard | None:
@@ -114,7 +117,13 @@ def message_card(session: Session, message_id: int) -> MessageCard | None:
         attachments=_attachments(message),
         auto_reason=message.auto_reason,
         parse_error=message.parse_error,
+        to=_header(message, "to") if message.direction == "out" else "",
+        cc=_header(message, "cc") if message.direction == "out" else "",
     )
+
+
+def _header(message: Message, name: str) -> str:
+    return next((value for key, value in message.headers or [] if key.lower() == name), "")
 
 
 def _attachments(message: Message) -> tuple[AttachmentInfo, ...]:
