@@ -18,7 +18,7 @@ from bot.config import Settings
 from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_NOTICE, enqueue, enqueue_post, slack_lane
 from bot.slack.render import escape, slack_date, truncate
 from bot.storage.models import AutoReply, Customer, Page, PageAttempt, Ticket, TicketTriage
-from rota.paging import Acknowledged, PagePolicy, PageStep, due_steps
+from rota.paging import Acknowledged, PagePolicy, PageStep, Stopped, due_steps
 
 ACTION_ACK = "page_ack"
 ACTION_CLAIM = "page_claim"
@@ -146,6 +146,25 @@ def ack_effects(session: Session, ack: Acknowledged, now: datetime) -> None:
             )
 
 
+def stopped_effects(session: Session, stopped: Stopped, now: datetime) -> None:
+    """A chain closed early: say so in the ticket's thread, and stand down everyone it woke."""
+    step = stopped.step
+    ticket = session.get(Ticket, step.ticket_id)
+    if ticket is None:
+        return
+    key = f"page:{step.page_id}:{step.step}:{step.level}"
+    _thread_notice(session, ticket, f":white_check_mark: Paging stopped: {step.reason}.", now, key)
+    for user in stopped.paged:
+        enqueue_post(
+            session,
+            user,
+            f":white_check_mark: Paging for ticket #{ticket.number} stopped ({step.reason}); "
+            "you can stand down.",
+            now=now,
+            dedupe_key=f"{key}:{user}",
+        )
+
+
 def dnd_notices(session: Session, page_id: int, user: str, now: datetime, escalated: bool) -> None:
     page = session.get(Page, page_id)
     ticket = session.get(Ticket, page.ticket_id) if page else None
@@ -185,7 +204,8 @@ def morning_handover(session: Session, settings: Settings, calendar: BusinessCal
     since = closed_at or opening[0] - timedelta(days=1)
     tickets = session.scalars(
         select(Ticket)
-        .where(Ticket.created_at >= since, Ticket.created_at < opening[0])
+        # Spam is nobody's work: the hand-over leaves it out.
+        .where(Ticket.created_at >= since, Ticket.created_at < opening[0], Ticket.status != "spam")
         .order_by(Ticket.number)
     ).all()
     lines = []

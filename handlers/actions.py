@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bot.slack import lists, modals
-from bot.slack.render import ACTION_CLAIM, ACTION_MORE, ACTION_REPLY, ACTION_RESOLVE, ACTION_TAG
+from bot.slack.render import (
+    ACTION_CLAIM,
+    ACTION_MORE,
+    ACTION_NOT_SPAM,
+    ACTION_REPLY,
+    ACTION_RESOLVE,
+    ACTION_TAG,
+)
 from bot.tickets import queries
 from bot.tickets.views import ticket_card
 from bot.tickets.workflow import (
@@ -17,6 +24,7 @@ from bot.tickets.workflow import (
     set_status,
     unclaim_ticket,
 )
+from handlers import spam
 from handlers.access import Access, acting_user, guarded, tell
 from handlers.common import People, action_value, read_domain, run_domain, ticket_id_of, view_metadata
 from handlers.replies import ReplyDesk
@@ -114,6 +122,8 @@ def register(app: App, services: Services, access: Access, people: People) -> No
                 run_domain(services, lambda s: set_status(s, ticket_id, user, "waiting", now))
             elif verb == "reopen":
                 run_domain(services, lambda s: set_status(s, ticket_id, user, "open", now))
+            elif verb == "spam":
+                tell(client, body, spam.mark(services, access, ticket_id, user))
             elif verb == "reassign":
                 card = run_domain(services, lambda s: ticket_card(s, ticket_id))
                 if card is None:
@@ -137,9 +147,21 @@ def register(app: App, services: Services, access: Access, people: People) -> No
         except TicketError as exc:
             tell(client, body, str(exc))
 
+    def not_spam(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        ticket_id = ticket_id_of(action_value(body))
+        if ticket_id is None:
+            tell(client, body, NO_TICKET)
+            return
+        try:
+            tell(client, body, spam.restore(services, ticket_id, acting_user(body)))
+        except TicketError as exc:
+            tell(client, body, str(exc))
+
     app.action(ACTION_CLAIM)(guarded(access, "staff", claim))
     app.action(ACTION_RESOLVE)(guarded(access, "staff", resolve))
     app.action(ACTION_REPLY)(guarded(access, "staff", reply))
     app.action(ACTION_TAG)(guarded(access, "staff", tag))
     app.action(ACTION_MORE)(guarded(access, "staff", more))
+    app.action(ACTION_NOT_SPAM)(guarded(access, "staff", not_spam))
     app.action(modals.ACTION_PICK_TEMPLATE)(guarded(access, "staff", pick_template))

@@ -21,7 +21,7 @@ from bot.tickets.workflow import (
     ticket_by_number,
     unclaim_ticket,
 )
-from handlers import automation, rules, stats
+from handlers import automation, rules, spam, stats
 from handlers.access import Access, acting_user, guarded
 from handlers.common import id_of, read_domain, run_domain, unstorable
 
@@ -139,6 +139,8 @@ def register(app: App, services: Services, access: Access) -> None:
                 )
             elif verb == "automation":
                 automation.automation_command(services, access, ack, user, args)
+            elif verb == "spam":
+                spam.spam_command(services, access, ack, user, args)
             elif verb in ("stats", "export"):
                 stats.support_command(services, access, verb, ack, client, user, args)
             else:

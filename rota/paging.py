@@ -181,6 +181,22 @@ def record_dnd(
     return True
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """A chain closed early (the ticket was marked as spam): who had been woken for nothing."""
+
+    step: PageStep
+    paged: tuple[str, ...]
+
+
+def cancel_page(session: Session, ticket_id: int, now: datetime, reason: str) -> Stopped | None:
+    """Close the ticket's running chain now; None when no chain is running."""
+    page = session.scalar(select(Page).where(Page.ticket_id == ticket_id).with_for_update())
+    if page is None or page.status != "active":
+        return None
+    return Stopped(_close(session, page, "cancelled", now, reason), _paged(session, page.id))
+
+
 def page_of_ticket(session: Session, ticket_id: int) -> Page | None:
     return session.scalar(select(Page).where(Page.ticket_id == ticket_id))
 
@@ -207,9 +223,11 @@ def on_call(session: Session, now: datetime) -> tuple[str | None, str | None]:
 
 def _step(session: Session, page: Page, now: datetime, policy: PagePolicy) -> PageStep:
     ticket = session.get(Ticket, page.ticket_id)
-    if ticket is None or ticket.status == "resolved" or ticket.owner is not None:
+    if ticket is None or ticket.status in ("resolved", "spam") or ticket.owner is not None:
         reason = (
-            "the ticket was resolved"
+            "the ticket was marked as spam"
+            if ticket is not None and ticket.status == "spam"
+            else "the ticket was resolved"
             if ticket is not None and ticket.status == "resolved"
             else (
                 f"<@{ticket.owner}> claimed the ticket"

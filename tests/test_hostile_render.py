@@ -13,6 +13,7 @@ the outbox would retry it forever: so lengths run up to far past every limit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -33,6 +34,7 @@ from bot.stats.queries import SurveyComment
 from bot.stats.report import PersonFigures, StatsReport, TemplateFigures
 from bot.tickets.automation import Automation, TemplateStats
 from bot.tickets.queries import TicketLine, Timeline, TimelineEntry
+from bot.tickets.spam import BlockedLine, SpamLine
 from bot.tickets.surveys import COMMENT_LIMIT, answer_notice
 from bot.tickets.templates import TemplateError, render_source, sample_variables, save_template
 from bot.tickets.urgency import Rule
@@ -197,6 +199,38 @@ def test_ticket_lists_and_app_home_are_inert_and_within_limits(
     )
     view = lists.home_view(user=STAFF, mine=lines, queue=lines, waiting=count, now=NOW)
     assert_safe_view(view)
+
+
+@FAST
+@given(subject=HOSTILE, name=HOSTILE, email=HOSTILE, body=HOSTILE, extra=HOSTILE, count=MANY)
+def test_a_spam_card_is_inert_and_within_limits(
+    subject: str, name: str, email: str, body: str, extra: str, count: int
+) -> None:
+    card = _ticket_card(subject, name, email, body, extra, count)
+    for marker in (STAFF, "system", None):
+        spam_card = dataclasses.replace(card, status="spam", owner=None, spam_by=marker)
+        text, blocks = render.ticket_message(spam_card)
+        assert_safe_message(text, blocks, render.ticket_metadata(spam_card, 99))
+        assert "ticket_not_spam" in json.dumps(blocks)
+    # The overflow of a full card, with Mark as spam, stays within Slack's five options.
+    for status, owner in (("claimed", STAFF), ("waiting", STAFF), ("open", None), ("resolved", STAFF)):
+        _, blocks = render.ticket_message(dataclasses.replace(card, status=status, owner=owner))
+        menu = next(
+            e for b in blocks if b["type"] == "actions" for e in b["elements"] if e["type"] == "overflow"
+        )
+        assert 0 < len(menu["options"]) <= 5 and menu["options"][-1]["value"] == "spam:7"
+
+
+@FAST
+@given(subject=HOSTILE, sender=HOSTILE, value=HOSTILE, count=MANY)
+def test_the_spam_list_is_inert_and_within_limits(subject: str, sender: str, value: str, count: int) -> None:
+    spam_lines = [SpamLine(i, i, subject, sender, NOW, STAFF if i % 2 else "system") for i in range(count)]
+    blocked = [
+        BlockedLine("domain" if i % 3 == 0 else "address", value, STAFF, NOW, i if i % 2 else None)
+        for i in range(count * 2)
+    ]
+    assert_safe_blocks(lists.spam_list(spam_lines, blocked), "message")
+    assert_safe_blocks(lists.spam_list([], []), "message")
 
 
 @FAST

@@ -192,6 +192,16 @@ def test_from_tag_status_and_number(desk: Tickets) -> None:
     assert find(desk, "invoice tag:billing from:ada") == [ada_billing]
 
 
+def test_spam_is_left_out_unless_asked_for(desk: Tickets) -> None:
+    real = desk.add("Cheap invoice question", email="ada@lovelace.example")
+    spam = desk.add("Cheap invoice software!!!", email="deals@junk.example", status="spam")
+    assert find(desk, "cheap invoice") == [real]
+    assert find(desk, "from:junk.example") == []
+    assert find(desk, "cheap status:spam") == [spam]
+    assert sorted(find(desk, "cheap status:spam status:open")) == [real, spam]
+    assert find(desk, f"#{spam}") == [spam]  # a number names the ticket, wherever it is
+
+
 def test_owner_me_someone_nobody_and_names_from_the_roster(desk: Tickets) -> None:
     desk.session.add_all(
         [

@@ -6,8 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.slack.render import STATUS_LABELS, Block, escape, fit, packed_sections, slack_date, truncate
+from bot.slack.render import (
+    ACTION_NOT_SPAM,
+    STATUS_LABELS,
+    Block,
+    escape,
+    fit,
+    packed_sections,
+    slack_date,
+    truncate,
+)
 from bot.tickets.queries import TicketLine, Timeline
+from bot.tickets.spam import BlockedLine, SpamLine
 
 SUPPORT_USAGE = """*`/support` commands*
 • `/support open`: unclaimed tickets, oldest first
@@ -29,6 +39,10 @@ the customer and the messages)
 • `/support stats [week|month|quarter|2026-01-01 2026-03-31]`: figures and charts (the last 7 days \
 by default; managers see the team, everyone else their own)
 • `/support export tickets|events|rota|ledger [period]`: a CSV file in your DMs (managers)
+• `/support spam`: recent spam tickets (with *Not spam* buttons) and blocked senders
+• `/support spam unblock someone@example.com`: let an address's mail through again
+• `/support spam block-domain example.com` · `spam unblock-domain example.com`: set a whole domain's \
+mail aside as spam, or stop (managers)
 • `/support help`: this list"""
 
 ACTION_VIEWS = {
@@ -52,6 +66,10 @@ ACTION_VIEWS = {
     "nudged": "nudged: still unclaimed",
     "triaged": "triaged the ticket",
     "auto_reply_withheld": "held back an automatic reply",
+    "marked_spam": "marked it as spam",
+    "marked_not_spam": "marked it as not spam",
+    "sender_blocked": "blocked the sender",
+    "sender_unblocked": "unblocked the sender",
 }
 
 
@@ -254,3 +272,62 @@ def not_staff_home() -> dict[str, Any]:
             }
         ],
     }
+
+
+_SPAM_SHOWN = 20
+_BLOCKED_SECTIONS = 5
+
+
+def spam_list(spam: Sequence[SpamLine], blocked: Sequence[BlockedLine]) -> list[Block]:
+    """`/support spam`: spam tickets newest first, each with *Not spam*, then the blocked senders."""
+    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": "Spam, newest first"}}]
+    if not spam:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "No ticket is marked as spam."}})
+    for line in spam[:_SPAM_SHOWN]:
+        who = "sender blocked" if line.by == "system" else f"marked by <@{line.by}>"
+        text = (
+            f"#{line.number} *{escape(truncate(line.subject or '(no subject)', 120))}* "
+            f"from {escape(truncate(line.sender or 'an unknown sender', 200))} · {who} {slack_date(line.at)}"
+        )
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": fit(text)},
+                "accessory": {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "Not spam"},
+                    "action_id": ACTION_NOT_SPAM,
+                    "value": str(line.id),
+                },
+            }
+        )
+    blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Blocked senders"}})
+    rows = []
+    for entry in blocked:
+        what = (
+            f"everyone at {escape(truncate(entry.value, 253))}"
+            if entry.kind == "domain"
+            else escape(truncate(entry.value, 320))
+        )
+        source = f", from #{entry.ticket_number}" if entry.ticket_number is not None else ""
+        by = "" if entry.by == "system" else f" by <@{entry.by}>"
+        rows.append(f"• {what}: blocked{by} {slack_date(entry.at)}{source}")
+    sections = packed_sections(rows)
+    shown = sections[:_BLOCKED_SECTIONS]
+    blocks += shown or [{"type": "section", "text": {"type": "mrkdwn", "text": "Nobody is blocked."}}]
+    if len(sections) > len(shown):
+        more = sum(b["text"]["text"].count("\n") + 1 for b in sections[len(shown) :])
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"…and {more} more."}]})
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": "Unblock with `/support spam unblock ADDRESS`; managers block or unblock a "
+                    "whole domain with `/support spam block-domain|unblock-domain DOMAIN`.",
+                }
+            ],
+        }
+    )
+    return blocks

@@ -19,7 +19,8 @@ ACTION_CLAIM = "ticket_claim"
 ACTION_REPLY = "ticket_reply"
 ACTION_TAG = "ticket_tag"
 ACTION_RESOLVE = "ticket_resolve"
-ACTION_MORE = "ticket_more"  # overflow: unclaim, reassign, waiting on customer, reopen
+ACTION_MORE = "ticket_more"  # overflow: unclaim, reassign, waiting on customer, reopen, spam
+ACTION_NOT_SPAM = "ticket_not_spam"  # on a spam ticket's collapsed card and in `/support spam`
 
 # Message.author of automatic replies (bot/tickets/autoack.py): not a Slack user to mention.
 AUTO_AUTHOR = "auto"
@@ -48,6 +49,7 @@ STATUS_LABELS = {
     "claimed": ":large_blue_circle: Claimed",
     "waiting": ":hourglass_flowing_sand: Waiting on customer",
     "resolved": ":white_check_mark: Resolved",
+    "spam": ":no_entry_sign: Spam",
 }
 
 AUTO_REASON_LABELS = {
@@ -146,6 +148,8 @@ def _attachment_line(attachments: tuple[AttachmentInfo, ...]) -> str:
 
 def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
     """The ticket's one channel message: (fallback text, blocks)."""
+    if card.status == "spam":
+        return spam_message(card)
     subject = card.subject or "(no subject)"
     fallback = fit(
         f"#{card.number} {escape(truncate(subject, _FALLBACK_LIMIT))} — from "
@@ -238,6 +242,8 @@ def _more_menu(card: TicketCard) -> Block:
     if card.status in ("resolved", "waiting"):
         choices.append(("Reopen", "reopen"))
     choices.append(("Timeline", "timeline"))
+    # Slack allows five options; this is the fifth at most (Unclaim, Reassign, Waiting/Reopen, Timeline).
+    choices.append(("Mark as spam", "spam"))
     return {
         "type": "overflow",
         "action_id": ACTION_MORE,
@@ -246,6 +252,23 @@ def _more_menu(card: TicketCard) -> Block:
             for label, verb in choices
         ],
     }
+
+
+def spam_message(card: TicketCard) -> tuple[str, list[Block]]:
+    """A spam ticket's card, collapsed to one line with a way back."""
+    who = "its sender is blocked" if card.spam_by in (None, "system") else f"marked by <@{card.spam_by}>"
+    sender = card.customer_email or card.customer_name or "an unknown sender"
+    sender = escape(truncate(sender, _ADDRESS_LIMIT))
+    line = fit(f":no_entry_sign: #{card.number} Spam from {sender}, {who}", SECTION_LIMIT)
+    blocks: list[Block] = [
+        {
+            "type": "section",
+            "block_id": f"ticket:{card.id}:spam",
+            "text": {"type": "mrkdwn", "text": line},
+            "accessory": _button("Not spam", ACTION_NOT_SPAM, str(card.id)),
+        }
+    ]
+    return fit(line, _FALLBACK_LIMIT), blocks
 
 
 def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:

@@ -177,6 +177,8 @@ def team_blocks(report: StatsReport, *, charts_coming: bool = True) -> list[Bloc
         "Business hours follow `BUSINESS_HOURS`; “90% within” is the 90th percentile. "
         "A reopened ticket's resolution time runs to its last resolution."
     )
+    if report.spam:
+        notes += f" {report.spam} ticket{'s' if report.spam != 1 else ''} marked as spam left out."
     if charts_coming:
         notes += " Charts are on their way to your DMs."
     blocks.append(_context(notes))

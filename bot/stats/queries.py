@@ -35,6 +35,15 @@ _UNIX_EPOCH_JULIAN_DAY = 2440587.5
 # Authors of replies no person wrote: the auto-acknowledgement and template automation.
 ROBOT_AUTHORS = ("auto", "system")
 UNRESOLVED_STATUSES = ("open", "claimed", "waiting")
+# Spam tickets are nobody's work and count nowhere but in `spam_created`: every query
+# below leaves them out, by the ticket's status now (Not spam brings one back into the figures).
+SPAM = "spam"
+
+
+def _not_spam(ticket_id: Any) -> ColumnElement[bool]:
+    """For rows that point at a ticket (events, messages): that ticket is not spam. The
+    spam tickets are few, so the subquery is small however many rows it filters."""
+    return ticket_id.not_in(select(Ticket.id).where(Ticket.status == SPAM).scalar_subquery())
 
 
 class Bucketed(NamedTuple):
@@ -130,7 +139,10 @@ def created_since(session: Session, since: datetime) -> list[Bucketed]:
     """Tickets created from `since` on (to now: the backlog is worked back from today's)."""
     bucket = _bucket(session, Ticket.created_at)
     rows = _execute(
-        session, select(bucket, func.count()).where(Ticket.created_at >= since).group_by(bucket)
+        session,
+        select(bucket, func.count())
+        .where(Ticket.created_at >= since, Ticket.status != SPAM)
+        .group_by(bucket),
     ).all()
     return [Bucketed("created", int(b), int(n)) for b, n in rows]
 
@@ -149,7 +161,7 @@ def resolution_changes_since(session: Session, since: datetime) -> list[Bucketed
     rows = _execute(
         session,
         select(kind, bucket, func.count())
-        .where(Event.at >= since, or_(Event.action == "resolved", undone))
+        .where(Event.at >= since, or_(Event.action == "resolved", undone), _not_spam(Event.ticket_id))
         .group_by(kind, bucket),
     ).all()
     return [Bucketed(str(k), int(b), int(n)) for k, b, n in rows]
@@ -158,6 +170,18 @@ def resolution_changes_since(session: Session, since: datetime) -> list[Bucketed
 def unresolved_now(session: Session) -> int:
     return int(
         session.connection().scalar(select(func.count()).where(Ticket.status.in_(UNRESOLVED_STATUSES))) or 0
+    )
+
+
+def spam_created(session: Session, start: datetime, end: datetime) -> int:
+    """Tickets created in [start, end) that are spam now: the one figure they appear in."""
+    return int(
+        session.connection().scalar(
+            select(func.count()).where(
+                Ticket.created_at >= start, Ticket.created_at < end, Ticket.status == SPAM
+            )
+        )
+        or 0
     )
 
 
@@ -184,7 +208,7 @@ def first_responses(session: Session, start: datetime, end: datetime) -> list[Fi
         # No reply is older than the period's tickets: saying so lets PostgreSQL read only
         # the period's replies instead of hashing every reply ever sent.
         .outerjoin(Message, and_(Message.ticket_id == Ticket.id, _human_reply(), Message.created_at >= start))
-        .where(Ticket.created_at >= start, Ticket.created_at < end)
+        .where(Ticket.created_at >= start, Ticket.created_at < end, Ticket.status != SPAM)
         .group_by(Ticket.id, Ticket.created_at),
     ).all()
     return [FirstResponse(i, c, f) for i, c, f in rows]
@@ -217,7 +241,12 @@ def survey_totals(session: Session, start: datetime, end: datetime) -> list[Surv
     rows = _execute(
         session,
         select(Survey.agent, func.count(), solved)
-        .where(Survey.answered_at >= start, Survey.answered_at < end, Survey.solved.is_not(None))
+        .where(
+            Survey.answered_at >= start,
+            Survey.answered_at < end,
+            Survey.solved.is_not(None),
+            _not_spam(Survey.ticket_id),
+        )
         .group_by(Survey.agent),
     ).all()
     return [SurveyTotals(a, int(n), int(s or 0)) for a, n, s in rows]
@@ -253,7 +282,7 @@ def tag_counts(session: Session, previous_start: datetime, start: datetime, end:
         .select_from(Ticket)
         .join(TicketTag, TicketTag.ticket_id == Ticket.id)
         .join(Tag, Tag.id == TicketTag.tag_id)
-        .where(Ticket.created_at >= previous_start, Ticket.created_at < end)
+        .where(Ticket.created_at >= previous_start, Ticket.created_at < end, Ticket.status != SPAM)
         .group_by(Tag.name),
     ).all()
     return [TagCount(str(name), int(n or 0), int(b or 0)) for name, n, b in rows]
@@ -274,9 +303,15 @@ def work_by_person(session: Session, start: datetime, end: datetime) -> dict[str
     """
     replied = select(
         Message.author.label("who"), Message.ticket_id.label("ticket_id"), literal(1).label("reply")
-    ).where(_human_reply(), Message.created_at >= start, Message.created_at < end)
+    ).where(
+        _human_reply(), Message.created_at >= start, Message.created_at < end, _not_spam(Message.ticket_id)
+    )
     resolved = select(Event.actor, Event.ticket_id, literal(0)).where(
-        Event.action == "resolved", Event.at >= start, Event.at < end, _by_a_person(Event.actor)
+        Event.action == "resolved",
+        Event.at >= start,
+        Event.at < end,
+        _by_a_person(Event.actor),
+        _not_spam(Event.ticket_id),
     )
     both = union_all(replied, resolved).subquery()
     rows = _execute(

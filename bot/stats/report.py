@@ -143,6 +143,7 @@ class StatsReport:
     templates: list[TemplateFigures]
     daily_first_response: list[float | None] = field(default_factory=list)  # median business seconds
     daily_resolution: list[float | None] = field(default_factory=list)
+    spam: int = 0  # tickets of the period marked as spam: left out of every other figure
 
     @property
     def satisfaction(self) -> float | None:
@@ -193,6 +194,7 @@ def _build_report(
     created_rows = fetcher.submit(queries.created_since, start)
     changes_rows = fetcher.submit(queries.resolution_changes_since, start)
     open_now_count = fetcher.submit(queries.unresolved_now)
+    spam_count = fetcher.submit(queries.spam_created, start, end)
     survey_rows = fetcher.submit(queries.survey_totals, start, end)
     comment_rows = fetcher.submit(queries.survey_comments, start, end)
     if full:
@@ -260,6 +262,7 @@ def _build_report(
         templates=[],
         daily_first_response=daily_first,
         daily_resolution=daily_resolution,
+        spam=spam_count(),
     )
     if not full:
         return report

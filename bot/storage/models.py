@@ -512,3 +512,22 @@ class SeenSignature(Base):
     __tablename__ = "seen_signatures"
     signature: Mapped[str] = mapped_column(String(100), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class BlockedSender(Base):
+    """An address (or, by a manager, a whole domain) whose mail is kept but set aside as spam.
+
+    Mail from it is still stored, as a ticket with status `spam`, so nothing is ever lost;
+    it is just never shown to the team, triaged or answered.
+    """
+
+    __tablename__ = "blocked_senders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # address | domain
+    value: Mapped[str] = mapped_column(String(320))  # lowercased address or domain
+    blocked_by: Mapped[str] = mapped_column(String(32))
+    blocked_at: Mapped[datetime]
+    # The ticket that was marked as spam when the address was blocked, if any.
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+
+    __table_args__ = (UniqueConstraint("kind", "value", name="uq_blocked_senders_kind_value"),)

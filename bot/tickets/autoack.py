@@ -228,6 +228,8 @@ def auto_reply_refusal(
     session: Session, ticket: Ticket, recipient: str | None, settings: Settings, now: datetime
 ) -> str:
     """Why no automatic reply may go to this ticket now, or "" when one may."""
+    if ticket.status == "spam":
+        return "it is marked as spam"
     if ticket.auto_reason or ticket.malformed:
         return f"it came from automatic mail ({ticket.auto_reason or 'malformed'})"
     if session.scalar(select(exists().where(AutoReply.ticket_id == ticket.id))):

@@ -39,6 +39,7 @@ from bot.outbox.queue import (
 from bot.storage.counters import TICKET_NUMBER
 from bot.storage.models import Attachment, Counter, Customer, Event, Message, OutboxItem, Ticket
 from bot.tickets.events import SYSTEM, customer_actor
+from bot.tickets.spam import SPAM, blocked_among
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class _TicketPlan:
     number: int = 0
     # Who wrote to it so far, for threading by "[#123]" later in the batch.
     senders: set[str] = field(default_factory=set)
+    status: str = "open"  # SPAM when its sender is blocked
 
 
 @dataclass(eq=False)
@@ -215,6 +217,7 @@ class _Batch:
         self.token_senders: dict[int, tuple[int, set[str]]] = {}
         self.tickets: dict[int, Ticket] = {}
         self.customers: dict[str, _CustomerPlan] = {}
+        self.blocked: set[str] = set()  # senders whose mail is kept as spam, lowercased
         # What this batch adds, in mail order.
         self.seen: dict[str, _Outcome] = {}
         self.batch_threads: dict[str, _TicketPlan | Ticket] = {}
@@ -280,6 +283,8 @@ class _Batch:
             ):
                 self.customers[email] = _CustomerPlan(email, name, customer_id)
 
+        self.blocked = blocked_among(session, [p.from_address for p in fresh])
+
     # -- one mail -----------------------------------------------------------------
 
     def plan(self, mail: PreparedMail) -> _Outcome | _StoredDuplicate:
@@ -311,7 +316,13 @@ class _Batch:
                     {"subject": parsed.subject, "auto_reason": parsed.auto_reason},
                 )
             )
-            self.outbox.append(_OutboxPlan(SLACK_TICKET_POST, ticket))
+            if parsed.from_address.lower() in self.blocked:
+                # Stored, never shown: no post, and triage sees the status (bot/tickets/spam.py).
+                ticket.status = SPAM
+                data = {"previous": "open", "sender": parsed.from_address.lower(), "blocked_sender": True}
+                self.events.append(_EventPlan(ticket, SYSTEM, "marked_spam", message, data))
+            else:
+                self.outbox.append(_OutboxPlan(SLACK_TICKET_POST, ticket))
             return _Outcome("new_ticket", ticket, message)
 
         message = self._message(mail, ticket)
@@ -331,6 +342,8 @@ class _Batch:
                         {"previous_status": previous, "status": ticket.status},
                     )
                 )
+        if ticket.status == SPAM:
+            return _Outcome("follow_up", ticket, message)  # stays quiet; Not spam shows it
         self.outbox.append(_OutboxPlan(SLACK_THREAD_MESSAGE, ticket, message))
         # A pending refresh renders the ticket's state when delivered, so one is enough;
         # a ticket opened in this batch has its (pending) post.
@@ -544,7 +557,7 @@ class _Batch:
         rows = []
         for message in self.messages:
             parsed = message.mail.parsed
-            if parsed is None or parsed.auto_reason is not None:
+            if parsed is None or parsed.auto_reason is not None or message.ticket.status == SPAM:
                 continue
             for attachment_id in message.attachment_ids[:MAX_UPLOADS_PER_MESSAGE]:
                 rows.append(
@@ -582,7 +595,7 @@ class _Batch:
             "number": ticket.number,
             "customer_id": ticket.customer.id if ticket.customer is not None else None,
             "subject": ticket.subject,
-            "status": "open",
+            "status": ticket.status,
             "owner": None,
             "auto_reason": ticket.auto_reason,
             "malformed": ticket.malformed,

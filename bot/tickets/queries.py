@@ -99,7 +99,7 @@ def my_tickets(session: Session, user: str) -> list[TicketLine]:
     return _lines(
         session,
         select(Ticket)
-        .where(Ticket.owner == user, Ticket.status != "resolved")
+        .where(Ticket.owner == user, Ticket.status.not_in(("resolved", "spam")))
         .order_by(Ticket.created_at, Ticket.id)
         .limit(LIST_LIMIT),
     )

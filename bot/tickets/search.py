@@ -47,6 +47,7 @@ from sqlalchemy.sql.functions import GenericFunction
 from bot.storage.db import UNICODE_LOWER
 from bot.storage.models import Customer, Message, RotaMember, Tag, Ticket, TicketTag
 from bot.tickets.queries import TicketLine, line_of
+from bot.tickets.spam import SPAM
 from bot.tickets.workflow import STATUSES, TicketError, normalise_tag
 
 SEARCH_LIMIT = 20
@@ -361,6 +362,10 @@ def _conditions(
         )
     if query.statuses:
         conditions.append(Ticket.status.in_(query.statuses))
+    elif not query.numbers:
+        # Spam is set aside, as a mail client's search leaves its spam folder out; `status:spam`
+        # or the ticket's number still finds it.
+        conditions.append(Ticket.status != SPAM)
     owners = [*query.owners, *(_roster_id(session, name) for name in query.owner_names)]
     if owners:
         ids = [owner for owner in owners if owner]

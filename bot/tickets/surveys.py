@@ -247,6 +247,8 @@ def _due_resolutions(session: Session, due: datetime, oldest: datetime) -> list[
 
 
 def _reason_to_skip(session: Session, settings: Settings, ticket: Ticket, resolution: _Resolution) -> str:
+    if ticket.status == "spam":
+        return "the ticket is marked as spam"
     if not resolution.latest or ticket.status != "resolved":
         return "the ticket was reopened before the survey was due"
     if not settings.surveys:

@@ -143,6 +143,10 @@ def _triage(
     still_away = not calendar.is_open(now)
     paged = False
     outcome: AutoReplyOutcome | None = None
+    if ticket.status == "spam":
+        # Mail from a blocked sender (or marked before triage got to it): nobody's work, so
+        # no page, no automatic answer. Triaged all the same, so it is looked at once.
+        return _set_aside(session, ticket, after_hours, now)
 
     if automation is not None:
         outcome = send_automatic_reply(
@@ -190,6 +194,33 @@ def _triage(
         auto_reply=auto_reply,
         withheld=outcome.withheld if outcome is not None and not outcome.sent else "",
     )
+
+
+def _set_aside(session: Session, ticket: Ticket, after_hours: bool, now: datetime) -> TriageResult:
+    reason = "marked as spam"
+    session.add(
+        TicketTriage(
+            ticket_id=ticket.id,
+            after_hours=after_hours,
+            urgent=False,
+            reason=reason,
+            auto_reply=None,
+            triaged_at=now,
+        )
+    )
+    record_event(
+        session,
+        ticket_id=ticket.id,
+        actor=SYSTEM,
+        action="triaged",
+        at=now,
+        after_hours=after_hours,
+        urgent=False,
+        reason=reason,
+        auto_reply=None,
+        spam=True,
+    )
+    return TriageResult(ticket.id, ticket.number, after_hours, False, reason, withheld="spam")
 
 
 def _page(session: Session, settings: Settings, ticket: Ticket, reason: str, now: datetime) -> bool:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from bot.storage.models import Message, Ticket, TicketTriage
+from bot.tickets.spam import SPAM, spam_marker
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class TicketCard:
     parse_error: str | None
     message_count: int
     urgent_reason: str | None = None  # set when triage found the ticket urgent: the rule, in words
+    spam_by: str | None = None  # spam only: who marked it ("system": its sender was blocked)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def ticket_card(session: Session, ticket_id: int) -> TicketCard | None:
         parse_error=first.parse_error if first else None,
         message_count=len(ticket.messages),
         urgent_reason=(triage.reason or "matched an urgency rule") if triage and triage.urgent else None,
+        spam_by=spam_marker(session, ticket.id) if ticket.status == SPAM else None,
     )
 
 

@@ -18,7 +18,11 @@ from bot.outbox.queue import enqueue_ticket_refresh, slack_lane
 from bot.storage.models import Message, Tag, Ticket, TicketTag
 from bot.tickets.events import record_event
 
-STATUSES = ("open", "claimed", "waiting", "resolved")
+STATUSES = ("open", "claimed", "waiting", "resolved", "spam")
+# Spam is entered and left only through bot/tickets/spam.py (Mark as spam, Not spam): those
+# also block and unblock the sender, which a bare status change would skip.
+SPAM = "spam"
+_SPAM_ASIDE = "Ticket #{number} is marked as spam; use *Not spam* on its card first."
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,39}$")
 
 
@@ -58,12 +62,14 @@ def claim_ticket(session: Session, ticket_id: int, user: str, now: datetime) -> 
     ticket = _ticket(session, ticket_id)
     won = session.execute(
         update(Ticket)
-        .where(Ticket.id == ticket_id, Ticket.owner.is_(None), Ticket.status != "resolved")
+        .where(Ticket.id == ticket_id, Ticket.owner.is_(None), Ticket.status.not_in(("resolved", SPAM)))
         .values(owner=user, status="claimed", updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     session.refresh(ticket)
     if not won:
+        if ticket.status == SPAM:
+            raise TicketError(_SPAM_ASIDE.format(number=ticket.number))
         if ticket.status == "resolved":
             raise TicketError(f"Ticket #{ticket.number} is resolved; reopen it first.")
         return ClaimResult(False, ticket.owner, ticket.number)
@@ -97,6 +103,8 @@ def reassign_ticket(
     session: Session, ticket_id: int, user: str, to: str, now: datetime, *, manager: bool = False
 ) -> None:
     ticket = _ticket(session, ticket_id)
+    if ticket.status == SPAM:
+        raise TicketError(_SPAM_ASIDE.format(number=ticket.number))
     if ticket.status == "resolved":
         raise TicketError(f"Ticket #{ticket.number} is resolved; reopen it first.")
     # Handing a colleague's ticket on is releasing it: the same people as for unclaim.
@@ -126,7 +134,11 @@ def reassign_ticket(
 def set_status(session: Session, ticket_id: int, user: str, status: str, now: datetime) -> Ticket:
     if status not in STATUSES:
         raise TicketError(f"Unknown status {status!r}; use one of {', '.join(STATUSES)}.")
+    if status == SPAM:
+        raise TicketError("Use *Mark as spam* in the ticket's ⋯ menu: it also blocks the sender.")
     ticket = _ticket(session, ticket_id)
+    if ticket.status == SPAM:
+        raise TicketError(_SPAM_ASIDE.format(number=ticket.number))
     if ticket.status == status:
         raise TicketError(f"Ticket #{ticket.number} is already {status}.")
     previous = ticket.status
