@@ -320,6 +320,10 @@ def test_a_refused_copy_still_sends_the_reply_and_tells_the_thread_once(desk: De
     assert reply.delivery_status == "sent"
     [delivered] = desk.events("reply_delivered")
     assert delivered.data["cc"] == [LUCA] and list(delivered.data["cc_refused"]) == [GIULIA]
+    # The timeline says who it was meant for, and who did not get it.
+    timeline = json.dumps(desk.ada().command("ticket 1").json()["blocks"])
+    assert f"replied by email to {CUSTOMER}, cc {LUCA}, {GIULIA}" in timeline
+    assert f"reply delivered; the mail server refused the copies to {GIULIA}" in timeline
     wait_until(lambda: any("replied" in json.dumps(m.get("blocks")) for m in desk.thread()), what="the reply")
     time.sleep(0.5)
     assert len(notes()) == 1

@@ -184,9 +184,19 @@ def _detail(action: str, data: dict[str, Any]) -> str:
         return ": " + " ".join(p for p in parts if p)
     if action == "reassigned" and data.get("owner"):
         return f" to <@{data['owner']}>"
-    if action == "replied" and data.get("template"):
-        automatic = ", automatically" if data.get("automatic") else ""
-        return f" (template `{escape(str(data['template']))}`{automatic})"
+    if action == "replied":
+        to = f" to {escape(truncate(str(data['to']), 100))}" if data.get("to") else ""
+        copies = [str(a) for a in data.get("cc") or []]
+        if copies:
+            shown = ", ".join(escape(truncate(a, 100)) for a in copies[:3])
+            to += f", cc {shown}" + (f" and {len(copies) - 3} more" if len(copies) > 3 else "")
+        if data.get("template"):
+            automatic = ", automatically" if data.get("automatic") else ""
+            to += f" (template `{escape(str(data['template']))}`{automatic})"
+        return to
+    if action == "reply_delivered" and data.get("cc_refused"):
+        refused = ", ".join(escape(truncate(str(a), 100)) for a in list(data["cc_refused"])[:3])
+        return f"; the mail server refused the copies to {refused}"
     if action == "triaged":
         urgent = f"urgent: {escape(str(data.get('reason') or ''))}" if data.get("urgent") else "not urgent"
         return f": {'after hours' if data.get('after_hours') else 'in business hours'}, {urgent}"
