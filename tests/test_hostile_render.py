@@ -240,6 +240,8 @@ def test_a_timeline_is_inert_and_within_limits(subject: str, customer: str, valu
         (f"customer:{value}", "ticket_created", {}),
         (STAFF, "tagged", {"added": [value, value], "removed": [value]}),
         (STAFF, "replied", {"template": value, "automatic": True}),
+        (STAFF, "replied", {"to": value, "cc": [value] * 5, "template": value}),
+        ("system", "reply_delivered", {"to": value, "cc_refused": {value: value, value + "x": value}}),
         ("system", "triaged", {"urgent": True, "after_hours": True, "reason": value}),
         ("auto", "auto_reply_withheld", {"reason": value}),
         (STAFF, value, {}),
