@@ -253,6 +253,7 @@ def test_spam_is_set_aside_blocked_kept_quiet_and_brought_back(desk: Desk) -> No
     assert desk.user(ADA).click({**listed, "blocks": [two]}, "ticket_not_spam").status == 200
     posted = wait_until(lambda: desk.posted(2), what="ticket #2 posted at last")
     assert "Outage! Invoice attached" in json.dumps(posted["blocks"])
+
     # Its attachment, held back while it was spam, follows it into its thread. (An upload waits
     # for its ticket's post in steps of bot time, which this desk's clock only moves when told.)
     def uploaded() -> list[dict[str, Any]]:
