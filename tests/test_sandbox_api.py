@@ -7,9 +7,12 @@ state the way the bot's answer made it.
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +28,22 @@ from tests.support.harness import wait_until
 pytestmark = pytest.mark.timeout(180)
 
 ADA, LUCA, GIULIA = "U0ADA", "U0LUCA", "U0GIULIA"
+
+
+def real_png(width: int = 48, height: int = 32, rgb: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    """A PNG a browser can draw: one colour, uncompressed rows deflated."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 class Page:
@@ -314,3 +333,86 @@ def test_a_duty_offered_from_the_page_changes_hands(page: Page) -> None:
         # is a new duty of Luca's; a future duty simply changes holder.
         rest = store.duty_at(session, offered.end if offered.user_id == ADA else offered.start)
     assert rest is not None and rest.user_id == LUCA
+
+
+def _file(name: str, data: bytes, content_type: str = "") -> dict[str, str]:
+    return {"name": name, "type": content_type, "data": base64.b64encode(data).decode()}
+
+
+def test_an_emailed_attachment_reaches_the_thread_and_downloads_safely(page: Page) -> None:
+    picture = real_png()
+    # HTML that calls itself a PNG: it must be served as bytes to save, never as a page.
+    disguised = b"<html><script>alert(1)</script></html>"
+    status, answer = page.post(
+        "email",
+        {
+            "user": ADA,
+            "address": "piet@example.org",
+            "subject": "Screenshot of the broken export",
+            "body": "See the attached files.",
+            "attachments": [
+                _file("screen.png", picture, "image/png"),
+                _file("<img src=x onerror=alert(1)>.png", disguised, "image/png"),
+                _file("notes.txt", b"line one\n", ""),
+            ],
+        },
+    )
+    assert status == 200 and answer["ok"], answer
+
+    def thread_files() -> list[dict[str, Any]] | None:
+        for message in page.state(ADA)["channel"]["messages"]:
+            if "Screenshot of the broken export" in json.dumps(message.get("blocks") or []):
+                shared = [f for reply in message["replies"] for f in reply.get("files") or []]
+                return shared if len(shared) == 3 else None
+        return None
+
+    files = {f["size"]: f for f in wait_until(thread_files, timeout=30, what="three files in the thread")}
+    shown, fake, text = files[len(picture)], files[len(disguised)], files[len(b"line one\n")]
+    assert shown["name"] == "screen.png" and shown["preview"] == "image/png" and shown["pretty_type"] == "PNG"
+    assert shown["preview_size"] == [48, 32]
+    # The bot made the name safe for Slack; the page is told it is no picture, whatever its name.
+    assert "onerror=alert(1)" in fake["name"] and "<" not in fake["name"]
+    assert fake["preview"] is None and fake["pretty_type"] == "PNG"
+    assert text["preview"] is None and text["pretty_type"] == "TXT" and text["size_label"] == "9 B"
+
+    status, headers, body = page.get(shown["url"].removeprefix("/sandbox"))
+    assert status == 200 and body == picture
+    assert headers["Content-Type"] == "image/png"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Disposition"].startswith("inline;")
+
+    status, headers, body = page.get(fake["url"].removeprefix("/sandbox"))
+    assert status == 200 and body == disguised
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Disposition"].startswith("attachment;")
+    assert "sandbox" in headers["Content-Security-Policy"]
+
+    status, headers, body = page.get(text["url"].removeprefix("/sandbox"))
+    assert status == 200 and body == b"line one\n"
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert 'attachment; filename="notes.txt"' in headers["Content-Disposition"]
+
+    assert page.get("/files/F9999999")[0] == 404
+    assert page.get("/files/")[0] == 404
+
+
+def test_the_email_form_refuses_bad_or_oversized_files(page: Page) -> None:
+    email = {"user": ADA, "address": "piet@example.org", "subject": "Too much"}
+    # Just over the cap in all, though each file alone is under it.
+    too_big = [_file("a.bin", b"\0" * (6 * 1024 * 1024)), _file("b.bin", b"\0" * (4 * 1024 * 1024 + 1024))]
+    status, answer = page.post("email", {**email, "attachments": too_big})
+    assert status == 400 and "10 MB" in answer["error"]
+    status, answer = page.post("email", {**email, "attachments": [{"name": "x", "data": "not base64!"}]})
+    assert status == 400 and "base64" in answer["error"]
+    status, answer = page.post("email", {**email, "attachments": "x"})
+    assert status == 400
+    # More than a page's worth of base64 in one request is refused before it is read.
+    request = urllib.request.Request(
+        f"{page.base}/api/email",
+        data=b"{" + b" " * (15 * 1024 * 1024) + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=20)
+    assert refused.value.code == 413

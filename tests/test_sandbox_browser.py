@@ -2,7 +2,8 @@
 driven through its page in headless Chromium (Debian's, never a downloaded build).
 
 Send a customer email from the page, see the ticket, claim it, reply with a template,
-see the email the bot sent, resolve the ticket.
+see the email the bot sent, resolve the ticket. Attach files to a customer email and see
+them in the ticket's thread: the picture drawn, a hostile name shown as text.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.harness import PROJECT_ROOT, wait_until
+from tests.test_sandbox_api import real_png
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -182,3 +184,101 @@ def test_a_ticket_from_email_to_resolved_in_the_browser(
     assert data.exists()
     assert process.interrupt() == 0, process.log()
     assert not data.parent.exists(), "the sandbox's data should be gone after Ctrl-C"
+
+
+def _standin_url(process: SandboxProcess) -> str:
+    found = wait_until(
+        lambda: re.search(r"Slack stand-in (http://127\.0\.0\.1:\d+/api/)", process.log()),
+        timeout=10,
+        what="the Slack stand-in's address in the log",
+    )
+    return found.group(1)
+
+
+def test_an_attached_picture_shows_in_the_thread(sandbox: tuple[SandboxProcess, str]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+    from slack_sdk import WebClient
+
+    from bot.sandbox.team import CHANNEL
+
+    process, url = sandbox
+    errors: list[str] = []
+    hostile = "<img src=x onerror=alert(1)>.png"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 960})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
+            page.set_default_timeout(20_000)
+            page.goto(url)
+            page.wait_for_selector("body[data-ready=true]")
+            expect(page.locator('.msg[data-ticket="3"]')).to_be_visible()
+
+            # The clock moved to the evening, as a newcomer trying out-of-hours would: the
+            # upload is still due in real seconds.
+            page.locator('[data-jump="tonight"]').click()
+            expect(page.locator("#clock")).to_contain_text("21:00")
+
+            form = page.locator("#email-form")
+            form.locator("[name=subject]").fill("Screenshot attached")
+            form.locator("[name=body]").fill("The export page looks like this.")
+            form.locator("[data-test=email-files]").set_input_files(
+                [
+                    {"name": "screen.png", "mimeType": "image/png", "buffer": real_png()},
+                    {"name": hostile, "mimeType": "image/png", "buffer": b"<script>alert(1)</script>"},
+                    {"name": "<!channel>", "mimeType": "text/plain", "buffer": b"hello"},
+                ]
+            )
+            form.locator("button[type=submit]").click()
+            ticket = page.locator('#feed .msg[data-ticket="4"]')
+            expect(ticket).to_contain_text("#4 Screenshot attached")
+            # The file input is emptied once the mail is in the mailbox.
+            expect(form.locator("[data-test=email-files]")).to_have_value("")
+
+            ticket.locator(".replies-link").click()
+            thread = page.locator("#thread-feed")
+            files = thread.locator(".file")
+            expect(files).to_have_count(3, timeout=30_000)
+            picture = thread.locator(".file-preview img")
+            expect(picture).to_have_count(1)
+            expect(picture).to_have_attribute("alt", "screen.png")
+            wait_until(
+                lambda: picture.evaluate("img => img.complete && img.naturalWidth") == 48,
+                timeout=10,
+                what="the picture drawn",
+            )
+            screen = files.filter(has=page.locator(".file-preview img"))
+            expect(screen.locator(".file-name")).to_have_text("screen.png")
+            expect(screen.locator(".file-info")).to_contain_text("PNG")
+            expect(screen.locator("a[download]")).to_have_attribute("download", "screen.png")
+
+            # Hostile names are text: the bot made them safe for Slack, and the page draws
+            # whatever name it gets as text, never as markup.
+            expect(thread).to_contain_text("onerror=alert(1)")
+            expect(thread).to_contain_text("!channel")
+            assert page.locator("img[src=x]").count() == 0
+            expect(thread.locator(".mention.broadcast")).to_have_count(0)
+            # Bytes that only claim to be a PNG are a download, not a picture.
+            fake = files.filter(has_text="onerror")
+            expect(fake.locator("img")).to_have_count(0)
+            expect(fake.locator("a[download]")).to_have_count(1)
+
+            # Names exactly as hostile as a person sharing a file in Slack may choose, through
+            # the real Slack client to the stand-in the page draws: still text.
+            slack = WebClient(token="xoxb-sandbox", base_url=_standin_url(process))
+            thread_ts = ticket.get_attribute("data-ts")
+            for name, data in ((hostile, real_png(20, 10)), ("<!channel>", b"hi all")):
+                slack.files_upload_v2(channel=CHANNEL, thread_ts=thread_ts, filename=name, content=data)
+            expect(files).to_have_count(5, timeout=10_000)
+            raw = files.filter(has=page.locator(".file-name", has_text=re.compile(r"^<img src=x")))
+            expect(raw.locator(".file-name")).to_have_text(hostile)
+            expect(raw.locator("img")).to_have_attribute("alt", hostile)
+            named = files.filter(has=page.locator(".file-name", has_text=re.compile(r"^<!channel>$")))
+            expect(named.locator(".file-info")).to_have_text("6 B · Binary")
+            assert page.locator("img[src=x]").count() == 0
+            expect(thread.locator(".mention.broadcast")).to_have_count(0)
+        finally:
+            browser.close()
+    assert not errors, errors
+    assert process.interrupt() == 0, process.log()

@@ -8,19 +8,27 @@ and comes out of the SMTP catcher, so nothing here takes a shortcut into the bot
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import mimetypes
+import re
+import unicodedata
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from email.message import EmailMessage
 from typing import Any
 
 from bot.clock import OffsetClock
 from bot.config import Settings
+from bot.mail.parse import image_dimensions
 from bot.sandbox.imap_server import MailboxOps
 from bot.sandbox.seed import customer_email
 from bot.sandbox.slack_api import BOT_USER, SlackStandIn
 from bot.sandbox.slack_requests import Answer, SlackUser
 from bot.sandbox.smtp_catcher import CaughtMail, SmtpCatcher
 from bot.sandbox.team import TEAM, member
+from bot.slack.render import human_size
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +36,31 @@ Json = dict[str, Any]
 
 # Customer mail typed into the page; generous, but a page is not a way to fill a disk.
 _MAX_FIELD = 20_000
+# Files attached in the page's email form, all together; below ATTACHMENT_UPLOAD_MAX_MB's
+# default, so what a newcomer attaches is what they see uploaded into the thread.
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_ATTACHMENTS = 20
+_MAX_FILENAME = 255
+_MIME_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}")
 TONIGHT = time(21, 0)
+# Pictures the page shows inline, known by their first bytes: the declared type and the
+# name are the sender's word, and a browser must never be handed HTML called a PNG.
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+)
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """A file shared in the Slack stand-in, as the page's download endpoint serves it."""
+
+    id: str
+    name: str
+    data: bytes
+    image_type: str | None  # the real type of a PNG, GIF or JPEG; None for anything else
 
 
 class DeskError(ValueError):
@@ -85,10 +117,10 @@ class SandboxDesk:
             "channel": {
                 "id": self.channel,
                 "name": self.slack.channel_name(self.channel),
-                "messages": self.slack.messages(self.channel),
+                "messages": self._with_files(self.slack.messages(self.channel)),
             },
             "ephemerals": self.slack.ephemerals(user.id),
-            "dms": self.slack.dms(user.id),
+            "dms": self._with_files(self.slack.dms(user.id)),
             "dm_channel": self.slack.dm_channels.get(user.id),
             "home": self.slack.home.get(user.id),
             "modal": self.slack.open_modal(user.id),
@@ -96,6 +128,34 @@ class SandboxDesk:
             "clock": self.clock_state(),
             "support_address": self.settings.support_address,
         }
+
+    def _with_files(self, messages: list[Json]) -> list[Json]:
+        """Messages with what the page needs to draw their files: where to fetch the bytes,
+        and whether those bytes are a picture it may show inline."""
+        files = {str(f.get("id")): f for f in list(self.slack.files)}
+        for message in messages:
+            for item in [message, *(message.get("replies") or [])]:
+                for shown in item.get("files") or []:
+                    stored = files.get(str(shown.get("id")))
+                    # Polled every second: only the bytes' first few are read, never copied.
+                    data: bytes = (stored.get("content") or b"") if stored is not None else b""
+                    image = image_type(data)
+                    shown["url"] = f"/sandbox/files/{shown.get('id')}"
+                    shown["preview"] = image
+                    # Its size lets the page lay the thread out before the picture loads.
+                    shown["preview_size"] = list(image_dimensions(data) or ()) if image else None
+                    shown["pretty_type"] = pretty_type(str(shown.get("name") or ""), image)
+                    # In the units the ticket's own post lists attachments in.
+                    shown["size_label"] = human_size(int(shown.get("size") or len(data)))
+        return messages
+
+    def file(self, file_id: str) -> SharedFile | None:
+        """A file the bot uploaded to the stand-in, by its Slack id."""
+        for stored in list(self.slack.files):
+            if str(stored.get("id")) == file_id:
+                data: bytes = stored.get("content") or b""
+                return SharedFile(file_id, str(stored.get("name") or file_id), data, image_type(data))
+        return None
 
     def clock_state(self) -> Json:
         now = self.clock.now()
@@ -226,6 +286,7 @@ class SandboxDesk:
             in_reply_to=in_reply_to,
             references=references,
             when=self.clock.now(),
+            attachments=_attachments(request.get("attachments")),
         )
         uid = self.mailbox.append(raw)
         return {"ok": True, "uid": uid}
@@ -273,6 +334,54 @@ def _text(request: Json, key: str, *, required: bool = True) -> str:
     if len(value) > _MAX_FIELD:
         raise DeskError(f"{key} is longer than {_MAX_FIELD} characters")
     return value
+
+
+def _attachments(value: Any) -> list[tuple[str, str, bytes]]:
+    """The email form's files, as (name, declared type, bytes): each one sent by the page as
+    `{"name", "type", "data"}` with the bytes in base64, since the page sends only JSON."""
+    if value is None or value == []:
+        return []
+    if not isinstance(value, list):
+        raise DeskError("attachments must be a list")
+    if len(value) > MAX_ATTACHMENTS:
+        raise DeskError(f"attach at most {MAX_ATTACHMENTS} files")
+    out: list[tuple[str, str, bytes]] = []
+    total = 0
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("data"), str):
+            raise DeskError("each attachment needs its data in base64")
+        try:
+            data = base64.b64decode(entry["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise DeskError("an attachment's data is not base64") from None
+        total += len(data)
+        if total > MAX_ATTACHMENT_BYTES:
+            raise DeskError(f"attachments are limited to {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB in all")
+        raw_name = entry.get("name")
+        # A mail client keeps the name as the person chose it, <!channel> and all; only what
+        # cannot stand in a header parameter goes.
+        printable = (ch for ch in str(raw_name or "") if not unicodedata.category(ch).startswith("C"))
+        name = "".join(printable).strip()[:_MAX_FILENAME] or f"attachment-{len(out) + 1}.bin"
+        declared = entry.get("type")
+        if not isinstance(declared, str) or not _MIME_TYPE.fullmatch(declared):
+            # Browsers send "" for a type they do not know.
+            declared = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        out.append((name, declared.lower(), data))
+    return out
+
+
+def image_type(data: bytes) -> str | None:
+    return next((kind for magic, kind in _IMAGE_MAGIC if data.startswith(magic)), None)
+
+
+def pretty_type(name: str, image: str | None) -> str:
+    """What a file chip says the file is: a picture's real type, else its extension."""
+    if image is not None:
+        return image.removeprefix("image/").upper()
+    stem, dot, extension = name.rpartition(".")
+    if dot and stem and extension.isalnum() and len(extension) <= 8:
+        return extension.upper()
+    return "Binary"
 
 
 def _outcome(answer: Answer) -> Json:

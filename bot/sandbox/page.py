@@ -1,4 +1,5 @@
-"""`/sandbox`: one HTML page, a small script, and JSON endpoints under `/sandbox/api/`.
+"""`/sandbox`: one HTML page, a small script, JSON endpoints under `/sandbox/api/`, and
+the bytes of files shared in the Slack stand-in under `/sandbox/files/<id>`.
 
 The page holds no logic worth the name: it polls `state` and sends what the person
 did; `SandboxDesk` turns each into the signed Slack request. Everything the page
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Any
 
-from bot.sandbox.desk import DeskError, SandboxDesk
+from bot.sandbox.desk import MAX_ATTACHMENT_BYTES, DeskError, SandboxDesk
 from bot.web import json_response
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,16 @@ _STATIC = {
     "sandbox.css": "text/css; charset=utf-8",
 }
 _MAX_BODY = 256 * 1024
+# The email form carries its files in base64: a third larger than the files themselves.
+_MAX_EMAIL_BODY = MAX_ATTACHMENT_BYTES * 4 // 3 + _MAX_BODY
+# Downloads: the bytes came from a customer, so the browser must neither guess their type
+# nor run them (a file opened on its own is its own sandboxed document).
+_FILE_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", "default-src 'none'; sandbox"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+]
 _HEADERS = [
     (
         "Content-Security-Policy",
@@ -69,14 +80,18 @@ class SandboxPage:
             name = path.removeprefix("/sandbox/static/")
             if name in _STATIC:
                 return self._file(start_response, name, _STATIC[name])
+        if path.startswith("/sandbox/files/") and method == "GET":
+            return self._shared_file(start_response, path.removeprefix("/sandbox/files/"))
         if path == "/sandbox/api/state" and method == "GET":
             query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
             user = (query.get("user") or [""])[0]
             return self._answer(start_response, lambda: self.desk.state(user))
         if path.startswith("/sandbox/api/") and method == "POST":
-            action = self.actions.get(path.removeprefix("/sandbox/api/"))
+            name = path.removeprefix("/sandbox/api/")
+            action = self.actions.get(name)
             if action is not None:
-                return self._post(environ, start_response, action)
+                limit = _MAX_EMAIL_BODY if name == "email" else _MAX_BODY
+                return self._post(environ, start_response, action, limit)
         return json_response(start_response, "404 Not Found", {"error": "not found"})
 
     def _file(self, start_response: Callable[..., Any], name: str, content_type: str) -> list[bytes]:
@@ -86,11 +101,30 @@ class SandboxPage:
         )
         return [data]
 
+    def _shared_file(self, start_response: Callable[..., Any], file_id: str) -> list[bytes]:
+        found = self.desk.file(file_id)
+        if found is None:
+            return json_response(start_response, "404 Not Found", {"error": "no such file"})
+        # Only a picture recognised by its bytes is shown as one; anything else is a download.
+        content_type = found.image_type or "application/octet-stream"
+        disposition = "inline" if found.image_type else "attachment"
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(found.data))),
+                ("Content-Disposition", f"{disposition}; {_filename_params(found.name)}"),
+                *_FILE_HEADERS,
+            ],
+        )
+        return [found.data]
+
     def _post(
         self,
         environ: dict[str, Any],
         start_response: Callable[..., Any],
         action: Callable[[dict[str, Any]], dict[str, Any]],
+        limit: int = _MAX_BODY,
     ) -> list[bytes]:
         # Only JSON: a page on another site cannot send it to us without a CORS preflight,
         # which we never grant, so it cannot act as a sandbox user behind the visitor's back.
@@ -100,7 +134,7 @@ class SandboxPage:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        if length > _MAX_BODY:
+        if length > limit:
             return json_response(start_response, "413 Payload Too Large", {"error": "too large"})
         try:
             request = json.loads(environ["wsgi.input"].read(length) or b"{}")
@@ -119,3 +153,10 @@ class SandboxPage:
             log.exception("sandbox request failed")
             return json_response(start_response, "500 Internal Server Error", {"error": type(exc).__name__})
         return json_response(start_response, "200 OK", body)
+
+
+def _filename_params(name: str) -> str:
+    """`filename` for old clients (plain ASCII, nothing that could end the header's quoting)
+    and `filename*` (RFC 6266) with the name as it was, percent-encoded."""
+    fallback = "".join(ch if ch.isascii() and (ch.isalnum() or ch in " ._-()") else "_" for ch in name)
+    return f"filename=\"{fallback.strip() or 'file'}\"; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"

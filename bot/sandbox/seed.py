@@ -6,6 +6,7 @@ become tickets the way real mail does), and, once the rota has its storage, a ro
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -59,8 +60,10 @@ def customer_email(
     in_reply_to: str | None = None,
     references: str | None = None,
     when: datetime | None = None,
+    attachments: Sequence[tuple[str, str, bytes]] = (),
 ) -> bytes:
-    """A customer's email as their mail client would send it to the support address."""
+    """A customer's email as their mail client would send it to the support address,
+    with any attachments given as (file name, declared content type, bytes)."""
     msg = EmailMessage()
     msg["From"] = f'"{name}" <{address}>' if name else address
     msg["To"] = SUPPORT_ADDRESS
@@ -71,6 +74,9 @@ def customer_email(
         msg["In-Reply-To"] = in_reply_to
         msg["References"] = " ".join(filter(None, [references, in_reply_to]))
     msg.set_content(body)
+    for filename, content_type, data in attachments:
+        maintype, _, subtype = content_type.partition("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return bytes(msg)
 
 

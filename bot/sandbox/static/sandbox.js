@@ -398,16 +398,51 @@
       message.edited ? el("span", { className: "edited" }, "(edited)") : null,
       opts.ephemeral ? el("span", { className: "only-you" }, "Only visible to you") : null);
     const ctx = { where: opts.ephemeral ? "ephemeral" : "message", channel: opts.channel, ts: message.ts };
-    const body = message.blocks && message.blocks.length ? blocks(message.blocks, ctx) : mrkdwn(message.text);
+    const files = message.files && message.files.length ? message.files : [];
+    const body = message.blocks && message.blocks.length ? blocks(message.blocks, ctx)
+      : files.length && !message.text ? null : mrkdwn(message.text);
     const node = el("div", {
       className: `msg${opts.ephemeral ? " ephemeral" : ""}`,
       dataset: { ts: message.ts, ticket: ticketNumber(message) },
-    }, el("div", { className: "avatar" }, who.slice(0, 1).toUpperCase()), el("div", { className: "msg-main" }, head, body));
+    }, el("div", { className: "avatar" }, who.slice(0, 1).toUpperCase()),
+    el("div", { className: "msg-main" }, head, body, files.length ? el("div", { className: "files" }, files.map(fileNode)) : null));
     if (opts.replies && message.replies && message.replies.length) {
       node.querySelector(".msg-main").append(el("button", {
         type: "button", className: "replies-link", onclick: () => openThread(message.ts),
       }, `${message.replies.length} ${message.replies.length === 1 ? "reply" : "replies"}`));
     }
+    return node;
+  }
+
+  // The picture's size fitted into 360×240, known before it loads, so a thread drawn
+  // scrolled to its end stays there.
+  function previewSize(size) {
+    const [w, h] = Array.isArray(size) ? size.map(Number) : [0, 0];
+    if (!(w > 0 && h > 0)) return {};
+    const scale = Math.min(1, 360 / w, 240 / h);
+    return { width: Math.max(1, Math.round(w * scale)), height: Math.max(1, Math.round(h * scale)) };
+  }
+
+  // A shared file as Slack shows one: a chip with its name, size and type, a download
+  // link, and for a picture (known by its bytes, on the server) the picture itself.
+  // The name is the customer's: it only ever becomes a text node or an attribute value.
+  function fileNode(file) {
+    const name = String(file.name || file.title || "file");
+    const url = String(file.url || "");
+    const type = String(file.pretty_type || "Binary");
+    const link = (...children) => el("a", { href: url, download: name, title: `Download ${name}` }, ...children);
+    const chip = el("div", { className: "file-chip" },
+      el("div", { className: "file-icon" }, type.length <= 4 ? type : "FILE"),
+      el("div", { className: "file-meta" },
+        el("div", { className: "file-name" }, name),
+        el("div", { className: "file-info" }, `${file.size_label || `${Number(file.size) || 0} B`} · ${type}`)),
+      link("⬇"));
+    const node = el("div", { className: "file", dataset: { file: String(file.id || "") } });
+    if (file.preview) {
+      node.append(el("a", { href: url, target: "_blank", rel: "noopener noreferrer", className: "file-preview" },
+        el("img", { src: url, alt: name, ...previewSize(file.preview_size) })));
+    }
+    node.append(chip);
     return node;
   }
 
@@ -619,8 +654,27 @@
 
   // -- wiring ---------------------------------------------------------------------------------
 
-  function formValues(form) {
-    return Object.fromEntries(new FormData(form).entries());
+  // The files the email form may carry, all together; the server holds the same line.
+  const MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024;
+
+  function readBase64(file) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ""));
+      reader.onerror = () => reject(reader.error);
+      reader.readAsDataURL(file);
+    });
+  }
+
+  // The page sends JSON only (see page.py), so files travel in it as base64.
+  async function emailValues(form) {
+    const values = {};
+    for (const [key, value] of new FormData(form).entries()) if (typeof value === "string") values[key] = value;
+    const files = [...$("email-files").files];
+    const total = files.reduce((sum, f) => sum + f.size, 0);
+    if (total > MAX_ATTACHMENT_BYTES) throw new Error(`Attachments are limited to ${MAX_ATTACHMENT_BYTES / 1048576} MB in all.`);
+    values.attachments = await Promise.all(files.map(async (f) => ({ name: f.name, type: f.type, data: await readBase64(f) })));
+    return values;
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -651,8 +705,18 @@
     });
     $("email-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      const answer = await api("email", formValues(ev.target));
-      if (answer.ok) toast("Sent to the support mailbox; the ticket appears in #support within a few seconds.");
+      let values;
+      try {
+        values = await emailValues(ev.target);
+      } catch (error) {
+        toast(String(error.message || error));
+        return;
+      }
+      const answer = await api("email", values);
+      if (answer.ok) {
+        $("email-files").value = "";
+        toast("Sent to the support mailbox; the ticket appears in #support within a few seconds.");
+      }
     });
     refresh();
     setInterval(() => { refresh().catch(() => {}); }, 1000);
