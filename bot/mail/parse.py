@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from email._policybase import Compat32
@@ -539,10 +539,14 @@ def _walk(part: Message, depth: int = 0) -> Iterable[Message]:
                 yield from _walk(child, depth + 1)
 
 
-def _body(msg: Message, defects: list[str]) -> tuple[str, str | None, list[Attachment]]:
-    plain: str | None = None
-    html: str | None = None
-    attachments: list[Attachment] = []
+def _leaves(msg: Message) -> Iterator[tuple[Message, str, str, str]]:
+    """Each leaf part as (part, role, content type, disposition); role is "plain" or "html" for
+    the first unnamed text part of each kind (the body), else "attachment".
+
+    One walk for `_body` and `attachment_parts`, so the attachments listed when a mail is
+    stored and the bytes read back for an upload are the same parts in the same order.
+    """
+    plain_seen = html_seen = False
     for part in _walk(msg):
         if part.is_multipart():
             continue
@@ -552,24 +556,36 @@ def _body(msg: Message, defects: list[str]) -> tuple[str, str | None, list[Attac
         except Exception:
             disposition = ""
         has_name = bool(part.get_param("filename", header="content-disposition") or part.get_param("name"))
-        is_body_text = (
-            content_type in ("text/plain", "text/html") and disposition != "attachment" and not has_name
-        )
-        if is_body_text:
-            if content_type == "text/plain" and plain is None:
-                plain = _decode(part, defects)
+        if content_type in ("text/plain", "text/html") and disposition != "attachment" and not has_name:
+            if content_type == "text/plain" and not plain_seen:
+                plain_seen = True
+                yield part, "plain", content_type, disposition
                 continue
-            if content_type == "text/html" and html is None:
-                html = _decode(part, defects)
+            if content_type == "text/html" and not html_seen:
+                html_seen = True
+                yield part, "html", content_type, disposition
                 continue
         if part is msg and content_type.startswith("text/"):
-            plain = _decode(part, defects)
+            yield part, "plain", content_type, disposition
             continue
         if content_type == "message/rfc822" or content_type.startswith("multipart/"):
             continue
-        attachments.append(
-            Attachment(_filename(part, len(attachments) + 1), content_type, _payload_size(part))
-        )
+        yield part, "attachment", content_type, disposition
+
+
+def _body(msg: Message, defects: list[str]) -> tuple[str, str | None, list[Attachment]]:
+    plain: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] = []
+    for part, role, content_type, _ in _leaves(msg):
+        if role == "plain":
+            plain = _decode(part, defects)
+        elif role == "html":
+            html = _decode(part, defects)
+        else:
+            attachments.append(
+                Attachment(_filename(part, len(attachments) + 1), content_type, _payload_size(part))
+            )
     text = plain or ""
     if not text.strip() and html:
         text = html_to_text(html)
@@ -646,26 +662,8 @@ def attachment_parts(raw: bytes) -> list[AttachmentPart]:
     except Exception:
         return []
     parts: list[AttachmentPart] = []
-    plain_seen = html_seen = False
-    for part in _walk(msg):
-        if part.is_multipart():
-            continue
-        content_type = part.get_content_type()
-        try:
-            disposition = (part.get_content_disposition() or "").lower()
-        except Exception:
-            disposition = ""
-        has_name = bool(part.get_param("filename", header="content-disposition") or part.get_param("name"))
-        if content_type in ("text/plain", "text/html") and disposition != "attachment" and not has_name:
-            if content_type == "text/plain" and not plain_seen:
-                plain_seen = True
-                continue
-            if content_type == "text/html" and not html_seen:
-                html_seen = True
-                continue
-        if part is msg and content_type.startswith("text/"):
-            continue
-        if content_type == "message/rfc822" or content_type.startswith("multipart/"):
+    for part, role, content_type, disposition in _leaves(msg):
+        if role != "attachment":
             continue
         parts.append(
             AttachmentPart(
