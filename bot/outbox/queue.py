@@ -89,14 +89,23 @@ def enqueue_attachment_uploads(
             kind=SLACK_ATTACHMENT_UPLOAD,
             lane=files_lane(slack_lane(channel)),
             now=now,
-            payload={
-                "attachment_id": attachment_id,
-                "message_id": message_id,
-                "after": "ticket" if opens_ticket else "message",
-            },
+            payload=upload_payload(attachment_id, message_id, opens_ticket=opens_ticket),
             ticket_id=ticket_id,
-            dedupe_key=f"attachment-upload:{attachment_id}",
+            dedupe_key=upload_key(attachment_id),
         )
+
+
+def upload_payload(attachment_id: int, message_id: int, *, opens_ticket: bool) -> dict[str, Any]:
+    # "after": which post shows the mail, and must be in Slack before its files.
+    return {
+        "attachment_id": attachment_id,
+        "message_id": message_id,
+        "after": "ticket" if opens_ticket else "message",
+    }
+
+
+def upload_key(attachment_id: int) -> str:
+    return f"attachment-upload:{attachment_id}"
 
 
 # One event per worker: a single shared event would be cleared by whichever worker woke

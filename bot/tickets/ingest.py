@@ -35,6 +35,8 @@ from bot.outbox.queue import (
     files_lane,
     slack_lane,
     update_lane,
+    upload_key,
+    upload_payload,
 )
 from bot.storage.counters import TICKET_NUMBER
 from bot.storage.models import Attachment, Counter, Customer, Event, Message, OutboxItem, Ticket
@@ -527,24 +529,36 @@ class _Batch:
             if item.kind == SLACK_TICKET_REFRESH and item.ticket.id in waiting:
                 continue
             rows.append(
-                {
-                    "kind": item.kind,
-                    "lane": update_lane(self.lane) if item.kind == SLACK_TICKET_REFRESH else self.lane,
-                    "payload": {"message_id": item.message.id} if item.message is not None else {},
-                    "ticket_id": item.ticket.id,
-                    "dedupe_key": key,
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": self.now,
-                    "created_at": self.now,
-                    "result": {},
-                    "last_error": None,
-                    "delivered_at": None,
-                }
+                self._outbox_row(
+                    item.kind,
+                    update_lane(self.lane) if item.kind == SLACK_TICKET_REFRESH else self.lane,
+                    {"message_id": item.message.id} if item.message is not None else {},
+                    item.ticket.id,
+                    key,
+                )
             )
         rows.extend(self._upload_rows())
         if rows:
             session.execute(insert(OutboxItem), rows)
+
+    def _outbox_row(
+        self, kind: str, lane: str, payload: dict[str, Any], ticket_id: int, key: str | None
+    ) -> dict[str, Any]:
+        """An OutboxItem as `enqueue` would add it, for one bulk insert."""
+        return {
+            "kind": kind,
+            "lane": lane,
+            "payload": payload,
+            "ticket_id": ticket_id,
+            "dedupe_key": key,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": self.now,
+            "created_at": self.now,
+            "result": {},
+            "last_error": None,
+            "delivered_at": None,
+        }
 
     def _upload_rows(self) -> list[dict[str, Any]]:
         """One upload per attachment of a customer's own mail, in mail and part order.
@@ -561,24 +575,13 @@ class _Batch:
                 continue
             for attachment_id in message.attachment_ids[:MAX_UPLOADS_PER_MESSAGE]:
                 rows.append(
-                    {
-                        "kind": SLACK_ATTACHMENT_UPLOAD,
-                        "lane": files_lane(self.lane),
-                        "payload": {
-                            "attachment_id": attachment_id,
-                            "message_id": message.id,
-                            "after": "ticket" if message.opens_ticket else "message",
-                        },
-                        "ticket_id": message.ticket.id,
-                        "dedupe_key": f"attachment-upload:{attachment_id}",
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": self.now,
-                        "created_at": self.now,
-                        "result": {},
-                        "last_error": None,
-                        "delivered_at": None,
-                    }
+                    self._outbox_row(
+                        SLACK_ATTACHMENT_UPLOAD,
+                        files_lane(self.lane),
+                        upload_payload(attachment_id, message.id, opens_ticket=message.opens_ticket),
+                        message.ticket.id,
+                        upload_key(attachment_id),
+                    )
                 )
         return rows
 
