@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackClientError
 
 from bot.slack import lists
 from bot.slack.render import escape, truncate
@@ -55,7 +55,7 @@ class Protected:
                 try:
                     self._staff = frozenset(self._fetch())
                     self._fetched_at = time.monotonic()
-                except SlackApiError as exc:
+                except (SlackClientError, OSError) as exc:  # SlackApiError too: Slack's answer or no answer
                     # Keep the last list; blocking a colleague is what this guards against, so
                     # with no list at all nobody but obvious strangers can be told apart: say so.
                     log.warning("cannot read staff addresses from Slack (%s); using the last list", exc)
