@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session, selectinload
@@ -160,27 +160,7 @@ def _triage(
         )
 
     auto_reply = outcome.template if outcome is not None and outcome.sent else None
-    session.add(
-        TicketTriage(
-            ticket_id=ticket.id,
-            after_hours=after_hours,
-            urgent=verdict.urgent,
-            reason=verdict.reason[:400],
-            auto_reply=auto_reply,
-            triaged_at=now,
-        )
-    )
-    record_event(
-        session,
-        ticket_id=ticket.id,
-        actor=SYSTEM,
-        action="triaged",
-        at=now,
-        after_hours=after_hours,
-        urgent=verdict.urgent,
-        reason=verdict.reason,
-        auto_reply=auto_reply,
-    )
+    _record(session, ticket, after_hours, verdict.urgent, verdict.reason, auto_reply, now)
     if verdict.urgent and ticket.slack_channel:
         # The card now says why it is urgent.
         enqueue_ticket_refresh(session, ticket_id=ticket.id, lane=slack_lane(ticket.slack_channel), now=now)
@@ -198,13 +178,28 @@ def _triage(
 
 def _set_aside(session: Session, ticket: Ticket, after_hours: bool, now: datetime) -> TriageResult:
     reason = "marked as spam"
+    _record(session, ticket, after_hours, False, reason, None, now, spam=True)
+    return TriageResult(ticket.id, ticket.number, after_hours, False, reason, withheld="spam")
+
+
+def _record(
+    session: Session,
+    ticket: Ticket,
+    after_hours: bool,
+    urgent: bool,
+    reason: str,
+    auto_reply: str | None,
+    now: datetime,
+    **extra: Any,
+) -> None:
+    """The triage row (it makes triage happen once) and its event in the ticket's timeline."""
     session.add(
         TicketTriage(
             ticket_id=ticket.id,
             after_hours=after_hours,
-            urgent=False,
-            reason=reason,
-            auto_reply=None,
+            urgent=urgent,
+            reason=reason[:400],
+            auto_reply=auto_reply,
             triaged_at=now,
         )
     )
@@ -215,12 +210,11 @@ def _set_aside(session: Session, ticket: Ticket, after_hours: bool, now: datetim
         action="triaged",
         at=now,
         after_hours=after_hours,
-        urgent=False,
+        urgent=urgent,
         reason=reason,
-        auto_reply=None,
-        spam=True,
+        auto_reply=auto_reply,
+        **extra,
     )
-    return TriageResult(ticket.id, ticket.number, after_hours, False, reason, withheld="spam")
 
 
 def _page(session: Session, settings: Settings, ticket: Ticket, reason: str, now: datetime) -> bool:
