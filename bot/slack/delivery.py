@@ -380,13 +380,19 @@ class AttachmentUploadHandler(_SlackHandler):
             )
             channel, parent = ticket.slack_channel, ticket.slack_ts
             own_ts, html = message
-        shown = parent is not None and (item.payload.get("after") == "ticket" or own_ts is not None)
-        if not shown:
+        after_ticket = item.payload.get("after") == "ticket"
+        if parent is None or not (after_ticket or own_ts is not None):
             if self._post_pending(item, message_id):
                 # After the post that shows its message, as a customer would read them.
                 raise RetryLater("the message's own post is not in Slack yet", after=2)
-            return {"skipped": "the message's post was set aside"}
-        assert parent is not None
+            # The post may have been recorded between the read above and that check (it sets
+            # the ts in the commit that ends its row): only a second look tells it from a post
+            # that was set aside, which never gets a ts.
+            with reading(self.factory) as session:
+                parent = session.scalar(select(Ticket.slack_ts).where(Ticket.id == item.ticket_id))
+                own_ts = session.scalar(select(Message.slack_ts).where(Message.id == message_id))
+            if parent is None or not (after_ticket or own_ts is not None):
+                return {"skipped": "the message's post was set aside"}
         if size > self.max_bytes:
             why = f"is larger than the {self.limit_mb} MB upload limit, so it was not uploaded to Slack."
             return self._note(item, channel, parent, render.attachment_not_uploaded(filename, size, why))
