@@ -393,3 +393,55 @@ def test_a_hostile_file_name_is_made_safe_and_stays_recognisable(imap, slack, da
     assert uploaded["title"] == name
     post = ticket_posts(slack)[0]
     assert "<!channel>" not in json.dumps(post["blocks"]) and "<!here>" not in post["text"]
+
+
+def test_an_upload_is_not_skipped_when_its_post_lands_between_two_reads(slack, session_factory):
+    """The upload reads the ticket's ts, then asks whether the post is still queued; a post
+    recorded between the two looked set aside, and the file was skipped for good."""
+    from datetime import UTC, datetime
+
+    from slack_sdk import WebClient
+    from sqlalchemy import event, update
+
+    from bot.outbox.queue import SLACK_TICKET_POST
+    from bot.slack.delivery import AttachmentUploadHandler
+    from bot.storage.models import Ticket
+    from bot.tickets.ingest import ingest_email
+
+    data = png(640, 480, filler=8000)
+    with session_factory() as session, session.begin():
+        ingest_email(
+            session,
+            mail_with([("photo.png", data, "image/png")]),
+            mailbox="INBOX",
+            channel=CHANNEL,
+            now=datetime.now(UTC),
+        )
+    client = WebClient(token="xoxb-test", base_url=slack.base_url)
+    parent = client.chat_postMessage(channel=CHANNEL, text="the ticket's card")["ts"]
+    engine = session_factory.kw["bind"]
+    landed = []
+
+    def post_lands(conn, cursor, statement, *_args):
+        # The Slack worker records the post (ts and row done, one commit) right after the
+        # upload's first read of the ticket.
+        if landed or "messages.html" not in statement:
+            return
+        landed.append(True)
+        with session_factory() as other, other.begin():
+            other.execute(update(Ticket).values(slack_ts=parent))
+            other.execute(
+                update(OutboxItem).where(OutboxItem.kind == SLACK_TICKET_POST).values(status="done")
+            )
+
+    with session_factory() as session:
+        upload = session.scalars(select(OutboxItem).where(OutboxItem.kind == SLACK_ATTACHMENT_UPLOAD)).one()
+        session.expunge(upload)
+    event.listen(engine, "after_cursor_execute", post_lands)
+    try:
+        result = AttachmentUploadHandler(client, session_factory, None).deliver(upload)
+    finally:
+        event.remove(engine, "after_cursor_execute", post_lands)
+    assert landed, "the post never landed mid-delivery: the test did not test the race"
+    assert "skipped" not in result and result.get("file_id"), result
+    assert [f["content"] for f in slack.shared_files(CHANNEL, parent)] == [data]
