@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from rota.compensation import MissingPayRate, parse_pay_rates
 from rota.duties import DUTY_UNITS, DutyUnit
 from rota.load import LoadWeights, parse_load_weights
 
@@ -490,7 +491,12 @@ def _rota_settings(r: _Reader) -> dict[str, object]:
             " (or COMP_PAY_RULES)",
         )
         try:
-            rates = parse_load_weights(spec)
+            rates = parse_pay_rates(spec)
+        except MissingPayRate as exc:
+            raise ConfigError(
+                f"COMP_PAY_RATES gives no rate for {' or '.join(exc.kinds)}: name every kind,"
+                " e.g. 'weeknight=10, weekend=15, holiday=20'"
+            ) from None
         except ValueError as exc:
             raise ConfigError(
                 f"COMP_PAY_RATES is not valid ({exc}); e.g. 'weeknight=10, weekend=15, holiday=20'"

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from bot.business_hours import DAY_NAMES, AfterHoursKind, BusinessCalendar, OpeningHours
 from rota.duties import Duty
-from rota.load import DEFAULT_WEIGHTS, LoadWeights
+from rota.load import DEFAULT_WEIGHTS, LoadWeights, parse_load_weights
 from rota.roster import as_utc
 
 LedgerUnit = Literal["days", "money"]
@@ -151,11 +151,12 @@ class PayRule:
         start, end = self.window or (0, _MINUTES_PER_DAY)
         if end <= start:
             end += _MINUTES_PER_DAY
-        # Wall-clock arithmetic, then to UTC: 22:00-06:00 is 9 real hours on the
-        # October fall-back night and 7 on the March spring-forward one.
-        begins = _local_to_utc(midnight + timedelta(minutes=start), calendar.tz)
-        ends = _local_to_utc(midnight + timedelta(minutes=end), calendar.tz)
-        return [(begins, ends)] if begins < ends else []
+        # The window is the wall-clock minutes it names: 22:00-06:00 is 9 real hours on
+        # the October fall-back night and 7 on the March spring-forward one, and a window
+        # ending at 02:30 that night holds both times the clock reads 02:00-02:29.
+        return wall_clock_stretches(
+            midnight + timedelta(minutes=start), midnight + timedelta(minutes=end), calendar.tz
+        )
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,29 @@ class PayRules:
 
 
 CompensationPolicy = DaysInLieu | PayPerWeightedHour | PayRules
+
+
+def parse_pay_rates(spec: str) -> LoadWeights:
+    """Read COMP_PAY_RATES, `"weeknight=10, weekend=15, holiday=20"`: money per hour by kind.
+
+    Unlike load weights, every kind must be named: a kind left out would otherwise be
+    paid its default load weight (holiday 2.0) as if that were money.
+    """
+    rates = parse_load_weights(spec)
+    named = {part.partition("=")[0].strip() for part in spec.split(",") if part.strip()}
+    missing = tuple(kind for kind in ("weeknight", "weekend", "holiday") if kind not in named)
+    if missing:
+        raise MissingPayRate(missing)
+    return rates
+
+
+class MissingPayRate(ValueError):
+    """COMP_PAY_RATES leaves out some kinds of after-hours time."""
+
+    def __init__(self, kinds: tuple[str, ...]) -> None:
+        super().__init__(f"no rate for {' or '.join(kinds)}")
+        self.kinds = kinds
+
 
 _RULES_EXAMPLE = "'2026-12-24 = 40; holiday = 30; sat,sun = 20; mon-fri 22:00-06:00 = 15; * = 10'"
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -390,22 +414,59 @@ def _after_hours_minutes(hours: Mapping[int, OpeningHours | None], weekday: int,
     return [(a, b) for a, b in ((0, opens), (closes, _MINUTES_PER_DAY)) if a < b]
 
 
-def _local_to_utc(wall: datetime, tz: ZoneInfo) -> datetime:
-    """The moment a local wall-clock time is reached; an ambiguous one the first time round."""
-    moment = wall.replace(tzinfo=tz).astimezone(UTC)
-    if moment.astimezone(tz).replace(tzinfo=None) == wall:
-        return moment
-    # `wall` is skipped by a spring-forward jump: the window edge is the jump itself.
-    # fold=0 alone would land past it, and 02:30 would then come after 03:00.
-    before, after = wall.replace(tzinfo=tz, fold=1).astimezone(UTC), moment
-    offset_before = before.astimezone(tz).utcoffset()
-    while after - before > _MICROSECOND:
-        middle = before + (after - before) // 2
-        if middle.astimezone(tz).utcoffset() == offset_before:
-            before = middle
+# Every UTC offset in use lies within 15 hours, and no zone changes its offset twice within
+# 3 hours: sampling at that step finds every change near a day.
+_OFFSET_REACH = timedelta(hours=15)
+_OFFSET_STEP = timedelta(hours=3)
+
+
+def wall_clock_stretches(first: datetime, last: datetime, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """The stretches of real time (UTC) during which the clock in `tz` reads from `first` up to `last`.
+
+    `first` and `last` are naive wall-clock readings. Where clocks fall back a reading
+    shows twice and both stretches count; where they spring forward the skipped readings
+    hold no time at all. So a window is the set of wall-clock minutes it names.
+    """
+    stretches: list[tuple[datetime, datetime]] = []
+    low = (first - _OFFSET_REACH).replace(tzinfo=UTC)
+    high = (last + _OFFSET_REACH).replace(tzinfo=UTC)
+    for begins, ends, offset in _offset_spans(low, high, tz):
+        # While the offset holds, the clock reads real time + offset.
+        start = max(begins, (first - offset).replace(tzinfo=UTC))
+        stop = min(ends, (last - offset).replace(tzinfo=UTC))
+        if start >= stop:
+            continue
+        if stretches and stretches[-1][1] == start:
+            stretches[-1] = (stretches[-1][0], stop)
         else:
-            after = middle
-    return after
+            stretches.append((start, stop))
+    return stretches
+
+
+def _offset_spans(low: datetime, high: datetime, tz: ZoneInfo) -> list[tuple[datetime, datetime, timedelta]]:
+    """[low, high) cut where the UTC offset of `tz` changes, each piece with its offset."""
+    spans: list[tuple[datetime, datetime, timedelta]] = []
+    begins, offset = low, _offset(low, tz)
+    probe = low
+    while probe < high:
+        step = min(probe + _OFFSET_STEP, high)
+        if _offset(step, tz) != offset:
+            before, after = probe, step  # the change lies in (before, after]
+            while after - before > _MICROSECOND:
+                middle = before + (after - before) // 2
+                if _offset(middle, tz) == offset:
+                    before = middle
+                else:
+                    after = middle
+            spans.append((begins, after, offset))
+            begins, offset = after, _offset(after, tz)
+        probe = step
+    spans.append((begins, high, offset))
+    return spans
+
+
+def _offset(moment: datetime, tz: ZoneInfo) -> timedelta:
+    return moment.astimezone(tz).utcoffset() or timedelta()
 
 
 _Point = TypeVar("_Point", datetime, int)

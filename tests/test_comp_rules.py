@@ -345,3 +345,17 @@ def test_without_holidays_the_kinds_alone_can_cover_the_week() -> None:
     env = {**BASE, "COMP_POLICY": "pay", "COMP_PAY_RULES": "weeknight = 10; weekend = 15"}
     del env["HOLIDAYS_COUNTRY"]
     assert load_settings(env).comp_pay_rules == "weeknight = 10; weekend = 15"
+
+
+@pytest.mark.parametrize(
+    ("rates", "missing"),
+    [("weeknight=10, weekend=15", "holiday"), ("weekend=15", "weeknight or holiday")],
+)
+def test_pay_rates_must_name_every_kind(rates: str, missing: str) -> None:
+    # A kind left out used to be paid its load weight (holiday 2.0) as if that were money.
+    env = {**BASE, "COMP_POLICY": "pay", "COMP_PAY_RATES": rates}
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert str(info.value).startswith(f"COMP_PAY_RATES gives no rate for {missing}: name every kind")
+    full = {**env, "COMP_PAY_RATES": "weeknight=10, weekend=15, holiday=20"}
+    assert load_settings(full).compensation().unit == "money"

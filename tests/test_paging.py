@@ -372,7 +372,11 @@ def test_do_not_disturb_is_noticed_and_the_backup_paged_sooner(live: Night) -> N
     [
         ({"COMP_PAGE_WORK": "true"}, ("1.5 h / 8 h", "0.1900", "days")),
         (
-            {"COMP_PAGE_WORK": "true", "COMP_POLICY": "pay", "COMP_PAY_RATES": "weeknight=10, weekend=15"},
+            {
+                "COMP_PAGE_WORK": "true",
+                "COMP_POLICY": "pay",
+                "COMP_PAY_RATES": "weeknight=10, weekend=15, holiday=20",
+            },
             ("1.5 h × 10", "15.0000", "money"),
         ),
     ],
