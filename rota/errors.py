@@ -119,6 +119,8 @@ class RequestNotFound(RotaError):
 
 
 class OfferNotForYou(RotaError):
+    field = PERSON
+
     def __init__(self, swap_id: int, to_user: str, user: str) -> None:
         super().__init__(f"offer {swap_id} was made to {to_user}, not to {user}")
         self.swap_id, self.to_user, self.user = swap_id, to_user, user
