@@ -20,16 +20,8 @@ from sqlalchemy.orm import Session
 from bot.business_hours import BusinessCalendar
 from bot.storage.models import RotaDuty, RotaMember, TimeOffRecord
 from bot.tickets.events import record_event
+from rota import errors
 from rota.duties import Duty
-from rota.errors import (
-    NotOnRota,
-    NotYourTimeOff,
-    TimeOffBackwards,
-    TimeOffNotFound,
-    TimeOffOver,
-    TimeOffTooFar,
-    WeightOutOfRange,
-)
 from rota.errors import RotaError as RotaError  # re-exported: callers catch `store.RotaError`
 from rota.fairness import balance_score
 from rota.load import loads_by_person
@@ -167,7 +159,7 @@ def people(session: Session) -> list[Person]:
 
 def set_weight(session: Session, user_id: str, weight: float, *, by: str, now: datetime) -> MemberView:
     if not 0 < weight <= 1:
-        raise WeightOutOfRange(weight)
+        raise errors.WeightOutOfRange(weight)
     found = _require_member(session, user_id)
     before = found.weight
     found.weight, found.updated_at = weight, now
@@ -202,7 +194,7 @@ def set_active(session: Session, user_id: str, active: bool, *, by: str, now: da
 def _require_member(session: Session, user_id: str) -> RotaMember:
     found = session.get(RotaMember, user_id)
     if found is None:
-        raise NotOnRota(user_id)
+        raise errors.NotOnRota(user_id)
     return found
 
 
@@ -294,13 +286,13 @@ def add_time_off(
 ) -> TimeOffAdded:
     found = _require_member(session, user_id)
     if last < first:
-        raise TimeOffBackwards(first, last)
+        raise errors.TimeOffBackwards(first, last)
     tz = zone(found.tz)
     off = TimeOff.for_days(Person(user_id, found.weight, tz), first, last)
     if off.end <= now:
-        raise TimeOffOver(first, last)
+        raise errors.TimeOffOver(first, last)
     if off.start - now > _MAX_TIME_OFF_AHEAD or off.end - off.start > _MAX_TIME_OFF_LENGTH:
-        raise TimeOffTooFar(first, last)
+        raise errors.TimeOffTooFar(first, last)
     record = TimeOffRecord(
         user_id=user_id,
         first_day=first,
@@ -333,9 +325,9 @@ def cancel_time_off(
 ) -> TimeOffView:
     record = session.get(TimeOffRecord, time_off_id)
     if record is None or record.cancelled_at is not None:
-        raise TimeOffNotFound(time_off_id)
+        raise errors.TimeOffNotFound(time_off_id)
     if record.user_id != by and not manager:
-        raise NotYourTimeOff(time_off_id, by)
+        raise errors.NotYourTimeOff(time_off_id, by)
     record.cancelled_at, record.cancelled_by = now, by
     record_event(
         session, ticket_id=None, actor=by, action="rota.time_off_cancelled", at=now, user=record.user_id
