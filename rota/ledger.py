@@ -23,7 +23,8 @@ from bot.storage.models import LedgerLine, RotaDuty
 from bot.tickets.events import record_event
 from rota.compensation import CompensationPolicy, earned_entries, page_work_earning
 from rota.duties import Duty
-from rota.store import SYSTEM, RotaError, _require_member
+from rota.errors import BadAmount, NoDaysGiven, NotDaysInLieu, ReasonNeeded
+from rota.store import SYSTEM, _require_member
 
 _MAX_ADJUSTMENT = Decimal(10_000)
 
@@ -142,9 +143,9 @@ def take_days(
     """Record days off in lieu taken (one entry, one day per date)."""
     _require_member(session, user_id)
     if not days:
-        raise RotaError("Give the day or days you take off, like `/oncall comp take 2026-12-27`.")
+        raise NoDaysGiven()
     if unit != "days":
-        raise RotaError("Compensation is paid, not taken as days off; ask a manager to record a payout.")
+        raise NotDaysInLieu(unit)
     note = "days off: " + ", ".join(d.isoformat() for d in sorted(set(days)))
     line = LedgerLine(
         user_id=user_id,
@@ -168,9 +169,9 @@ def adjust(
     """A manager's correction, positive or negative, with its reason."""
     _require_member(session, user_id)
     if not reason.strip():
-        raise RotaError("An adjustment needs a reason.")
+        raise ReasonNeeded()
     if not amount.is_finite() or amount == 0 or abs(amount) > _MAX_ADJUSTMENT:
-        raise RotaError("The amount must be a number other than 0, like 1.5 or -0.5.")
+        raise BadAmount(amount)
     line = LedgerLine(
         user_id=user_id,
         kind="adjusted",

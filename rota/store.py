@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session
 from bot.business_hours import BusinessCalendar
 from bot.storage.models import RotaDuty, RotaMember, TimeOffRecord
 from bot.tickets.events import record_event
+from rota import errors
 from rota.duties import Duty
+from rota.errors import RotaError as RotaError  # re-exported: callers catch `store.RotaError`
 from rota.fairness import balance_score
 from rota.load import loads_by_person
 from rota.planner import PlanConfig, RotaPlan, plan_rota
@@ -31,10 +33,6 @@ SYSTEM = "system"
 # Time off further ahead than this is refused: almost certainly a typo in the year.
 _MAX_TIME_OFF_AHEAD = timedelta(days=2 * 366)
 _MAX_TIME_OFF_LENGTH = timedelta(days=366)
-
-
-class RotaError(ValueError):
-    """A request the rota cannot honour; the message is for the person who asked."""
 
 
 # -- roster ----------------------------------------------------------------------
@@ -161,7 +159,7 @@ def people(session: Session) -> list[Person]:
 
 def set_weight(session: Session, user_id: str, weight: float, *, by: str, now: datetime) -> MemberView:
     if not 0 < weight <= 1:
-        raise RotaError("A weight is a share of a full load: above 0 and at most 1 (0.5 for half).")
+        raise errors.WeightOutOfRange(weight)
     found = _require_member(session, user_id)
     before = found.weight
     found.weight, found.updated_at = weight, now
@@ -196,7 +194,7 @@ def set_active(session: Session, user_id: str, active: bool, *, by: str, now: da
 def _require_member(session: Session, user_id: str) -> RotaMember:
     found = session.get(RotaMember, user_id)
     if found is None:
-        raise RotaError(f"<@{user_id}> is not on the rota: only support staff are.")
+        raise errors.NotOnRota(user_id)
     return found
 
 
@@ -288,13 +286,13 @@ def add_time_off(
 ) -> TimeOffAdded:
     found = _require_member(session, user_id)
     if last < first:
-        raise RotaError(f"The time off ends ({last}) before it starts ({first}).")
+        raise errors.TimeOffBackwards(first, last)
     tz = zone(found.tz)
     off = TimeOff.for_days(Person(user_id, found.weight, tz), first, last)
     if off.end <= now:
-        raise RotaError(f"{first} to {last} is already over; time off is for the future.")
+        raise errors.TimeOffOver(first, last)
     if off.start - now > _MAX_TIME_OFF_AHEAD or off.end - off.start > _MAX_TIME_OFF_LENGTH:
-        raise RotaError("Time off is taken at most two years ahead and for at most a year at a time.")
+        raise errors.TimeOffTooFar(first, last)
     record = TimeOffRecord(
         user_id=user_id,
         first_day=first,
@@ -327,9 +325,9 @@ def cancel_time_off(
 ) -> TimeOffView:
     record = session.get(TimeOffRecord, time_off_id)
     if record is None or record.cancelled_at is not None:
-        raise RotaError("That time off is not on record (already cancelled?).")
+        raise errors.TimeOffNotFound(time_off_id)
     if record.user_id != by and not manager:
-        raise RotaError("Only a manager can cancel someone else's time off.")
+        raise errors.NotYourTimeOff(time_off_id, by)
     record.cancelled_at, record.cancelled_by = now, by
     record_event(
         session, ticket_id=None, actor=by, action="rota.time_off_cancelled", at=now, user=record.user_id

@@ -22,12 +22,24 @@ from sqlalchemy.orm import Session
 
 from bot.storage.models import DutySwap, RotaDuty, TimeOffRecord
 from bot.tickets.events import record_event
-from rota.store import SYSTEM, DutyView, RotaError, _duty_view, _require_member
-
-
-class RequestClosed(RotaError):
-    """The request was decided, withdrawn or overtaken: its buttons have nothing left to do."""
-
+from rota.errors import (
+    AlreadyClosed,
+    AlreadyRequested,
+    AlreadyYours,
+    AwayThen,
+    CannotSwapWithYourself,
+    DutyMovedOn,
+    DutyNotFound,
+    DutyOver,
+    NotInRequest,
+    NotYourDuty,
+    OfferExpired,
+    OfferNotForYou,
+    OffRota,
+    RequestNotFound,
+)
+from rota.errors import RequestClosed as RequestClosed  # re-exported: callers catch `swaps.RequestClosed`
+from rota.store import SYSTEM, DutyView, _duty_view, _require_member
 
 OPEN = ("offered", "awaiting_approval")
 
@@ -65,9 +77,9 @@ def offer_swap(
 ) -> SwapView:
     row = _open_duty(session, duty_id, now)
     if row.user_id != from_user:
-        raise RotaError("You can only offer a duty you hold.")
+        raise NotYourDuty(row.id, from_user)
     if to_user == from_user:
-        raise RotaError("Offer it to a colleague, not to yourself.")
+        raise CannotSwapWithYourself()
     _check_can_take(session, row, to_user, now)
     _check_no_open_request(session, row.id, now)
     swap = DutySwap(
@@ -93,15 +105,15 @@ def answer_swap(
 ) -> SwapOutcome:
     swap = _swap(session, swap_id)
     if swap.to_user != user:
-        raise RotaError(f"This offer was made to <@{swap.to_user}>, not to you.")
+        raise OfferNotForYou(swap.id, swap.to_user, user)
     if swap.status != "offered":
-        raise RequestClosed(f"This offer is already {_said(swap.status)}.")
+        raise AlreadyClosed(swap.id, swap.status, offer=True)
     # Refusals raise, which rolls the transaction back: the periodic expiry closes such requests.
     if swap.expires_at is not None and swap.expires_at <= now:
-        raise RequestClosed("This offer has expired.")
+        raise OfferExpired(swap.id)
     row = session.get(RotaDuty, swap.duty_id)
     if row is None or row.user_id != swap.from_user or row.end <= now:
-        raise RequestClosed("That duty has changed hands or ended since it was offered.")
+        raise DutyMovedOn(swap.id, offer=True)
     if not accept:
         _close(session, swap, "declined", user, now)
         return SwapOutcome(_view(session, swap))
@@ -118,7 +130,7 @@ def cover_duty(
 ) -> SwapOutcome:
     row = _open_duty(session, duty_id, now)
     if row.user_id == user:
-        raise RotaError("You already hold that duty.")
+        raise AlreadyYours(row.id, user)
     _check_can_take(session, row, user, now)
     _check_no_open_request(session, row.id, now)
     swap = DutySwap(
@@ -142,10 +154,10 @@ def cover_duty(
 def decide_swap(session: Session, swap_id: int, *, manager: str, approve: bool, now: datetime) -> SwapOutcome:
     swap = _swap(session, swap_id)
     if swap.status != "awaiting_approval":
-        raise RequestClosed(f"This request is already {_said(swap.status)}.")
+        raise AlreadyClosed(swap.id, swap.status, offer=False)
     row = session.get(RotaDuty, swap.duty_id)
     if row is None or row.end <= now or row.user_id != swap.from_user:
-        raise RequestClosed("That duty has changed hands or ended since; the request no longer stands.")
+        raise DutyMovedOn(swap.id, offer=False)
     if not approve:
         _close(session, swap, "rejected", manager, now)
         return SwapOutcome(_view(session, swap))
@@ -155,9 +167,9 @@ def decide_swap(session: Session, swap_id: int, *, manager: str, approve: bool, 
 def cancel_swap(session: Session, swap_id: int, *, user: str, now: datetime) -> SwapView:
     swap = _swap(session, swap_id)
     if user not in (swap.from_user, swap.to_user):
-        raise RotaError("Only the people in this request can withdraw it.")
+        raise NotInRequest(swap.id, user)
     if swap.status not in OPEN:
-        raise RequestClosed(f"This request is already {_said(swap.status)}.")
+        raise AlreadyClosed(swap.id, swap.status, offer=False)
     _close(session, swap, "cancelled", user, now)
     return _view(session, swap)
 
@@ -207,9 +219,7 @@ def _apply(session: Session, swap: DutySwap, actor: str, now: datetime) -> SwapO
             user_id=swap.to_user,
             pinned=True,
             origin=swap.kind,
-            why=f"{swap.kind} from <@{swap.from_user}>"
-            if swap.from_user
-            else f"{swap.kind} of an unassigned duty",
+            why=_why(swap),
             published_at=now,
             published_by=actor,
             reminded_at=now,  # starts now: no reminder the day before
@@ -225,11 +235,7 @@ def _apply(session: Session, swap: DutySwap, actor: str, now: datetime) -> SwapO
         row.user_id = swap.to_user
         row.pinned = True
         row.origin = swap.kind
-        row.why = (
-            f"{swap.kind} from <@{swap.from_user}>"
-            if swap.from_user
-            else f"{swap.kind} of an unassigned duty"
-        )
+        row.why = _why(swap)
         row.reminded_at = None  # the new holder gets their own reminder
         row.published_at = now
         applied = row
@@ -249,19 +255,24 @@ def _apply(session: Session, swap: DutySwap, actor: str, now: datetime) -> SwapO
     return SwapOutcome(_view(session, swap), _duty_view(applied), under_way)
 
 
+def _why(swap: DutySwap) -> str:
+    # Plain text with the Slack id: what a duty says about its origin is not Slack's to format.
+    return f"{swap.kind} from {swap.from_user}" if swap.from_user else f"{swap.kind} of an unassigned duty"
+
+
 def _open_duty(session: Session, duty_id: int, now: datetime) -> RotaDuty:
     row = session.get(RotaDuty, duty_id)
     if row is None:
-        raise RotaError("That duty is not on the rota.")
+        raise DutyNotFound(duty_id)
     if row.end <= now:
-        raise RotaError("That duty is over.")
+        raise DutyOver(duty_id)
     return row
 
 
 def _check_can_take(session: Session, row: RotaDuty, user: str, now: datetime) -> None:
     member = _require_member(session, user)
     if not member.active:
-        raise RotaError(f"<@{user}> is not on the rota at the moment.")
+        raise OffRota(user)
     away = session.scalar(
         select(TimeOffRecord).where(
             TimeOffRecord.user_id == user,
@@ -271,7 +282,7 @@ def _check_can_take(session: Session, row: RotaDuty, user: str, now: datetime) -
         )
     )
     if away is not None:
-        raise RotaError(f"<@{user}> is on time off from {away.first_day} to {away.last_day}.")
+        raise AwayThen(user, away.first_day, away.last_day)
 
 
 def _check_no_open_request(session: Session, duty_id: int, now: datetime) -> None:
@@ -284,27 +295,19 @@ def _check_no_open_request(session: Session, duty_id: int, now: datetime) -> Non
         else:
             pending = request
     if pending is not None:
-        raise RotaError(
-            f"That duty already has an open request (<@{pending.to_user}>, {_said(pending.status)})."
-        )
+        raise AlreadyRequested(duty_id, pending.id, pending.to_user, pending.status)
 
 
 def _swap(session: Session, swap_id: int) -> DutySwap:
     swap = session.get(DutySwap, swap_id)
     if swap is None:
-        raise RotaError("That request no longer exists.")
+        raise RequestNotFound(swap_id)
     return swap
 
 
 def _close(session: Session, swap: DutySwap, status: str, actor: str, now: datetime) -> None:
     swap.status, swap.decided_at, swap.decided_by = status, now, actor
     record_event(session, ticket_id=None, actor=actor, action=f"rota.swap_{status}", at=now, swap=swap.id)
-
-
-def _said(status: str) -> str:
-    return {"offered": "waiting for an answer", "awaiting_approval": "waiting for a manager"}.get(
-        status, status
-    )
 
 
 def _view(session: Session, swap: DutySwap) -> SwapView:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.business_hours import BusinessCalendar
+from bot.slack.oncall_errors import rota_error_text
 from bot.storage.db import transaction
 from bot.storage.models import LedgerLine, RotaMember
 from rota import ledger, store, swaps
@@ -149,8 +151,10 @@ def test_a_swap_offer_is_accepted_declined_or_expires(db: sessionmaker[Session])
             swaps.offer_swap(
                 session, first.id, from_user="UADA", to_user="UCY", now=MONDAY, expires_in=timedelta(hours=1)
             )
-        with pytest.raises(RotaError, match="made to <@UBOB>"):
+        with pytest.raises(RotaError) as wrong_person:
             swaps.answer_swap(session, offer.id, user="UCY", accept=True, now=MONDAY, approval=False)
+        # The error carries the data; the sentence (with its mention) is written at the Slack edge.
+        assert re.search("made to <@UBOB>", rota_error_text(wrong_person.value))
         with pytest.raises(RotaError, match="only offer a duty you hold"):
             swaps.offer_swap(
                 session, first.id, from_user="UBOB", to_user="UCY", now=MONDAY, expires_in=timedelta(hours=1)

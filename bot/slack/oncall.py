@@ -1,5 +1,6 @@
-"""Block Kit for `/oncall`: the rota table, my duties, swap offers and their DMs, plan
-previews, fairness, the roster and the ledger; and the notices queued in the outbox.
+"""Block Kit for `/oncall`: the rota table, my duties and time off, swap offers and their
+DMs, the roster, the ledger and the calendar feeds. Plans and fairness are in
+`oncall_plan`; the notices a change owes, in `oncall_notices`.
 
 Times are Slack date tokens, so each reader sees them in their own time zone; the
 fallback text (old clients, notifications) is in the team's TIMEZONE. Names and notes
@@ -8,20 +9,16 @@ people typed go through `escape`; user ids are rendered as mentions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session
-
-from bot.outbox.queue import enqueue_post
 from bot.slack.render import Block, escape, fit, packed_sections, truncate
 from rota.ledger import LineView
-from rota.planner import Why
-from rota.store import DutyChange, DutyView, MemberView, PlanPreview, TimeOffView
+from rota.store import DutyView, MemberView, TimeOffView
 from rota.swaps import SwapView
 
 # Action ids, and what each button's value carries.
@@ -133,7 +130,7 @@ def actions(block_id: str, *elements: Block) -> Block:
     return {"type": "actions", "block_id": block_id, "elements": list(elements)}
 
 
-def _sections(lines: Sequence[str], *, more: str = "…and {n} more.") -> list[Block]:
+def sections(lines: Sequence[str], *, more: str = "…and {n} more.") -> list[Block]:
     shown = list(lines[:_MAX_LINES])
     if len(lines) > _MAX_LINES:
         shown.append(more.format(n=len(lines) - _MAX_LINES))
@@ -150,11 +147,11 @@ def outcome_blocks(text: str) -> list[Block]:
     return [section(text)]
 
 
-def _number(value: float | Decimal) -> str:
+def number_text(value: float | Decimal) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".") if value % 1 else f"{value:.0f}"
 
 
-def _balance(score: float) -> str:
+def balance_text(score: float) -> str:
     return f"*{score:.2f}* (1.00 is perfectly even)"
 
 
@@ -190,11 +187,11 @@ def overview_blocks(view: Overview, tz: ZoneInfo) -> list[Block]:
         blocks.append(section(f"*Next:* {holder(after.user_id)} from {when(after.start, tz)}"))
     blocks.append(header(f"The coming {view.weeks} weeks"))
     blocks.extend(
-        _sections([f"{span(d.start, d.end, tz)} · {holder(d.user_id)}{_moved(d)}" for d in view.coming])
+        sections([f"{span(d.start, d.end, tz)} · {holder(d.user_id)}{_moved(d)}" for d in view.coming])
     )
     notes = ":pushpin: swapped or covered."
     if view.balance is not None:
-        notes += f" Balance score of this period: {_balance(view.balance)}."
+        notes += f" Balance score of this period: {balance_text(view.balance)}."
     blocks.append(context(notes))
     return blocks[:50]
 
@@ -380,134 +377,18 @@ def duty_text(duty: DutyView, tz: ZoneInfo) -> str:
     return span(duty.start, duty.end, tz)
 
 
-# -- planning -------------------------------------------------------------------------
-
-
-def change_line(change: DutyChange, tz: ZoneInfo) -> str:
-    return f"{span(change.start, change.end, tz)}: {holder(change.before)} → {holder(change.after)}"
-
-
-def why_lines(why: Why | None) -> str:
-    if why is None:
-        return ""
-    lines = [escape(why.summary)]
-    for note in why.candidates:
-        detail = f" ({escape(note.excluded)})" if note.excluded else f" → {note.normalised_if_chosen:.1f}"
-        lines.append(f"   ◦ {holder(note.person)}: {note.normalised_load:.1f}{detail}")
-    return "\n".join(lines)
-
-
-def plan_preview_blocks(preview: PlanPreview, weeks: int, tz: ZoneInfo) -> list[Block]:
-    blocks: list[Block] = [header(f"Rota plan: the next {weeks} weeks (preview)")]
-    blocks.append(
-        section(
-            f"Until {when(preview.until, tz)} · {len(preview.changes)} duties change · "
-            f"balance score {_balance(preview.balance)}"
-        )
-    )
-    if preview.changes:
-        blocks.extend(_sections([change_line(c, tz) for c in preview.changes]))
-    else:
-        blocks.append(section("Nothing would change: the published rota already is this plan."))
-    unassigned = [a for a in preview.plan.unassigned if a.planned]
-    if unassigned:
-        lines = [
-            f":warning: {span(a.duty.start, a.duty.end, tz)} stays *unassigned*: {why_lines(a.why)}"
-            for a in unassigned[:8]
-        ]
-        if len(unassigned) > 8:
-            lines.append(f"…and {len(unassigned) - 8} more unassigned.")
-        blocks.extend(section(line) for line in lines)
-    blocks = blocks[:47]
-    blocks.append(
-        actions(
-            "plan_decision",
-            button("Publish", ACTION_PUBLISH, preview.until.isoformat(), "primary"),
-            button("Discard", ACTION_DISCARD, preview.until.isoformat()),
-        )
-    )
-    return blocks
-
-
-def published_summary(
-    changes: Sequence[DutyChange], until: datetime, balance: float, manager: str, tz: ZoneInfo
-) -> tuple[str, list[Block]]:
-    text = (
-        f":calendar: {holder(manager)} published the on-call rota "
-        f"until {when(until, tz, '{date_short_pretty}')}: "
-        f"{len(changes)} duties changed."
-    )
-    blocks = [section(text + f" Balance score {_balance(balance)}.")]
-    blocks.extend(_sections([change_line(c, tz) for c in changes])[:40])
-    blocks.append(context("`/oncall` shows the rota; `/oncall me` your duties."))
-    return text, blocks[:50]
-
-
-def changes_for_person(
-    user: str, changes: Sequence[DutyChange], manager: str, tz: ZoneInfo
-) -> tuple[str, list[Block]]:
-    gained = [c for c in changes if c.after == user]
-    lost = [c for c in changes if c.before == user and c.after != user]
-    text = f"{holder(manager)} published a new on-call rota, with changes for you."
-    blocks = [section(text)]
-    if gained:
-        blocks.extend(_sections(["*You hold:*", *(f"• {span(c.start, c.end, tz)}" for c in gained)])[:20])
-    if lost:
-        blocks.extend(
-            _sections(
-                [
-                    "*No longer yours:*",
-                    *(f"• {span(c.start, c.end, tz)} (now {holder(c.after)})" for c in lost),
-                ]
-            )[:20]
-        )
-    blocks.append(context("Can't make one? `/oncall me` lets you offer it to a colleague."))
-    return text, blocks[:50]
-
-
-# -- fairness, roster, ledger -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FairnessRow:
-    user_id: str
-    weight: float
-    past: float  # normalised load (weighted hours / weight)
-    planned: float
-
-
-def fairness_blocks(
-    rows: Sequence[FairnessRow], days: int, past_balance: float, planned_balance: float, total_balance: float
-) -> list[Block]:
-    lines = [
-        f"{holder(r.user_id)}"
-        + (f" (weight {_number(r.weight)})" if r.weight != 1 else "")
-        + f": last {days} days *{r.past:.1f}* · planned *{r.planned:.1f}* · total *{r.past + r.planned:.1f}*"
-        for r in sorted(rows, key=lambda r: (-(r.past + r.planned), r.user_id))
-    ]
-    blocks: list[Block] = [header("Fairness: normalised load per person")]
-    blocks.extend(_sections(lines) if lines else [section("Nobody is on the rota.")])
-    blocks.append(
-        section(
-            f"Balance score: last {days} days {_balance(past_balance)} · planned {_balance(planned_balance)}"
-            f" · together {_balance(total_balance)}"
-        )
-    )
-    blocks.append(
-        context("Load is weighted hours on call (weeknight, weekend, holiday) divided by the weight.")
-    )
-    return blocks[:50]
+# -- roster, ledger, feeds ---------------------------------------------------------------
 
 
 def roster_blocks(members: Sequence[MemberView]) -> list[Block]:
     lines = [
-        f"{holder(m.user_id)} {escape(truncate(m.name, 100))} · weight {_number(m.weight)} · {m.tz.key}"
+        f"{holder(m.user_id)} {escape(truncate(m.name, 100))} · weight {number_text(m.weight)} · {m.tz.key}"
         + ("" if m.active else " · _off the rota_")
         for m in members
     ]
     blocks: list[Block] = [header("On-call roster")]
     blocks.extend(
-        _sections(lines) if lines else [section("Nobody yet: the roster follows the support staff.")]
+        sections(lines) if lines else [section("Nobody yet: the roster follows the support staff.")]
     )
     blocks.append(
         context("`/oncall weight @user 0.5` · `/oncall roster remove @user` · `/oncall roster add @user`")
@@ -535,7 +416,7 @@ def comp_blocks(
             for line in lines
         ]
         blocks.append(header("Latest entries"))
-        blocks.extend(_sections(rows))
+        blocks.extend(sections(rows))
     return blocks[:50]
 
 
@@ -545,7 +426,7 @@ def comp_all_blocks(balances: Mapping[tuple[str, str], Decimal], names: Mapping[
         for (user, unit), amount in sorted(balances.items())
     ]
     blocks: list[Block] = [header("Compensation balances")]
-    blocks.extend(_sections(rows) if rows else [section("The ledger is empty.")])
+    blocks.extend(sections(rows) if rows else [section("The ledger is empty.")])
     blocks.append(context("`/oncall comp export` sends the whole ledger as CSV."))
     return blocks[:50]
 
@@ -562,13 +443,3 @@ def ical_blocks(personal: str | None, team: str) -> list[Block]:
         )
     )
     return blocks
-
-
-# -- notices: each a row in the outbox, written with the change it reports -----------------
-
-
-def queue_notice(
-    session: Session, channel: str, text: str, blocks: Iterable[Block] | None = None, *, now: datetime
-) -> None:
-    """A DM (`channel` a user id: delivery opens the DM) or a channel post, sent after commit."""
-    enqueue_post(session, channel, text, now=now, blocks=list(blocks or []))
