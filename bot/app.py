@@ -23,7 +23,7 @@ from bot.mail.sender import smtp_handlers
 from bot.mail.watcher import MailboxSettings, MailboxWatcher
 from bot.outbox.queue import FILES_LANE_PREFIX, SMTP_SEND
 from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
-from bot.scheduler import install_standard_jobs, make_scheduler, set_runtime
+from bot.scheduler import ScheduledJobs, install_standard_jobs, make_scheduler
 from bot.slack.delivery import attachment_refused, slack_handlers
 from bot.storage.db import make_engine, make_sessionmaker, upgrade
 from bot.survey_http import survey_app
@@ -110,7 +110,7 @@ class SupportBot:
         self.scheduler: Any = None
         self.leadership = Leadership(self.engine, self._become_leader, self._stop_leading)
         self._duties_lock = threading.Lock()
-        set_runtime(self.factory, self.clock, settings, client=self.client)
+        self.jobs = ScheduledJobs(self.factory, self.clock, settings, self.client)
 
     # -- start and stop ----------------------------------------------------------
 
@@ -212,8 +212,8 @@ class SupportBot:
             self.watcher.start()
             self.triage = TriageWorker(self.factory, s, self.clock)
             self.triage.start()
-            self.scheduler = make_scheduler(self.engine)
-            install_standard_jobs(self.scheduler)
+            self.scheduler = make_scheduler()
+            install_standard_jobs(self.scheduler, self.jobs)
             self.scheduler.start()
 
     def _stop_leading(self) -> None:

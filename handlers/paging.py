@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.paging_jobs import ACTION_ACK, ACTION_CLAIM, ack_effects
+from bot.slack.paging import ACTION_ACK, ACTION_CLAIM, queue_paging_notices
 from bot.tickets.workflow import TicketError, claim_ticket
 from handlers.access import Access, acting_user, guarded, tell
 from handlers.common import action_value, id_of, run_domain
 from rota.paging import Acknowledged, PagingError, acknowledge
+from rota.paging_jobs import acknowledged
 
 if TYPE_CHECKING:
     from slack_bolt import App
@@ -37,7 +38,8 @@ def register(app: App, services: Services, access: Access) -> None:
 
         def act(session: Session) -> tuple[Acknowledged, str | None]:
             ack = acknowledge(session, page_id, user=user, now=now)
-            ack_effects(session, ack, now)
+            channel = services.settings.support_channel
+            queue_paging_notices(session, acknowledged(ack), now, support_channel=channel)
             claimed = None
             if claim:
                 result = claim_ticket(session, ack.ticket_id, user, now)

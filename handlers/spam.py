@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackClientError
 
 from bot.slack import lists
+from bot.slack.paging import queue_paging_notices
 from bot.slack.render import escape, truncate
 from bot.tickets import spam
 from bot.tickets.workflow import TicketError
@@ -21,6 +22,8 @@ from handlers.access import Access
 from handlers.common import read_domain, run_domain
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from bot.app import Services
 
 log = logging.getLogger(__name__)
@@ -89,7 +92,14 @@ def mark(services: Services, access: Access, ticket_id: int, user: str) -> str:
     # The ticket is checked before Slack is asked anything about staff.
     read_domain(services, lambda s: spam.ticket_sender(s, ticket_id))
     protected = protected_of(services, access).addresses()
-    result = run_domain(services, lambda s: spam.mark_spam(s, ticket_id, user, now, protected=protected))
+
+    def act(session: Session) -> spam.MarkResult:
+        result = spam.mark_spam(session, ticket_id, user, now, protected=protected)
+        channel = services.settings.support_channel
+        queue_paging_notices(session, result.paging, now, support_channel=channel)
+        return result
+
+    result = run_domain(services, act)
     sender = escape(truncate(result.sender, 320))
     if result.blocked:
         return f"Ticket #{result.number} is marked as spam; mail from {sender} will be set aside too."

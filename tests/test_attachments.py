@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from bot.mail.parse import AttachmentPart, image_dimensions, is_decoration
 from bot.outbox.queue import SLACK_ATTACHMENT_UPLOAD
-from bot.slack.delivery import UPLOAD_SETTLE_SECONDS
+from bot.slack.upload_delivery import UPLOAD_SETTLE_SECONDS
 from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import Attachment, OutboxItem
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
@@ -404,7 +404,7 @@ def test_an_upload_is_not_skipped_when_its_post_lands_between_two_reads(slack, s
     from sqlalchemy import event, update
 
     from bot.outbox.queue import SLACK_TICKET_POST
-    from bot.slack.delivery import AttachmentUploadHandler
+    from bot.slack.upload_delivery import AttachmentUploadHandler
     from bot.storage.models import Ticket
     from bot.tickets.ingest import ingest_email
 

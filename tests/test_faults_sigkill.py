@@ -35,9 +35,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.outbox.queue import SLACK_PAGE, SMTP_SEND
-from bot.paging_jobs import step_effects
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
+from bot.slack.paging import step_effects
 from bot.slack.render import MESSAGE_EVENT_TYPE, TICKET_EVENT_TYPE
 from bot.storage.db import make_engine, make_sessionmaker, reading, transaction
 from bot.storage.models import Message, OutboxItem, Page, PageAttempt, Ticket

@@ -426,14 +426,13 @@ def _build(world: World) -> None:
     )
     # The scheduler's jobs once, now, so that their first run does not land in the middle of a
     # refusal (the clock is frozen: later runs find nothing to do).
-    from bot import scheduler
-
+    jobs = world.bot.jobs
     for job in (
-        scheduler.rota_tick,
-        scheduler.paging_tick,
-        scheduler.nudge_unclaimed_tickets,
-        scheduler.send_surveys,
-        scheduler.sync_roster,
+        jobs.rota_tick,
+        jobs.paging_tick,
+        jobs.nudge_unclaimed_tickets,
+        jobs.send_surveys,
+        jobs.sync_roster,
     ):
         job()
     world.settle()

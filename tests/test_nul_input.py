@@ -102,14 +102,13 @@ class World:
     def run_scheduler(self) -> None:
         """The scheduler's jobs once, now, rather than in the middle of a comparison (the clock
         is frozen: their later runs find nothing new to do), and their posts delivered."""
-        from bot import scheduler
-
+        jobs = self.bot.jobs
         for job in (
-            scheduler.rota_tick,
-            scheduler.paging_tick,
-            scheduler.nudge_unclaimed_tickets,
-            scheduler.send_surveys,
-            scheduler.sync_roster,
+            jobs.rota_tick,
+            jobs.paging_tick,
+            jobs.nudge_unclaimed_tickets,
+            jobs.send_surveys,
+            jobs.sync_roster,
         ):
             job()
         self.settle()

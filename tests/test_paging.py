@@ -16,13 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import scheduler
 from bot.app import SupportBot
 from bot.clock import FrozenClock
 from bot.config import Settings
-from bot.paging_jobs import ACTION_ACK, ACTION_CLAIM, morning_handover, paging_tick, step_effects
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
+from bot.slack.paging import ACTION_ACK, ACTION_CLAIM, morning_handover, paging_tick, step_effects
 from bot.storage.db import make_engine, make_sessionmaker, transaction
 from bot.storage.models import OutboxItem, Page, PageAttempt, Ticket
 from bot.tickets.ingest import ingest_email
@@ -269,7 +268,7 @@ def start(live: Night) -> int:
         ticket = session.get(Ticket, ticket_id)
         assert ticket is not None
         ticket.slack_ts = None  # posted by the worker shortly; the thread notices wait for it
-    scheduler.paging_tick()
+    live.bot.jobs.paging_tick()
     return ticket_id
 
 
@@ -305,18 +304,18 @@ def test_a_page_reaches_the_on_call_dm_and_acknowledge_stops_it(live: Night) -> 
         what="the thread notice",
     )
     live.clock.advance(timedelta(minutes=30))
-    scheduler.paging_tick()
+    live.bot.jobs.paging_tick()
     assert not [m for m in live.slack.dms(BOB) if "Urgent ticket" in m.get("text", "")]
 
 
 def test_claim_from_the_page_and_a_late_click_by_someone_else(live: Night) -> None:
     ticket_id = start(live)
     live.clock.advance(timedelta(minutes=20))
-    scheduler.paging_tick()  # repeats for Ada
+    live.bot.jobs.paging_tick()  # repeats for Ada
     for _ in range(3):
-        scheduler.paging_tick()
+        live.bot.jobs.paging_tick()
         live.clock.advance(timedelta(minutes=5))
-    scheduler.paging_tick()  # Ada's three repeats are done: the backup's turn
+    live.bot.jobs.paging_tick()  # Ada's three repeats are done: the backup's turn
     bob_page = page_dm(live, BOB)
     SlackUser(live.bot.url, live.slack, BOB).click(bob_page, ACTION_CLAIM)
     wait_until(
@@ -352,7 +351,7 @@ def test_do_not_disturb_is_noticed_and_the_backup_paged_sooner(live: Night) -> N
 
     wait_until(dnd_recorded, what="Do Not Disturb read")
     live.clock.advance(timedelta(minutes=1))
-    scheduler.paging_tick()
+    live.bot.jobs.paging_tick()
     page_dm(live, BOB)
 
     def notices() -> list[str]:
@@ -384,7 +383,7 @@ def test_do_not_disturb_is_noticed_and_the_backup_paged_sooner(live: Night) -> N
 def test_night_work_on_a_page_earns_compensation_once(
     night: sessionmaker[Session], database_url: str, overrides: dict[str, str], expected: tuple[str, str, str]
 ) -> None:
-    from bot.rota_jobs import rota_tick
+    from bot.slack.handoffs import rota_tick
     from bot.storage.models import LedgerLine
     from bot.tickets.workflow import resolve_ticket
 

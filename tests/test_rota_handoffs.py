@@ -11,12 +11,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import scheduler
 from bot.clock import FrozenClock
 from bot.config import Settings
-from bot.rota_jobs import rota_tick
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
+from bot.slack.handoffs import rota_tick
 from bot.storage.db import transaction
 from bot.storage.models import Event, LedgerLine, OutboxItem
 from rota import store, swaps
@@ -158,11 +157,11 @@ def test_hand_off_reaches_slack_through_the_outbox(tmp_path: Path, database_url:
             slack_url=slack.base_url, imap=imap, database_url=database_url, ONCALL_USERGROUP="S0ONCALL"
         )
         with running_bot(env, clock=clock) as bot:
-            scheduler.sync_roster()
+            bot.jobs.sync_roster()
             with bot.factory() as session:
                 assert [m.user_id for m in store.members(session)] == ["UADA", "UBOB"]
             start_rota(bot.factory, bot.settings, SUNDAY)
-            scheduler.rota_tick()
+            bot.jobs.rota_tick()
             with bot.factory() as session:
                 holder = store.duty_at(session, SUNDAY)
             assert holder is not None and holder.user_id is not None
@@ -180,7 +179,7 @@ def test_hand_off_reaches_slack_through_the_outbox(tmp_path: Path, database_url:
             clock.advance(timedelta(hours=2))
             with transaction(bot.factory) as session:
                 swaps.cover_duty(session, holder.id, user=taker, now=clock.now(), approval=False)
-            scheduler.rota_tick()
+            bot.jobs.rota_tick()
             wait_until(
                 lambda: slack.usergroups["S0ONCALL"]["users"] == [taker], what="@oncall follows the cover"
             )

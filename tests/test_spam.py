@@ -25,7 +25,6 @@ from bot.outbox.queue import SLACK_ATTACHMENT_UPLOAD
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.smtp_catcher import SmtpCatcher
-from bot.scheduler import send_surveys
 from bot.slack import stats as stats_ui
 from bot.stats.period import Period
 from bot.stats.report import StatsConfig, build_report
@@ -281,7 +280,7 @@ def test_a_resolved_ticket_marked_as_spam_gets_no_survey(desk: Desk) -> None:
     wait_until(lambda: desk.ticket(1).status == "spam", what="#1 spam")  # type: ignore[union-attr]
 
     desk.clock.advance(timedelta(hours=2))
-    send_surveys()
+    desk.bot.jobs.send_surveys()
     desk.settle()
     assert len(desk.smtp.mails) == acknowledged
     with desk.bot.factory() as session:

@@ -33,7 +33,6 @@ from bot.outbox.queue import SLACK_TICKET_NOTICE, SMTP_SEND
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.smtp_catcher import SmtpCatcher
-from bot.scheduler import send_surveys
 from bot.storage.models import AppSecret, Event, Message, OutboxItem, Survey, SurveyOptOut, Ticket
 from bot.survey_http import MaskSurveyPaths
 from bot.tickets.ingest import ingest_email
@@ -556,10 +555,10 @@ def test_resolve_survey_answer_comment_and_opt_out_end_to_end(desk: Desk) -> Non
     assert desk.bot.scheduler.get_job("send_surveys") is not None
 
     desk.clock.advance(timedelta(minutes=59))
-    send_surveys()
+    desk.bot.jobs.send_surveys()
     assert desk.survey(1) is None
     desk.clock.advance(timedelta(minutes=1))
-    send_surveys()
+    desk.bot.jobs.send_surveys()
 
     [caught] = wait_until(lambda: desk.smtp.mails, what="the survey at the SMTP server")
     mail = caught.message
@@ -650,7 +649,7 @@ def test_resolve_survey_answer_comment_and_opt_out_end_to_end(desk: Desk) -> Non
     # The next resolution of the same customer (the ticket is open again) gets no survey.
     desk.resolve(1)
     desk.clock.advance(timedelta(hours=2))
-    send_surveys()
+    desk.bot.jobs.send_surveys()
     second = desk.survey(1, round_=2)
     assert second is not None and second.status == "skipped"
     assert len(desk.smtp.mails) == 1
@@ -672,7 +671,7 @@ def test_reopened_or_automatic_tickets_get_no_survey_end_to_end(desk: Desk) -> N
     wait_until(lambda: desk.ticket(1).status != "resolved", what="the customer's answer to reopen #1")
 
     desk.clock.advance(timedelta(hours=1))
-    send_surveys()
+    desk.bot.jobs.send_surveys()
     assert desk.survey(1) is not None and desk.survey(1).status == "skipped"  # type: ignore[union-attr]
     assert desk.survey(2) is not None and desk.survey(2).status == "skipped"  # type: ignore[union-attr]
     assert desk.smtp.mails == []

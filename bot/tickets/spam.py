@@ -34,6 +34,7 @@ from bot.outbox.queue import (
 from bot.storage.models import BlockedSender, Customer, Event, Message, Ticket
 from bot.tickets.events import SYSTEM, record_event
 from bot.tickets.workflow import TicketError
+from rota.paging_jobs import PagingEnded, stop_paging
 
 SPAM = "spam"
 ADDRESS = "address"
@@ -51,6 +52,8 @@ class MarkResult:
     sender: str  # "" when the mail had no readable sender
     blocked: bool  # the sender is blocked now (by this or earlier)
     not_blocked_why: str = ""  # when there is a sender and it was not blocked
+    # A page running for the ticket stops at once: who it woke, for the caller to stand down.
+    paging: tuple[PagingEnded, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ def mark_spam(
     record_event(
         session, ticket_id=ticket.id, actor=user, action="marked_spam", at=now, sender=sender, **previous
     )
-    _stop_page(session, ticket, now)
+    paging = stop_paging(session, ticket.id, now, "the ticket was marked as spam")
     blocked, why_not = False, ""
     if sender:
         why_not = protection(sender, protected)
@@ -214,18 +217,7 @@ def mark_spam(
             _block(session, ADDRESS, sender, user, now, ticket.id)
             blocked = True
     _refresh(session, ticket, now)
-    return MarkResult(ticket.number, sender, blocked, why_not)
-
-
-def _stop_page(session: Session, ticket: Ticket, now: datetime) -> None:
-    """A page running for a spam ticket stops at once, not at its next step."""
-    # Imported here: paging belongs to the rota, which imports ticket code, not the reverse.
-    from bot.paging_jobs import stopped_effects
-    from rota.paging import cancel_page
-
-    stopped = cancel_page(session, ticket.id, now, "the ticket was marked as spam")
-    if stopped is not None:
-        stopped_effects(session, stopped, now)
+    return MarkResult(ticket.number, sender, blocked, why_not, tuple(paging))
 
 
 def not_spam(session: Session, ticket_id: int, user: str, now: datetime) -> RestoreResult:

@@ -219,7 +219,7 @@ def _record(
 
 def _page(session: Session, settings: Settings, ticket: Ticket, reason: str, now: datetime) -> bool:
     # Imported here: paging belongs to the rota, which imports ticket code, not the reverse.
-    from bot.paging_jobs import step_effects
+    from bot.slack.paging import step_effects
     from rota.paging import start_page
 
     step = start_page(session, ticket_id=ticket.id, reason=reason, now=now, settings=settings)

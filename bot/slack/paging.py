@@ -1,0 +1,277 @@
+"""Paging's words: each paging notice (rota/paging_jobs.py) as a Slack DM, thread notice or
+channel post, queued in the outbox in the caller's transaction.
+
+Every row carries the notice's dedupe key, so the same step can never be queued twice
+even if a caller retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.business_hours import BusinessCalendar
+from bot.config import Settings
+from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_NOTICE, enqueue, enqueue_post, slack_lane
+from bot.slack.render import escape, slack_date, truncate
+from bot.storage.models import Customer, Ticket, TicketTriage
+from rota.paging import PagePolicy, PageStep
+from rota.paging_jobs import (
+    DndNoticed,
+    MorningReport,
+    NightTicket,
+    PageAcknowledged,
+    Paged,
+    PagingEnded,
+    PagingNotice,
+    morning_report,
+    notice_of_step,
+)
+from rota.paging_jobs import paging_tick as due_paging
+
+ACTION_ACK = "page_ack"
+ACTION_CLAIM = "page_claim"
+_LEVEL_WORDS = {"oncall": "on call", "backup": "backup", "managers": "manager"}
+
+
+# -- the jobs: a rota decision, then its notices queued ----------------------------------------
+
+
+def paging_tick(session: Session, settings: Settings, now: datetime) -> list[PageStep]:
+    """Repeat and escalate unacknowledged pages, and end the chains that ran out."""
+    notices = due_paging(session, PagePolicy.from_settings(settings), now)
+    queue_paging_notices(session, notices, now, support_channel=settings.support_channel)
+    return [notice.step for notice in notices]
+
+
+def step_effects(session: Session, settings: Settings, step: PageStep, now: datetime) -> None:
+    """Queue what one step of a chain tells (the first page, as triage opens the chain)."""
+    queue_paging_notices(session, [notice_of_step(step)], now, support_channel=settings.support_channel)
+
+
+def morning_handover(session: Session, settings: Settings, calendar: BusinessCalendar, now: datetime) -> bool:
+    """At the day's opening, one message: what came in overnight; True if queued now."""
+    report = morning_report(session, calendar, now)
+    if report is None:
+        return False
+    queued = enqueue_post(
+        session, settings.support_channel, morning_text(report)[:39_000], now=now, dedupe_key=report.key
+    )
+    return queued is not None
+
+
+# -- the composer ------------------------------------------------------------------------------
+
+
+def queue_paging_notices(
+    session: Session, notices: Iterable[PagingNotice], now: datetime, *, support_channel: str
+) -> None:
+    """Word each notice and queue it; a notice about a ticket that is gone says nothing."""
+    for notice in notices:
+        ticket_id = notice.ticket_id if isinstance(notice, DndNoticed) else _ticket_id(notice)
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None:
+            continue
+        if isinstance(notice, Paged):
+            _paged(session, ticket, notice, now)
+        elif isinstance(notice, PagingEnded):
+            _ended(session, ticket, notice, now, support_channel)
+        elif isinstance(notice, PageAcknowledged):
+            _acknowledged(session, ticket, notice, now)
+        else:
+            _dnd(session, ticket, notice, now)
+
+
+def _ticket_id(notice: Paged | PagingEnded | PageAcknowledged) -> int:
+    return notice.ack.ticket_id if isinstance(notice, PageAcknowledged) else notice.step.ticket_id
+
+
+def _paged(session: Session, ticket: Ticket, notice: Paged, now: datetime) -> None:
+    step = notice.step
+    text, blocks = page_message(session, ticket, step)
+    for user in step.users:
+        enqueue(
+            session,
+            kind=SLACK_PAGE,
+            lane=slack_lane(user),
+            now=now,
+            ticket_id=ticket.id,
+            payload={
+                "channel": user,
+                "text": text,
+                "blocks": blocks,
+                "page_id": step.page_id,
+                "step": step.step,
+                "user": user,
+            },
+            dedupe_key=f"{notice.key}:{user}",
+        )
+    who = ", ".join(f"<@{u}>" for u in step.users)
+    again = f" (repeat {step.repeat})" if step.repeat else ""
+    _thread_notice(
+        session,
+        ticket,
+        f":rotating_light: Paging {who} ({_LEVEL_WORDS[step.level]}){again}.",
+        now,
+        f"{notice.key}:thread",
+    )
+
+
+def _ended(
+    session: Session, ticket: Ticket, notice: PagingEnded, now: datetime, support_channel: str
+) -> None:
+    step = notice.step
+    icon = ":warning:" if step.level == "exhausted" else ":white_check_mark:"
+    _thread_notice(session, ticket, f"{icon} Paging stopped: {step.reason}.", now, notice.key)
+    if notice.ask_the_channel:
+        enqueue_post(
+            session,
+            support_channel,
+            f":warning: Urgent ticket #{ticket.number} was paged to everyone on the chain and nobody "
+            f"acknowledged ({step.reason}). Can anyone take it?",
+            now=now,
+            dedupe_key=f"page:{step.page_id}:{step.step}:exhausted-channel",
+        )
+    for user in notice.stand_down:
+        enqueue_post(
+            session,
+            user,
+            f":white_check_mark: Paging for ticket #{ticket.number} stopped ({step.reason}); "
+            "you can stand down.",
+            now=now,
+            dedupe_key=f"{notice.key}:{user}",
+        )
+
+
+def _acknowledged(session: Session, ticket: Ticket, notice: PageAcknowledged, now: datetime) -> None:
+    ack = notice.ack
+    _thread_notice(
+        session,
+        ticket,
+        f":white_check_mark: <@{ack.by}> acknowledged the page after {duration(ack.after)}.",
+        now,
+        notice.key,
+    )
+    for user in notice.stand_down:
+        enqueue_post(
+            session,
+            user,
+            f":white_check_mark: <@{ack.by}> acknowledged urgent ticket #{ticket.number}; "
+            "you can stand down.",
+            now=now,
+            dedupe_key=f"{notice.key}:{user}",
+        )
+
+
+def _dnd(session: Session, ticket: Ticket, notice: DndNoticed, now: datetime) -> None:
+    then = " The page moves on to the next person sooner." if notice.escalated else ""
+    _thread_notice(
+        session,
+        ticket,
+        f":no_bell: <@{notice.user}> has notifications paused (Do Not Disturb), "
+        f"so this page may not wake them.{then}",
+        now,
+        notice.key,
+    )
+
+
+def page_message(session: Session, ticket: Ticket, step: PageStep) -> tuple[str, list[dict[str, Any]]]:
+    triage = session.get(TicketTriage, ticket.id)
+    customer = session.get(Customer, ticket.customer_id) if ticket.customer_id else None
+    subject = escape(truncate(ticket.subject or "(no subject)", 150))
+    sender = escape(customer.email) if customer else "unknown sender"
+    why = f"\n*Why urgent:* {escape(triage.reason)}" if triage and triage.reason else ""
+    level = {
+        "backup": " You are the backup: the person on call has not answered.",
+        "managers": (" Nobody on the rota has answered."),
+    }.get(step.level, "")
+    text = f"Urgent ticket #{ticket.number}: {subject}"
+    headline = f":rotating_light: *Urgent ticket #{ticket.number}* from {sender}"
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"{headline}\n>{subject}{why}\n{level}".rstrip(),
+            },
+        },
+        {
+            "type": "actions",
+            "block_id": f"page_{step.page_id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": ACTION_ACK,
+                    "text": {"type": "plain_text", "text": "Acknowledge"},
+                    "style": "primary",
+                    "value": str(step.page_id),
+                },
+                {
+                    "type": "button",
+                    "action_id": ACTION_CLAIM,
+                    "text": {"type": "plain_text", "text": "Claim"},
+                    "value": str(step.page_id),
+                },
+            ],
+        },
+    ]
+    return text, blocks
+
+
+def morning_text(report: MorningReport) -> str:
+    since = slack_date(report.since)
+    if not report.total:
+        return f":sunrise: Good morning! Nothing came in overnight (since {since})."
+    head = (
+        f":sunrise: Good morning! {report.total} ticket{'s' if report.total != 1 else ''} "
+        "came in overnight"
+        f" (since {since}), {report.unclaimed} still unclaimed:"
+    )
+    lines = [_night_line(ticket) for ticket in report.tickets]
+    hidden = report.total - len(report.tickets)
+    more = f"\n…and {hidden} more: `/support open`" if hidden > 0 else ""
+    return head + "\n" + "\n".join(lines) + more
+
+
+def _night_line(ticket: NightTicket) -> str:
+    notes = []
+    if ticket.paged is not None:
+        who = ", ".join(f"<@{u}>" for u in ticket.paged) or "nobody"
+        if ticket.acknowledged_by and ticket.acknowledged_after is not None:
+            took = duration(ticket.acknowledged_after)
+            notes.append(f"paged {who}; <@{ticket.acknowledged_by}> acknowledged in {took}")
+        else:
+            notes.append(f"paged {who}; not acknowledged")
+    if ticket.auto_reply is not None:
+        notes.append("answered automatically" if ticket.auto_reply == "template" else "auto-acknowledged")
+    if ticket.status == "resolved":
+        notes.append("resolved")
+    elif ticket.owner:
+        notes.append(f"claimed by <@{ticket.owner}>")
+    else:
+        notes.append("*unclaimed*")
+    subject = escape(truncate(ticket.subject or "(no subject)", 80))
+    return f"• #{ticket.number} {subject}: {'; '.join(notes)}"
+
+
+def duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _thread_notice(session: Session, ticket: Ticket, text: str, now: datetime, key: str) -> None:
+    enqueue(
+        session,
+        kind=SLACK_TICKET_NOTICE,
+        lane=slack_lane(ticket.slack_channel or ""),
+        now=now,
+        ticket_id=ticket.id,
+        payload={"text": text},
+        dedupe_key=key,
+    )
