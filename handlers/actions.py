@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bot.slack import lists, modals
+from bot.slack.errors import ticket_error_text
 from bot.slack.render import (
     ACTION_CLAIM,
     ACTION_MORE,
@@ -50,7 +51,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
         try:
             result = run_domain(services, lambda s: claim_ticket(s, ticket_id, user, services.clock.now()))
         except TicketError as exc:
-            tell(client, body, str(exc))
+            tell(client, body, ticket_error_text(exc))
             return
         if not result.claimed:
             owner = "you" if result.owner == user else f"<@{result.owner}>"
@@ -67,7 +68,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
                 services, lambda s: resolve_ticket(s, ticket_id, acting_user(body), services.clock.now())
             )
         except TicketError as exc:
-            tell(client, body, str(exc))
+            tell(client, body, ticket_error_text(exc))
 
     def reply(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
@@ -78,7 +79,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
         try:
             view = desk.open_view(ticket_id)
         except TicketError as exc:
-            tell(client, body, str(exc))
+            tell(client, body, ticket_error_text(exc))
             return
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
@@ -145,7 +146,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
             else:
                 raise TicketError(f"Unknown choice {verb!r}.")
         except TicketError as exc:
-            tell(client, body, str(exc))
+            tell(client, body, ticket_error_text(exc))
 
     def not_spam(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
@@ -156,7 +157,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
         try:
             tell(client, body, spam.restore(services, ticket_id, acting_user(body)))
         except TicketError as exc:
-            tell(client, body, str(exc))
+            tell(client, body, ticket_error_text(exc))
 
     app.action(ACTION_CLAIM)(guarded(access, "staff", claim))
     app.action(ACTION_RESOLVE)(guarded(access, "staff", resolve))

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.slack import lists, modals
+from bot.slack.errors import ticket_error_text
 from bot.slack.render import escape, truncate
 from bot.tickets import queries, search
 from bot.tickets import templates as reply_templates
@@ -146,7 +147,7 @@ def register(app: App, services: Services, access: Access) -> None:
             else:
                 ack(text=f"I don't know `{escape(truncate(verb, 100))}`.\n\n{lists.SUPPORT_USAGE}")
         except TicketError as exc:
-            ack(text=str(exc))
+            ack(text=ticket_error_text(exc))
 
     def templates(ack: Any, args: list[str]) -> None:
         directory = services.settings.templates_dir
