@@ -29,6 +29,7 @@ from bot.sandbox.imap_server import free_port
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.slack.delivery import slack_handlers
+from bot.slack.mail_notices import reply_notice
 from bot.storage.models import Event, Message, OutboxItem, Ticket
 from bot.tickets.agent_reply import PickedTemplate, html_may_go_out, send_agent_reply, text_digest
 from bot.tickets.ingest import ingest_email
@@ -97,7 +98,7 @@ def smtp_worker(
 ) -> OutboxWorker:
     return OutboxWorker(
         session_factory,
-        smtp_handlers(settings, session_factory, clock, timeout=5),
+        smtp_handlers(settings, session_factory, clock, write_notice=reply_notice, timeout=5),
         lane_prefix="smtp",
         clock=clock,
         backoff=Backoff(base=1.0, cap=60.0),
@@ -449,7 +450,7 @@ def test_the_smtp_password_never_reaches_logs_or_slack(
     settings = make_settings(database_url, smtp.port, SMTP_USER="bot", SMTP_PASSWORD="hunter2-secret")
     worker = OutboxWorker(
         session_factory,
-        smtp_handlers(settings, session_factory, clock, timeout=5),
+        smtp_handlers(settings, session_factory, clock, write_notice=reply_notice, timeout=5),
         lane_prefix="smtp",
         clock=clock,
     )
