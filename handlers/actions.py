@@ -16,6 +16,7 @@ from bot.slack.render import (
     ACTION_TAG,
 )
 from bot.tickets import queries
+from bot.tickets.status import TicketStatus
 from bot.tickets.views import ticket_card
 from bot.tickets.workflow import (
     TicketError,
@@ -120,9 +121,9 @@ def register(app: App, services: Services, access: Access, people: People) -> No
                     lambda s: unclaim_ticket(s, ticket_id, user, now, manager=access.is_manager(user)),
                 )
             elif verb == "waiting":
-                run_domain(services, lambda s: set_status(s, ticket_id, user, "waiting", now))
+                run_domain(services, lambda s: set_status(s, ticket_id, user, TicketStatus.WAITING, now))
             elif verb == "reopen":
-                run_domain(services, lambda s: set_status(s, ticket_id, user, "open", now))
+                run_domain(services, lambda s: set_status(s, ticket_id, user, TicketStatus.OPEN, now))
             elif verb == "spam":
                 tell(client, body, spam.mark(services, access, ticket_id, user))
             elif verb == "reassign":

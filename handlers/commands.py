@@ -14,6 +14,7 @@ from bot.slack.errors import ticket_error_text
 from bot.slack.render import escape, truncate
 from bot.tickets import queries, search
 from bot.tickets import templates as reply_templates
+from bot.tickets.status import TicketStatus
 from bot.tickets.workflow import (
     TicketError,
     claim_ticket,
@@ -128,7 +129,7 @@ def register(app: App, services: Services, access: Access) -> None:
                 by_number(args, lambda s, tid: resolve_ticket(s, tid, user, now))
                 ack(text=f"Resolved #{_number(args)}.")
             elif verb == "reopen":
-                by_number(args, lambda s, tid: set_status(s, tid, user, "open", now))
+                by_number(args, lambda s, tid: set_status(s, tid, user, TicketStatus.OPEN, now))
                 ack(text=f"Reopened #{_number(args)}.")
             elif verb == "templates":
                 templates(ack, args)
