@@ -25,6 +25,7 @@ from bot.outbox.queue import FILES_LANE_PREFIX, SMTP_SEND
 from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
 from bot.scheduler import ScheduledJobs, install_standard_jobs, make_scheduler
 from bot.slack.delivery import attachment_refused, slack_handlers
+from bot.slack.mail_notices import burst_post, reply_notice
 from bot.storage.db import make_engine, make_sessionmaker, upgrade
 from bot.survey_http import survey_app
 from bot.tickets.triage_worker import TriageWorker
@@ -176,8 +177,9 @@ class SupportBot:
                 ),
                 self.factory,
                 self.clock,
+                burst_notice=burst_post,
             )
-            smtp = smtp_handlers(s, self.factory, self.clock)
+            smtp = smtp_handlers(s, self.factory, self.clock, write_notice=reply_notice)
             self.workers = [
                 OutboxWorker(
                     self.factory,

@@ -35,21 +35,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock
 from bot.config import Settings
 from bot.outbox.queue import notify_workers
+from bot.slack.survey_notices import survey_answer_notice
 from bot.storage.db import transaction
-from bot.tickets.surveys import (
+from bot.tickets.survey_answers import (
     COMMENT_LIMIT,
-    LinkClaim,
-    LinkError,
-    LinkExpired,
     SurveyFacts,
     clean_comment,
     opt_out,
-    read_link,
     record_answer,
-    sign_link,
     survey_facts,
-    survey_key,
 )
+from bot.tickets.survey_links import LinkClaim, LinkError, LinkExpired, read_link, sign_link, survey_key
 from bot.web import WSGIApp
 
 log = logging.getLogger(__name__)
@@ -172,7 +168,14 @@ def _record(
     factory: sessionmaker[Session], claim: LinkClaim, solved: bool, comment: str | None, now: datetime
 ) -> SurveyFacts:
     with transaction(factory) as session:
-        record_answer(session, claim.survey_id, solved=solved, comment=comment, now=now)
+        record_answer(
+            session,
+            claim.survey_id,
+            solved=solved,
+            comment=comment,
+            now=now,
+            write_notice=survey_answer_notice,
+        )
         facts = survey_facts(session, claim.survey_id)
     notify_workers()
     assert facts is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bot.slack import lists, modals
+from bot.slack.errors import ticket_error_text
 from bot.slack.render import (
     ACTION_CLAIM,
     ACTION_MORE,
@@ -15,6 +16,7 @@ from bot.slack.render import (
     ACTION_TAG,
 )
 from bot.tickets import queries
+from bot.tickets.status import TicketStatus
 from bot.tickets.views import ticket_card
 from bot.tickets.workflow import (
     TicketError,
@@ -50,7 +52,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
         try:
             result = run_domain(services, lambda s: claim_ticket(s, ticket_id, user, services.clock.now()))
         except TicketError as exc:
-            tell(client, body, str(exc))
+            tell(client, body, ticket_error_text(exc))
             return
         if not result.claimed:
             owner = "you" if result.owner == user else f"<@{result.owner}>"
@@ -67,7 +69,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
                 services, lambda s: resolve_ticket(s, ticket_id, acting_user(body), services.clock.now())
             )
         except TicketError as exc:
-            tell(client, body, str(exc))
+            tell(client, body, ticket_error_text(exc))
 
     def reply(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
@@ -78,7 +80,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
         try:
             view = desk.open_view(ticket_id)
         except TicketError as exc:
-            tell(client, body, str(exc))
+            tell(client, body, ticket_error_text(exc))
             return
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
@@ -119,9 +121,9 @@ def register(app: App, services: Services, access: Access, people: People) -> No
                     lambda s: unclaim_ticket(s, ticket_id, user, now, manager=access.is_manager(user)),
                 )
             elif verb == "waiting":
-                run_domain(services, lambda s: set_status(s, ticket_id, user, "waiting", now))
+                run_domain(services, lambda s: set_status(s, ticket_id, user, TicketStatus.WAITING, now))
             elif verb == "reopen":
-                run_domain(services, lambda s: set_status(s, ticket_id, user, "open", now))
+                run_domain(services, lambda s: set_status(s, ticket_id, user, TicketStatus.OPEN, now))
             elif verb == "spam":
                 tell(client, body, spam.mark(services, access, ticket_id, user))
             elif verb == "reassign":
@@ -145,7 +147,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
             else:
                 raise TicketError(f"Unknown choice {verb!r}.")
         except TicketError as exc:
-            tell(client, body, str(exc))
+            tell(client, body, ticket_error_text(exc))
 
     def not_spam(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
@@ -156,7 +158,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
         try:
             tell(client, body, spam.restore(services, ticket_id, acting_user(body)))
         except TicketError as exc:
-            tell(client, body, str(exc))
+            tell(client, body, ticket_error_text(exc))
 
     app.action(ACTION_CLAIM)(guarded(access, "staff", claim))
     app.action(ACTION_RESOLVE)(guarded(access, "staff", resolve))

@@ -10,9 +10,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.slack import lists, modals
+from bot.slack.errors import ticket_error_text
 from bot.slack.render import escape, truncate
 from bot.tickets import queries, search
 from bot.tickets import templates as reply_templates
+from bot.tickets.status import TicketStatus
 from bot.tickets.workflow import (
     TicketError,
     claim_ticket,
@@ -127,7 +129,7 @@ def register(app: App, services: Services, access: Access) -> None:
                 by_number(args, lambda s, tid: resolve_ticket(s, tid, user, now))
                 ack(text=f"Resolved #{_number(args)}.")
             elif verb == "reopen":
-                by_number(args, lambda s, tid: set_status(s, tid, user, "open", now))
+                by_number(args, lambda s, tid: set_status(s, tid, user, TicketStatus.OPEN, now))
                 ack(text=f"Reopened #{_number(args)}.")
             elif verb == "templates":
                 templates(ack, args)
@@ -146,7 +148,7 @@ def register(app: App, services: Services, access: Access) -> None:
             else:
                 ack(text=f"I don't know `{escape(truncate(verb, 100))}`.\n\n{lists.SUPPORT_USAGE}")
         except TicketError as exc:
-            ack(text=str(exc))
+            ack(text=ticket_error_text(exc))
 
     def templates(ack: Any, args: list[str]) -> None:
         directory = services.settings.templates_dir

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from bot.slack import modals
 from bot.tickets import templates as reply_templates
+from bot.tickets.agent_reply import PickedTemplate, send_agent_reply, text_digest
 from bot.tickets.queries import latest_customer_message
-from bot.tickets.replies import CC_LIMIT, CcError, format_cc, parse_cc, reply_recipients, send_reply
+from bot.tickets.replies import CC_LIMIT, CcError, format_cc, parse_cc, reply_recipients
 from bot.tickets.views import ticket_card
 from bot.tickets.workflow import TicketError
 from handlers.common import People, read_domain, run_domain
@@ -106,7 +107,7 @@ class ReplyDesk:
             revision=revision,
             template=template.name,
             template_version=template.version,
-            rendered_digest=modals.text_digest(rendered.text),
+            rendered_digest=text_digest(rendered.text),
         )
 
     def submit(self, body: dict[str, Any], metadata: dict[str, Any], user: str) -> dict[str, str] | None:
@@ -130,39 +131,23 @@ class ReplyDesk:
         ticket_id = int(metadata["ticket_id"])
         agent = self.people.name(user)
         template_name = metadata.get("template")
-        # The HTML alternative shows what the template said; once the agent edits the text,
-        # only the text they actually wrote may go out.
-        unedited = template_name is not None and modals.text_digest(text) == metadata.get("digest")
+        picked = (
+            PickedTemplate(template_name, metadata.get("version"), metadata.get("digest"))
+            if template_name is not None
+            else None
+        )
 
         def send(session: Any) -> None:
-            html = None
-            if unedited:
-                # Exactly the version the agent saw, even if a manager saved a newer one meanwhile.
-                template = reply_templates.get_template(
-                    session, settings.templates_dir, template_name, version=metadata.get("version")
-                )
-                if template.html:
-                    variables = reply_templates.reply_variables(
-                        session,
-                        ticket_id,
-                        agent_name=agent,
-                        support_address=settings.support_address,
-                        now=self.services.clock.now(),
-                        timezone=settings.timezone,
-                    )
-                    html = reply_templates.render_template(template, variables).html
-            send_reply(
+            send_agent_reply(
                 session,
                 ticket_id=ticket_id,
                 agent_id=user,
                 agent_name=agent,
                 text=text,
-                html=html,
-                template_name=template_name,
-                template_version=metadata.get("version"),
+                picked=picked,
+                cc=cc,
                 now=self.services.clock.now(),
                 settings=settings,
-                cc=cc,
             )
 
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bot.slack import modals
+from bot.slack.errors import ticket_error_text
 from bot.tickets import templates as reply_templates
 from bot.tickets.workflow import TicketError, normalise_tag, reassign_ticket, set_tags
 from handlers.access import Access, acting_user, form_error, guarded, tell
@@ -50,7 +51,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
         try:
             names = chosen + [normalise_tag(t) for t in new]
         except TicketError as exc:
-            ack(response_action="errors", errors={modals.NEW_TAGS_BLOCK: str(exc)[:150]})
+            ack(response_action="errors", errors={modals.NEW_TAGS_BLOCK: ticket_error_text(exc)[:150]})
             return
         ticket_id = ticket_of_form(body)
         if ticket_id is None:
@@ -61,7 +62,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
                 services, lambda s: set_tags(s, ticket_id, acting_user(body), names, services.clock.now())
             )
         except TicketError as exc:
-            ack(response_action="errors", errors={modals.NEW_TAGS_BLOCK: str(exc)[:150]})
+            ack(response_action="errors", errors={modals.NEW_TAGS_BLOCK: ticket_error_text(exc)[:150]})
             return
         ack()
 
@@ -86,7 +87,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
                 ),
             )
         except TicketError as exc:
-            ack(response_action="errors", errors={modals.ASSIGNEE_BLOCK: str(exc)[:150]})
+            ack(response_action="errors", errors={modals.ASSIGNEE_BLOCK: ticket_error_text(exc)[:150]})
             return
         ack()
         client.chat_postMessage(

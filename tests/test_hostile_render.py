@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.slack import after_hours, lists, modals, oncall, render
 from bot.slack import stats as stats_ui
+from bot.slack.survey_notices import answer_notice
 from bot.stats.figures import Durations, OnCall, Spread, TagTrend
 from bot.stats.period import Period
 from bot.stats.queries import SurveyComment
@@ -35,7 +36,7 @@ from bot.stats.report import PersonFigures, StatsReport, TemplateFigures
 from bot.tickets.automation import Automation, TemplateStats
 from bot.tickets.queries import TicketLine, Timeline, TimelineEntry
 from bot.tickets.spam import BlockedLine, SpamLine
-from bot.tickets.surveys import COMMENT_LIMIT, answer_notice
+from bot.tickets.survey_answers import COMMENT_LIMIT
 from bot.tickets.templates import TemplateError, render_source, sample_variables, save_template
 from bot.tickets.urgency import Rule
 from bot.tickets.views import AttachmentInfo, MessageCard, TicketCard
@@ -395,7 +396,7 @@ def test_oncall_views_are_inert_and_within_limits(name: str, note: str, count: i
 @FAST
 @given(comment=HOSTILE, solved=st.booleans(), changed=st.booleans())
 def test_a_survey_answer_in_the_thread_is_inert(comment: str, solved: bool, changed: bool) -> None:
-    # Comments are stored cut to COMMENT_LIMIT (bot/tickets/surveys.py).
+    # Comments are stored cut to COMMENT_LIMIT (bot/tickets/survey_answers.py).
     comment = comment[:COMMENT_LIMIT]
     text = answer_notice(solved, changed=changed, fresh=True, comment=comment, agent=STAFF, reopened=True)
     assert_safe_message(text)

@@ -29,7 +29,9 @@ from bot.sandbox.imap_server import free_port
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.slack.delivery import slack_handlers
+from bot.slack.mail_notices import reply_notice
 from bot.storage.models import Event, Message, OutboxItem, Ticket
+from bot.tickets.agent_reply import PickedTemplate, html_may_go_out, send_agent_reply, text_digest
 from bot.tickets.ingest import ingest_email
 from bot.tickets.replies import send_reply
 from bot.tickets.templates import get_template, render_template, reply_variables
@@ -96,7 +98,7 @@ def smtp_worker(
 ) -> OutboxWorker:
     return OutboxWorker(
         session_factory,
-        smtp_handlers(settings, session_factory, clock, timeout=5),
+        smtp_handlers(settings, session_factory, clock, write_notice=reply_notice, timeout=5),
         lane_prefix="smtp",
         clock=clock,
         backoff=Backoff(base=1.0, cap=60.0),
@@ -448,7 +450,7 @@ def test_the_smtp_password_never_reaches_logs_or_slack(
     settings = make_settings(database_url, smtp.port, SMTP_USER="bot", SMTP_PASSWORD="hunter2-secret")
     worker = OutboxWorker(
         session_factory,
-        smtp_handlers(settings, session_factory, clock, timeout=5),
+        smtp_handlers(settings, session_factory, clock, write_notice=reply_notice, timeout=5),
         lane_prefix="smtp",
         clock=clock,
     )
@@ -556,3 +558,51 @@ def test_the_thread_shows_the_sent_reply_and_who_sent_it(
     thread = slack.thread(CHANNEL, posted["ts"])
     texts = [str(m.get("text", "")) + str(m.get("blocks", "")) for m in thread[1:]]
     assert any(f"<@{AGENT}> replied" in t and "Your account is unlocked now." in t for t in texts)
+
+
+# -- the reply form's use case: when a template's HTML part may go out ------------------------
+
+
+def test_only_an_unedited_template_may_carry_its_html() -> None:
+    picked = PickedTemplate("password_reset.en", 1, text_digest("Hello Maria,\nhere is the link.\n"))
+    assert html_may_go_out("Hello Maria,\nhere is the link.", picked)  # trailing space is not an edit
+    assert not html_may_go_out("Hello Maria,\nhere is the new link.", picked)
+    assert not html_may_go_out("anything", None)
+    assert not html_may_go_out("anything", PickedTemplate("password_reset.en", 1, None))
+
+
+@pytest.mark.parametrize("edited", [False, True])
+def test_the_reply_form_sends_html_only_for_the_template_as_rendered(
+    edited: bool, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    ticket_id, _, _ = conversation(session_factory)
+    with session_factory() as session:
+        template = get_template(session, settings.templates_dir, "password_reset.en")
+        variables = reply_variables(
+            session,
+            ticket_id,
+            agent_name=AGENT_NAME,
+            support_address=SUPPORT,
+            now=NOW,
+            timezone=settings.timezone,
+        )
+    rendered = render_template(template, variables)
+    assert rendered.html
+    picked = PickedTemplate(template.name, template.version, text_digest(rendered.text))
+    text = rendered.text + ("\nP.S. one more thing." if edited else "")
+    with session_factory.begin() as session:
+        sent = send_agent_reply(
+            session,
+            ticket_id=ticket_id,
+            agent_id=AGENT,
+            agent_name=AGENT_NAME,
+            text=text,
+            picked=picked,
+            cc=None,
+            now=NOW,
+            settings=settings,
+        )
+    message = stored(session_factory, sent.message_id)
+    assert sent.with_html is not edited
+    assert (message.html is None) is edited
+    assert (message.template_name, message.template_version) == (template.name, template.version)

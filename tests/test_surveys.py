@@ -33,22 +33,13 @@ from bot.outbox.queue import SLACK_TICKET_NOTICE, SMTP_SEND
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.smtp_catcher import SmtpCatcher
+from bot.slack.survey_notices import answer_notice, survey_answer_notice
 from bot.storage.models import AppSecret, Event, Message, OutboxItem, Survey, SurveyOptOut, Ticket
 from bot.survey_http import MaskSurveyPaths
 from bot.tickets.ingest import ingest_email
-from bot.tickets.surveys import (
-    CATCH_UP,
-    LinkError,
-    LinkExpired,
-    answer_notice,
-    answered_count,
-    link_key,
-    read_link,
-    record_answer,
-    send_due_surveys,
-    sign_link,
-    survey_key,
-)
+from bot.tickets.survey_answers import answered_count, record_answer
+from bot.tickets.survey_links import LinkError, LinkExpired, link_key, read_link, sign_link, survey_key
+from bot.tickets.surveys import CATCH_UP, send_due_surveys
 from bot.tickets.templates import save_template
 from bot.tickets.workflow import claim_ticket, resolve_ticket, set_status
 from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
@@ -364,7 +355,9 @@ def test_answers_keep_the_last_and_tell_the_thread_once(
 
     def answer(solved: bool, comment: str | None = None) -> None:
         with session_factory.begin() as session:
-            record_answer(session, survey.id, solved=solved, comment=comment, now=at)
+            record_answer(
+                session, survey.id, solved=solved, comment=comment, now=at, write_notice=survey_answer_notice
+            )
 
     answer(True)
     answer(True)  # the same click again: nothing new to say
@@ -413,9 +406,15 @@ def test_not_solved_reopens_the_resolution_it_asked_about_and_only_that(
         set_status(session, second, ADA, "resolved", NOW + timedelta(hours=3))
     at = NOW + timedelta(hours=4)
     with session_factory.begin() as session:
-        one = record_answer(session, survey_one.id, solved=False, comment=None, now=at)
-        two = record_answer(session, survey_two.id, solved=False, comment=None, now=at)
-        again = record_answer(session, survey_one.id, solved=True, comment=None, now=at)
+        one = record_answer(
+            session, survey_one.id, solved=False, comment=None, now=at, write_notice=survey_answer_notice
+        )
+        two = record_answer(
+            session, survey_two.id, solved=False, comment=None, now=at, write_notice=survey_answer_notice
+        )
+        again = record_answer(
+            session, survey_one.id, solved=True, comment=None, now=at, write_notice=survey_answer_notice
+        )
     assert one is not None and one.reopened
     assert two is not None and not two.reopened
     assert again is not None and not again.reopened

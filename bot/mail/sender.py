@@ -11,6 +11,10 @@ What a failure means decides what happens next: a server that is down or says
 hears in the ticket's thread once the reply is `reply_late_minutes` late; a
 recipient the server refuses for good (5xx) will never work, so the reply is
 marked failed and the agent is told at once.
+
+What the agent is told is data here (`ReplyLate`, `ReplyFailed`, `CopiesRefused`); the
+words come from the `write_notice` the composition root hands in (Slack's are in
+bot/slack/mail_notices.py), so this module knows nothing of Slack.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import logging
 import smtplib
 import ssl
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -31,7 +37,6 @@ from bot.config import Settings
 from bot.mail.compose import compose_reply
 from bot.outbox.queue import SLACK_POST, SLACK_THREAD_MESSAGE, SMTP_SEND, enqueue, notify_workers, slack_lane
 from bot.outbox.worker import Handler, PermanentFailure, RetryLater
-from bot.slack.render import escape
 from bot.storage.db import transaction
 from bot.storage.models import Message, OutboxItem, Ticket
 from bot.tickets.events import SYSTEM, record_event
@@ -42,10 +47,42 @@ log = logging.getLogger(__name__)
 SMTP_TIMEOUT = 30.0
 # SIZE (RFC 1870): the message is too big for this server, which no retry will change.
 _MESSAGE_TOO_BIG = 552
-# What the thread note quotes of each refused copy: addresses are at most 254 characters,
-# a server's answer is cut (it can be long, and it is outside text).
-_SHOWN_ADDRESS = 254
-_SHOWN_REASON = 120
+
+
+# -- what the agent is told, in the ticket's thread ---------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplyLate:
+    """A reply still queued `minutes` after it was sent, because of `reason` (the server's)."""
+
+    author: str | None
+    number: int
+    minutes: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReplyFailed:
+    """A reply that will never go out, because of `reason`."""
+
+    author: str | None
+    number: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class CopiesRefused:
+    """The customer got the reply; these Cc recipients (address → the server's answer) did not."""
+
+    author: str | None
+    number: int
+    refused: dict[str, str]
+
+
+ReplyNotice = ReplyLate | ReplyFailed | CopiesRefused
+# Puts a notice in the words the ticket's thread shows.
+WriteNotice = Callable[[ReplyNotice], str]
 
 
 def build_reply_email(message: Message) -> EmailMessage:
@@ -83,11 +120,13 @@ class SmtpSendHandler:
         factory: sessionmaker[Session],
         clock: Clock,
         *,
+        write_notice: WriteNotice,
         timeout: float = SMTP_TIMEOUT,
     ) -> None:
         self.settings = settings
         self.factory = factory
         self.clock = clock
+        self.write_notice = write_notice
         self.timeout = timeout
 
     # -- Handler ------------------------------------------------------------------------
@@ -162,14 +201,7 @@ class SmtpSendHandler:
         if ticket is not None and refused:
             # The customer has the reply, so it counts as sent; the agent still has to know
             # who was left out, once (the dedupe key), to forward it or fix the address.
-            shown = ", ".join(
-                f"{escape(address[:_SHOWN_ADDRESS])} ({escape(reason[:_SHOWN_REASON])})"
-                for address, reason in refused.items()
-            )
-            text = (
-                f":warning: {_mention(message.author)}your reply to #{ticket.number} reached the customer, "
-                f"but the mail server would not take these copies: {shown}. They did not get the reply."
-            )
+            text = self.write_notice(CopiesRefused(message.author, ticket.number, refused))
             self._post_to_thread(session, ticket, text, f"reply-cc-refused:{message.id}", now)
 
     # -- SMTP -------------------------------------------------------------------------
@@ -288,11 +320,7 @@ class SmtpSendHandler:
                     ticket = message.ticket
                     queued_at = row.created_at
                     minutes = int((now - queued_at).total_seconds() // 60)
-                    text = (
-                        f":hourglass: {_mention(message.author)}your reply to #{ticket.number} has not "
-                        f"reached the customer after {minutes} minutes: {escape(reason)}. "
-                        "It stays queued and is retried automatically."
-                    )
+                    text = self.write_notice(ReplyLate(message.author, ticket.number, minutes, reason))
                     if self._post_to_thread(session, ticket, text, f"reply-late:{message.id}", now):
                         record_event(
                             session,
@@ -335,10 +363,7 @@ class SmtpSendHandler:
                 reason=reason,
             )
             if ticket is not None:
-                text = (
-                    f":x: {_mention(message.author)}your reply to #{ticket.number} could not be sent "
-                    f"and will not be retried: {escape(reason)}. Check the address and send it again."
-                )
+                text = self.write_notice(ReplyFailed(message.author, ticket.number, reason))
                 self._post_to_thread(session, ticket, text, f"reply-failed:{message.id}", now)
         notify_workers()
 
@@ -365,13 +390,14 @@ class SmtpSendHandler:
 
 
 def smtp_handlers(
-    settings: Settings, factory: sessionmaker[Session], clock: Clock, *, timeout: float = SMTP_TIMEOUT
+    settings: Settings,
+    factory: sessionmaker[Session],
+    clock: Clock,
+    *,
+    write_notice: WriteNotice,
+    timeout: float = SMTP_TIMEOUT,
 ) -> dict[str, Handler]:
-    return {SMTP_SEND: SmtpSendHandler(settings, factory, clock, timeout=timeout)}
-
-
-def _mention(user: str | None) -> str:
-    return f"<@{user}> " if user else ""
+    return {SMTP_SEND: SmtpSendHandler(settings, factory, clock, write_notice=write_notice, timeout=timeout)}
 
 
 def _text(value: bytes | str) -> str:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -26,7 +27,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock
 from bot.mail.checkpoints import load_checkpoint, save_checkpoint
 from bot.outbox.queue import SLACK_POST, enqueue, notify_workers, slack_lane
-from bot.slack import render
 from bot.storage.db import transaction
 from bot.tickets.events import SYSTEM, record_event
 from bot.tickets.ingest import (
@@ -106,6 +106,11 @@ def _server_spoke(client: IMAPClient, timeout: float) -> bool:
     return bool(poller.poll(timeout * 1000))
 
 
+# The channel's heads-up before a backlog of `count` mails is posted: (text, blocks) for
+# a Slack post, written by the composition root's renderer (bot/slack/mail_notices.py).
+BurstNotice = Callable[[int], tuple[str, list[dict[str, Any]]]]
+
+
 class MailboxWatcher:
     def __init__(
         self,
@@ -114,12 +119,15 @@ class MailboxWatcher:
         clock: Clock,
         *,
         on_ingested: Callable[[list[IngestResult]], None] | None = None,
+        burst_notice: BurstNotice | None = None,
         max_backoff: float = 60.0,
     ) -> None:
+        """Without `burst_notice`, a backlog is ingested without a heads-up in the channel."""
         self.settings = settings
         self.factory = factory
         self.clock = clock
         self.on_ingested = on_ingested
+        self.burst_notice = burst_notice
         self.max_backoff = max_backoff
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -279,8 +287,8 @@ class MailboxWatcher:
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
         if not uids:
             return 0
-        if len(uids) >= s.burst_threshold:
-            self._announce_burst(uids, uidvalidity)
+        if len(uids) >= s.burst_threshold and self.burst_notice is not None:
+            self._announce_burst(self.burst_notice, uids, uidvalidity)
         stored = 0
         for batch in _fetch_batches(client, uids):
             if self._stop.is_set():
@@ -331,9 +339,9 @@ class MailboxWatcher:
             self.on_ingested(results)
         return sum(1 for r in results if r.outcome != "duplicate")
 
-    def _announce_burst(self, uids: list[int], uidvalidity: int) -> None:
+    def _announce_burst(self, notice: BurstNotice, uids: list[int], uidvalidity: int) -> None:
         s = self.settings
-        text, blocks = render.burst_summary(len(uids), None)
+        text, blocks = notice(len(uids))
         with transaction(self.factory) as session:
             enqueue(
                 session,

@@ -6,13 +6,15 @@ wherever it lands in mrkdwn; plain_text fields are shown by Slack as written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bot.slack.render import Block, escape, fit, truncate
+
+# The reply form keeps the rendered template's digest: the rule using it is the domain's.
+from bot.tickets.agent_reply import text_digest as text_digest
 
 REPLY_CALLBACK = "reply_submit"
 TAGS_CALLBACK = "tags_submit"
@@ -40,11 +42,6 @@ class TemplateChoice:
     name: str
     title: str
     language: str
-
-
-def text_digest(text: str) -> str:
-    """Whether the agent edited a rendered template: only then may its HTML part go out too."""
-    return hashlib.sha256(text.strip().encode()).hexdigest()[:16]
 
 
 def body_block_id(revision: int) -> str:

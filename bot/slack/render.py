@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.tickets.status import TicketStatus
 from bot.tickets.views import AttachmentInfo, MessageCard, TicketCard
 
 Block = dict[str, Any]
@@ -45,11 +46,11 @@ _RECIPIENTS_LIMIT = 1500
 _TAGS_SHOWN = 20
 
 STATUS_LABELS = {
-    "open": ":large_green_circle: Open",
-    "claimed": ":large_blue_circle: Claimed",
-    "waiting": ":hourglass_flowing_sand: Waiting on customer",
-    "resolved": ":white_check_mark: Resolved",
-    "spam": ":no_entry_sign: Spam",
+    TicketStatus.OPEN: ":large_green_circle: Open",
+    TicketStatus.CLAIMED: ":large_blue_circle: Claimed",
+    TicketStatus.WAITING: ":hourglass_flowing_sand: Waiting on customer",
+    TicketStatus.RESOLVED: ":white_check_mark: Resolved",
+    TicketStatus.SPAM: ":no_entry_sign: Spam",
 }
 
 AUTO_REASON_LABELS = {
@@ -148,7 +149,7 @@ def _attachment_line(attachments: tuple[AttachmentInfo, ...]) -> str:
 
 def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
     """The ticket's one channel message: (fallback text, blocks)."""
-    if card.status == "spam":
+    if card.status == TicketStatus.SPAM:
         return spam_message(card)
     subject = card.subject or "(no subject)"
     fallback = fit(
@@ -157,7 +158,7 @@ def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
         _FALLBACK_LIMIT,
     )
     status = STATUS_LABELS.get(card.status, escape(truncate(card.status, 40)))
-    if card.owner and card.status != "resolved":
+    if card.owner and card.status != TicketStatus.RESOLVED:
         status += f" by <@{card.owner}>"
     fields = [
         {"type": "mrkdwn", "text": f"*From*\n{_sender(card.customer_name, card.customer_email)}"},
@@ -207,11 +208,11 @@ def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
         )
     value = str(card.id)
     buttons: list[Block] = []
-    if card.status != "resolved" and not card.owner:
+    if card.status != TicketStatus.RESOLVED and not card.owner:
         buttons.append(_button("Claim", ACTION_CLAIM, value, style="primary"))
     buttons.append(_button("Reply", ACTION_REPLY, value))
     buttons.append(_button("Tag", ACTION_TAG, value))
-    if card.status != "resolved":
+    if card.status != TicketStatus.RESOLVED:
         buttons.append(_button("Resolve", ACTION_RESOLVE, value))
     buttons.append(_more_menu(card))
     blocks.append({"type": "actions", "block_id": f"ticket:{card.id}:actions", "elements": buttons})
@@ -233,13 +234,13 @@ def ticket_metadata(card: TicketCard, outbox_id: int) -> dict[str, Any]:
 
 def _more_menu(card: TicketCard) -> Block:
     choices: list[tuple[str, str]] = []
-    if card.owner and card.status != "resolved":
+    if card.owner and card.status != TicketStatus.RESOLVED:
         choices.append(("Unclaim", "unclaim"))
-    if card.status != "resolved":
+    if card.status != TicketStatus.RESOLVED:
         choices.append(("Reassign…", "reassign"))
-    if card.status in ("open", "claimed"):
+    if card.status in (TicketStatus.OPEN, TicketStatus.CLAIMED):
         choices.append(("Waiting on customer", "waiting"))
-    if card.status in ("resolved", "waiting"):
+    if card.status in (TicketStatus.RESOLVED, TicketStatus.WAITING):
         choices.append(("Reopen", "reopen"))
     choices.append(("Timeline", "timeline"))
     # Slack allows five options; this is the fifth at most (Unclaim, Reassign, Waiting/Reopen, Timeline).

@@ -29,15 +29,16 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.storage.models import Event, Message, Page, PageAttempt, Survey, Tag, Ticket, TicketTag
+from bot.tickets.status import UNRESOLVED, TicketStatus
 
 BUCKET_SECONDS = 900
 _UNIX_EPOCH_JULIAN_DAY = 2440587.5
 # Authors of replies no person wrote: the auto-acknowledgement and template automation.
 ROBOT_AUTHORS = ("auto", "system")
-UNRESOLVED_STATUSES = ("open", "claimed", "waiting")
+UNRESOLVED_STATUSES = UNRESOLVED
 # Spam tickets are nobody's work and count nowhere but in `spam_created`: every query
 # below leaves them out, by the ticket's status now (Not spam brings one back into the figures).
-SPAM = "spam"
+SPAM = TicketStatus.SPAM
 
 
 def _not_spam(ticket_id: Any) -> ColumnElement[bool]:

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from bot.storage.models import AutoReply, Message, Ticket
 from bot.tickets.events import record_event
 from bot.tickets.replies import message_to_answer, recipient_of, send_reply
+from bot.tickets.status import TicketStatus
 from bot.tickets.templates import (
     ReplyTemplate,
     TemplateError,
@@ -228,7 +229,7 @@ def auto_reply_refusal(
     session: Session, ticket: Ticket, recipient: str | None, settings: Settings, now: datetime
 ) -> str:
     """Why no automatic reply may go to this ticket now, or "" when one may."""
-    if ticket.status == "spam":
+    if ticket.status == TicketStatus.SPAM:
         return "it is marked as spam"
     if ticket.auto_reason or ticket.malformed:
         return f"it came from automatic mail ({ticket.auto_reason or 'malformed'})"

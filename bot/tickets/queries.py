@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.storage.models import Customer, Event, Message, Ticket
+from bot.tickets.status import CLOSED, TicketStatus
 from bot.tickets.workflow import TicketError, ticket_by_number
 
 # Lists in Slack are for reading, not scrolling forever.
@@ -99,7 +100,7 @@ def my_tickets(session: Session, user: str) -> list[TicketLine]:
     return _lines(
         session,
         select(Ticket)
-        .where(Ticket.owner == user, Ticket.status.not_in(("resolved", "spam")))
+        .where(Ticket.owner == user, Ticket.status.not_in(CLOSED))
         .order_by(Ticket.created_at, Ticket.id)
         .limit(LIST_LIMIT),
     )
@@ -110,7 +111,7 @@ def open_queue(session: Session, limit: int = LIST_LIMIT) -> list[TicketLine]:
     return _lines(
         session,
         select(Ticket)
-        .where(Ticket.status == "open", Ticket.owner.is_(None))
+        .where(Ticket.status == TicketStatus.OPEN, Ticket.owner.is_(None))
         .order_by(Ticket.created_at, Ticket.id)
         .limit(limit),
     )
@@ -119,7 +120,9 @@ def open_queue(session: Session, limit: int = LIST_LIMIT) -> list[TicketLine]:
 def open_count(session: Session) -> int:
     return int(
         session.scalar(
-            select(func.count()).select_from(Ticket).where(Ticket.status == "open", Ticket.owner.is_(None))
+            select(func.count())
+            .select_from(Ticket)
+            .where(Ticket.status == TicketStatus.OPEN, Ticket.owner.is_(None))
         )
         or 0
     )

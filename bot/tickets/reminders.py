@@ -16,6 +16,7 @@ from bot.business_hours import BusinessCalendar
 from bot.outbox.queue import SLACK_POST, enqueue, slack_lane
 from bot.storage.models import Ticket
 from bot.tickets.events import SYSTEM, record_event
+from bot.tickets.status import TicketStatus
 
 # Business time only moves during opening hours; anything older than this in calendar
 # time is certainly due, which bounds how far back each run looks at every ticket.
@@ -30,7 +31,7 @@ def nudge_unclaimed(
     candidates = session.scalars(
         select(Ticket)
         .where(
-            Ticket.status == "open",
+            Ticket.status == TicketStatus.OPEN,
             Ticket.owner.is_(None),
             Ticket.slack_ts.is_not(None),
             Ticket.auto_reason.is_(None),  # bounces and auto-replies are no one's job to claim

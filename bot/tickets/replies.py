@@ -24,6 +24,7 @@ from bot.mail.compose import compose_reply, new_message_id, reply_subject, sende
 from bot.outbox.queue import SMTP_SEND, enqueue, enqueue_ticket_refresh, slack_lane
 from bot.storage.models import Message, Ticket
 from bot.tickets.events import record_event
+from bot.tickets.status import TicketStatus
 from bot.tickets.workflow import TicketError, claim_ticket
 
 if TYPE_CHECKING:
@@ -355,13 +356,13 @@ def send_reply(
         automatic=automatic,
     )
 
-    if ticket.owner is None and ticket.status != "resolved" and not automatic:
+    if ticket.owner is None and ticket.status != TicketStatus.RESOLVED and not automatic:
         # The same conditional UPDATE as the Claim button: a colleague's claim that lands
         # first wins, and this reply still goes out.
         claim_ticket(session, ticket.id, agent_id, now)
-    if await_customer and ticket.status not in {"waiting", "resolved"}:
+    if await_customer and ticket.status not in {TicketStatus.WAITING, TicketStatus.RESOLVED}:
         previous = ticket.status
-        ticket.status = "waiting"
+        ticket.status = TicketStatus.WAITING
         record_event(
             session,
             ticket_id=ticket.id,
@@ -369,7 +370,7 @@ def send_reply(
             action="waiting_on_customer",
             at=now,
             previous=previous,
-            status="waiting",
+            status=TicketStatus.WAITING,
         )
     ticket.updated_at = now
     if ticket.slack_channel:

@@ -47,8 +47,8 @@ from sqlalchemy.sql.functions import GenericFunction
 from bot.storage.db import UNICODE_LOWER
 from bot.storage.models import Customer, Message, RotaMember, Tag, Ticket, TicketTag
 from bot.tickets.queries import TicketLine, line_of
-from bot.tickets.spam import SPAM
-from bot.tickets.workflow import STATUSES, TicketError, normalise_tag
+from bot.tickets.status import STATUSES, TicketStatus
+from bot.tickets.workflow import TicketError, normalise_tag
 
 SEARCH_LIMIT = 20
 # Each word is one more substring scan; a pasted paragraph is not a search.
@@ -365,7 +365,7 @@ def _conditions(
     elif not query.numbers:
         # Spam is set aside, as a mail client's search leaves its spam folder out; `status:spam`
         # or the ticket's number still finds it.
-        conditions.append(Ticket.status != SPAM)
+        conditions.append(Ticket.status != TicketStatus.SPAM)
     owners = [*query.owners, *(_roster_id(session, name) for name in query.owner_names)]
     if owners:
         ids = [owner for owner in owners if owner]

@@ -33,14 +33,15 @@ from bot.outbox.queue import (
 )
 from bot.storage.models import BlockedSender, Customer, Event, Message, Ticket
 from bot.tickets.events import SYSTEM, record_event
+from bot.tickets.status import TicketStatus
 from bot.tickets.workflow import TicketError
 from rota.paging_jobs import PagingEnded, stop_paging
 
-SPAM = "spam"
+SPAM = TicketStatus.SPAM
 ADDRESS = "address"
 DOMAIN = "domain"
 # Where a ticket goes back to when nobody recorded where it was (mail from a blocked sender).
-_RESTORABLE = ("open", "claimed", "waiting", "resolved")
+_RESTORABLE = (TicketStatus.OPEN, TicketStatus.CLAIMED, TicketStatus.WAITING, TicketStatus.RESOLVED)
 LIST_LIMIT = 20
 
 _DOMAIN = re.compile(r"^(?=.{3,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
@@ -232,13 +233,13 @@ def not_spam(session: Session, ticket_id: int, user: str, now: datetime) -> Rest
         .limit(1)
     )
     data = dict(marked.data or {}) if marked is not None else {}
-    status = data.get("previous") if data.get("previous") in _RESTORABLE else "open"
+    status = data.get("previous") if data.get("previous") in _RESTORABLE else TicketStatus.OPEN
     owner = data.get("previous_owner") if isinstance(data.get("previous_owner"), str) else None
-    if status == "claimed" and owner is None:
-        status = "open"
+    if status == TicketStatus.CLAIMED and owner is None:
+        status = TicketStatus.OPEN
     ticket.status, ticket.owner, ticket.updated_at = status, owner, now
     ticket.resolved_at = None
-    if status == "resolved":
+    if status == TicketStatus.RESOLVED:
         stored = data.get("previous_resolved_at")
         ticket.resolved_at = datetime.fromisoformat(stored) if isinstance(stored, str) else now
     sender = sender_of(session, ticket)

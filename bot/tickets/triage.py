@@ -32,6 +32,7 @@ from bot.storage.models import Message, Ticket, TicketTriage
 from bot.tickets.autoack import AutoReplyOutcome, acknowledge_after_hours, send_automatic_reply
 from bot.tickets.automation import Automation, automations, matching_automation
 from bot.tickets.events import SYSTEM, record_event
+from bot.tickets.status import TicketStatus
 from bot.tickets.urgency import TicketFacts, Verdict, evaluate, load_rules, seed_rules
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def _triage(
     still_away = not calendar.is_open(now)
     paged = False
     outcome: AutoReplyOutcome | None = None
-    if ticket.status == "spam":
+    if ticket.status == TicketStatus.SPAM:
         # Mail from a blocked sender (or marked before triage got to it): nobody's work, so
         # no page, no automatic answer. Triaged all the same, so it is looked at once.
         return _set_aside(session, ticket, after_hours, now)

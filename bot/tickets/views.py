@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from bot.storage.models import Message, Ticket, TicketTriage
-from bot.tickets.spam import SPAM, spam_marker
+from bot.tickets.spam import spam_marker
+from bot.tickets.status import TicketStatus
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def ticket_card(session: Session, ticket_id: int) -> TicketCard | None:
         parse_error=first.parse_error if first else None,
         message_count=len(ticket.messages),
         urgent_reason=(triage.reason or "matched an urgency rule") if triage and triage.urgent else None,
-        spam_by=spam_marker(session, ticket.id) if ticket.status == SPAM else None,
+        spam_by=spam_marker(session, ticket.id) if ticket.status == TicketStatus.SPAM else None,
     )
 
 

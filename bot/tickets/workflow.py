@@ -17,17 +17,34 @@ from sqlalchemy.orm import Session
 from bot.outbox.queue import enqueue_ticket_refresh, slack_lane
 from bot.storage.models import Message, Tag, Ticket, TicketTag
 from bot.tickets.events import record_event
+from bot.tickets.status import STATUSES, TicketStatus
 
-STATUSES = ("open", "claimed", "waiting", "resolved", "spam")
 # Spam is entered and left only through bot/tickets/spam.py (Mark as spam, Not spam): those
 # also block and unblock the sender, which a bare status change would skip.
-SPAM = "spam"
+SPAM = TicketStatus.SPAM
 _SPAM_ASIDE = "Ticket #{number} is marked as spam; use *Not spam* on its card first."
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,39}$")
 
 
 class TicketError(ValueError):
     """The action cannot be done; the message is meant for the person who tried."""
+
+
+class NotYourTicket(TicketError):
+    """Someone else owns the ticket, and only they or a manager may `action` it."""
+
+    def __init__(self, number: int, owner: str, action: str) -> None:
+        # Plain words for logs; Slack says it with a mention (bot/slack/errors.py).
+        super().__init__(f"Ticket #{number} belongs to {owner}; only they or a manager can {action} it.")
+        self.number, self.owner, self.action = number, owner, action
+
+
+class AlreadyOwnedBy(TicketError):
+    """The ticket is being handed to the person who already has it."""
+
+    def __init__(self, number: int, owner: str) -> None:
+        super().__init__(f"Ticket #{number} already belongs to {owner}.")
+        self.number, self.owner = number, owner
 
 
 @dataclass(frozen=True)
@@ -62,15 +79,19 @@ def claim_ticket(session: Session, ticket_id: int, user: str, now: datetime) -> 
     ticket = _ticket(session, ticket_id)
     won = session.execute(
         update(Ticket)
-        .where(Ticket.id == ticket_id, Ticket.owner.is_(None), Ticket.status.not_in(("resolved", SPAM)))
-        .values(owner=user, status="claimed", updated_at=now)
+        .where(
+            Ticket.id == ticket_id,
+            Ticket.owner.is_(None),
+            Ticket.status.not_in((TicketStatus.RESOLVED, SPAM)),
+        )
+        .values(owner=user, status=TicketStatus.CLAIMED, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     session.refresh(ticket)
     if not won:
         if ticket.status == SPAM:
             raise TicketError(_SPAM_ASIDE.format(number=ticket.number))
-        if ticket.status == "resolved":
+        if ticket.status == TicketStatus.RESOLVED:
             raise TicketError(f"Ticket #{ticket.number} is resolved; reopen it first.")
         return ClaimResult(False, ticket.owner, ticket.number)
     record_event(session, ticket_id=ticket.id, actor=user, action="claimed", at=now)
@@ -85,13 +106,11 @@ def unclaim_ticket(
     if ticket.owner is None:
         raise TicketError(f"Ticket #{ticket.number} is not claimed.")
     if ticket.owner != user and not manager:
-        raise TicketError(
-            f"Ticket #{ticket.number} belongs to <@{ticket.owner}>; only they or a manager can release it."
-        )
+        raise NotYourTicket(ticket.number, ticket.owner, "release")
     previous = ticket.owner
     ticket.owner = None
-    if ticket.status == "claimed":
-        ticket.status = "open"
+    if ticket.status == TicketStatus.CLAIMED:
+        ticket.status = TicketStatus.OPEN
     ticket.updated_at = now
     record_event(
         session, ticket_id=ticket.id, actor=user, action="unclaimed", at=now, previous_owner=previous
@@ -105,19 +124,17 @@ def reassign_ticket(
     ticket = _ticket(session, ticket_id)
     if ticket.status == SPAM:
         raise TicketError(_SPAM_ASIDE.format(number=ticket.number))
-    if ticket.status == "resolved":
+    if ticket.status == TicketStatus.RESOLVED:
         raise TicketError(f"Ticket #{ticket.number} is resolved; reopen it first.")
     # Handing a colleague's ticket on is releasing it: the same people as for unclaim.
     if ticket.owner is not None and ticket.owner != user and not manager:
-        raise TicketError(
-            f"Ticket #{ticket.number} belongs to <@{ticket.owner}>; only they or a manager can reassign it."
-        )
+        raise NotYourTicket(ticket.number, ticket.owner, "reassign")
     if ticket.owner == to:
-        raise TicketError(f"Ticket #{ticket.number} already belongs to <@{to}>.")
+        raise AlreadyOwnedBy(ticket.number, to)
     previous = ticket.owner
     ticket.owner = to
-    if ticket.status == "open":
-        ticket.status = "claimed"
+    if ticket.status == TicketStatus.OPEN:
+        ticket.status = TicketStatus.CLAIMED
     ticket.updated_at = now
     record_event(
         session,
@@ -142,17 +159,17 @@ def set_status(session: Session, ticket_id: int, user: str, status: str, now: da
     if ticket.status == status:
         raise TicketError(f"Ticket #{ticket.number} is already {status}.")
     previous = ticket.status
-    if status == "open":
+    if status == TicketStatus.OPEN:
         # Reopening keeps the owner, as a customer's reply does: they know the case.
-        ticket.status = "claimed" if ticket.owner else "open"
+        ticket.status = TicketStatus.CLAIMED if ticket.owner else TicketStatus.OPEN
     else:
         ticket.status = status
-    if status == "claimed" and ticket.owner is None:
+    if status == TicketStatus.CLAIMED and ticket.owner is None:
         ticket.owner = user
-    ticket.resolved_at = now if status == "resolved" else None
+    ticket.resolved_at = now if status == TicketStatus.RESOLVED else None
     ticket.updated_at = now
-    action = {"resolved": "resolved", "waiting": "waiting_on_customer"}.get(
-        status, "reopened" if previous == "resolved" else "status_changed"
+    action = {TicketStatus.RESOLVED: "resolved", TicketStatus.WAITING: "waiting_on_customer"}.get(
+        status, "reopened" if previous == TicketStatus.RESOLVED else "status_changed"
     )
     record_event(
         session,
@@ -168,7 +185,7 @@ def set_status(session: Session, ticket_id: int, user: str, status: str, now: da
 
 
 def resolve_ticket(session: Session, ticket_id: int, user: str, now: datetime) -> Ticket:
-    return set_status(session, ticket_id, user, "resolved", now)
+    return set_status(session, ticket_id, user, TicketStatus.RESOLVED, now)
 
 
 def normalise_tag(name: str) -> str:
