@@ -26,6 +26,7 @@ from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
 from bot.scheduler import ScheduledJobs, install_standard_jobs, make_scheduler
 from bot.slack.delivery import attachment_refused, slack_handlers
 from bot.slack.mail_notices import burst_post, reply_notice
+from bot.slack.paging import pager
 from bot.storage.db import make_engine, make_sessionmaker, upgrade
 from bot.survey_http import survey_app
 from bot.tickets.triage_worker import TriageWorker
@@ -212,7 +213,7 @@ class SupportBot:
             for worker in self.workers:
                 worker.start()
             self.watcher.start()
-            self.triage = TriageWorker(self.factory, s, self.clock)
+            self.triage = TriageWorker(self.factory, s, self.clock, page=pager(s))
             self.triage.start()
             self.scheduler = make_scheduler()
             install_standard_jobs(self.scheduler, self.jobs)

@@ -24,6 +24,7 @@ from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_POST, SLACK_TICKET_REFRESH
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.smtp_catcher import SmtpCatcher
+from bot.slack.paging import pager
 from bot.slack.render import ticket_message
 from bot.storage.models import AutoReply, Event, Message, OutboxItem, Page, Ticket, TicketTriage, UrgencyRule
 from bot.tickets.autoack import detect_language, format_opening
@@ -97,7 +98,7 @@ def ingest(factory: sessionmaker[Session], raw: bytes, now: datetime) -> int:
 
 def triage(factory: sessionmaker[Session], settings: Settings, now: datetime) -> list[TriageResult]:
     with factory.begin() as session:
-        return triage_pending(session, settings, settings.calendar(), now)
+        return triage_pending(session, settings, settings.calendar(), now, page=pager(settings))
 
 
 def add(factory: sessionmaker[Session], kind: str, pattern: str, urgent: bool = True) -> None:
@@ -590,10 +591,10 @@ def test_two_replicas_triaging_at_once_take_each_ticket_once(
     for n in range(3):
         ingest(session_factory, customer_mail(n, sender=f"c{n}@example.org"), NIGHT)
     with session_factory.begin() as first:
-        taken = triage_pending(first, settings, settings.calendar(), NIGHT)
+        taken = triage_pending(first, settings, settings.calendar(), NIGHT, page=pager(settings))
         # The first transaction still holds its rows: the second skips them instead of waiting.
         with session_factory.begin() as second:
-            assert triage_pending(second, settings, settings.calendar(), NIGHT) == []
+            assert triage_pending(second, settings, settings.calendar(), NIGHT, page=pager(settings)) == []
     assert len(taken) == 3
     assert triage(session_factory, settings, NIGHT) == []
     assert len(auto_messages(session_factory)) == 3
@@ -607,14 +608,18 @@ def test_the_triage_worker_survives_a_failing_pass(
 
     calls: list[datetime] = []
 
-    def flaky(session: Session, settings: Settings, calendar: Any, now: datetime, *, limit: int) -> list[Any]:
+    def flaky(
+        session: Session, settings: Settings, calendar: Any, now: datetime, *, page: Any, limit: int
+    ) -> list[Any]:
         calls.append(now)
         if len(calls) == 1:
             raise RuntimeError("database hiccup")
         return []
 
     monkeypatch.setattr(worker_module, "triage_pending", flaky)
-    worker = worker_module.TriageWorker(session_factory, settings, FrozenClock(NIGHT), poll_seconds=30)
+    worker = worker_module.TriageWorker(
+        session_factory, settings, FrozenClock(NIGHT), page=pager(settings), poll_seconds=30
+    )
     worker.start()
     try:
         wait_until(lambda: len(calls) >= 1, what="the first pass")

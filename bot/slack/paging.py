@@ -7,7 +7,7 @@ even if a caller retries.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from bot.config import Settings
 from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_NOTICE, enqueue, enqueue_post, slack_lane
 from bot.slack.render import escape, slack_date, truncate
 from bot.storage.models import Customer, Ticket, TicketTriage
-from rota.paging import PagePolicy, PageStep
+from rota.paging import PagePolicy, PageStep, start_page
 from rota.paging_jobs import (
     DndNoticed,
     MorningReport,
@@ -45,6 +45,20 @@ def paging_tick(session: Session, settings: Settings, now: datetime) -> list[Pag
     notices = due_paging(session, PagePolicy.from_settings(settings), now)
     queue_paging_notices(session, notices, now, support_channel=settings.support_channel)
     return [notice.step for notice in notices]
+
+
+def pager(settings: Settings) -> Callable[[Session, int, str, datetime], bool]:
+    """How triage pages (bot/tickets/triage.py: `Pager`): the rota starts the page, and its
+    first step is worded and queued here, in triage's transaction."""
+
+    def page(session: Session, ticket_id: int, reason: str, now: datetime) -> bool:
+        step = start_page(session, ticket_id=ticket_id, reason=reason, now=now, settings=settings)
+        if step is None:
+            return False
+        step_effects(session, settings, step, now)
+        return True
+
+    return page
 
 
 def step_effects(session: Session, settings: Settings, step: PageStep, now: datetime) -> None:

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session, selectinload
@@ -44,6 +44,16 @@ log = logging.getLogger(__name__)
 # Older tickets are left alone: triage is about arrival, and a ticket from last week
 # (before this feature, or restored from a backup) must not be paged or answered now.
 TRIAGE_WINDOW = timedelta(days=2)
+
+
+class Pager(Protocol):
+    """Starts paging the person on call for an urgent ticket, in the caller's transaction.
+
+    Paging belongs to the rota, which imports ticket code, not the reverse: the
+    composition root hands triage this (bot/slack/paging.py: `pager`). False when
+    nobody was paged (a page already runs for the ticket)."""
+
+    def __call__(self, session: Session, ticket_id: int, reason: str, now: datetime) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,13 @@ def has_untriaged(session: Session, now: datetime) -> bool:
 
 
 def triage_pending(
-    session: Session, settings: Settings, calendar: BusinessCalendar, now: datetime, *, limit: int = 200
+    session: Session,
+    settings: Settings,
+    calendar: BusinessCalendar,
+    now: datetime,
+    *,
+    page: Pager,
+    limit: int = 200,
 ) -> list[TriageResult]:
     """Triage tickets that arrived in the last two days and were never triaged, oldest first."""
     seed_rules(session, settings.urgency_rules_file, now=now)
@@ -122,6 +138,7 @@ def triage_pending(
             matching_automation(
                 candidates, facts[ticket.id], after_hours=not calendar.is_open(ticket.created_at)
             ),
+            page,
             now,
         )
         for ticket in tickets
@@ -138,6 +155,7 @@ def _triage(
     facts: TicketFacts,
     verdict: Verdict,
     automation: Automation | None,
+    page: Pager,
     now: datetime,
 ) -> TriageResult:
     after_hours = not calendar.is_open(ticket.created_at)
@@ -154,7 +172,7 @@ def _triage(
             session, ticket=ticket, template_name=automation.name, kind="template", settings=settings, now=now
         )
     if verdict.urgent and after_hours and still_away:
-        paged = _page(session, settings, ticket, verdict.reason, now)
+        paged = page(session, ticket.id, verdict.reason, now)
     elif after_hours and still_away and settings.auto_ack and (outcome is None or not outcome.sent):
         outcome = acknowledge_after_hours(
             session, ticket=ticket, settings=settings, calendar=calendar, now=now
@@ -216,15 +234,3 @@ def _record(
         auto_reply=auto_reply,
         **extra,
     )
-
-
-def _page(session: Session, settings: Settings, ticket: Ticket, reason: str, now: datetime) -> bool:
-    # Imported here: paging belongs to the rota, which imports ticket code, not the reverse.
-    from bot.slack.paging import step_effects
-    from rota.paging import start_page
-
-    step = start_page(session, ticket_id=ticket.id, reason=reason, now=now, settings=settings)
-    if step is None:
-        return False
-    step_effects(session, settings, step, now)
-    return True

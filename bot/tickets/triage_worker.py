@@ -17,7 +17,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.outbox.queue import drop_work_signal, notify_workers, work_signal
 from bot.storage.db import reading, transaction
-from bot.tickets.triage import TriageResult, has_untriaged, triage_pending
+from bot.tickets.triage import Pager, TriageResult, has_untriaged, triage_pending
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,11 @@ class TriageWorker:
         settings: Settings,
         clock: Clock,
         *,
+        page: Pager,
         poll_seconds: float = 10.0,
     ) -> None:
         self.factory = factory
+        self.page = page
         self.settings = settings
         self.calendar = settings.calendar()
         self.clock = clock
@@ -81,7 +83,7 @@ class TriageWorker:
                     return []
         with transaction(self.factory) as session:
             results = triage_pending(
-                session, self.settings, self.calendar, self.clock.now(), limit=self.batch
+                session, self.settings, self.calendar, self.clock.now(), page=self.page, limit=self.batch
             )
         self._seeded = True
         if results:
