@@ -21,7 +21,7 @@ from typing import Any
 
 from bot.clock import OffsetClock
 from bot.config import Settings
-from bot.mail.parse import image_dimensions
+from bot.mail.attachments import image_dimensions
 from bot.sandbox.imap_server import MailboxOps
 from bot.sandbox.seed import customer_email
 from bot.sandbox.slack_api import BOT_USER, SlackStandIn
