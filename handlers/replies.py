@@ -10,6 +10,7 @@ from email.headerregistry import Address
 from typing import TYPE_CHECKING, Any
 
 from bot.slack import modals
+from bot.tickets import template_store, template_vars
 from bot.tickets import templates as reply_templates
 from bot.tickets.queries import latest_customer_message
 from bot.tickets.replies import CC_LIMIT, CcError, format_cc, parse_cc, reply_recipients, send_reply
@@ -28,7 +29,7 @@ class ReplyDesk:
 
     def _choices(self) -> list[modals.TemplateChoice]:
         found = read_domain(
-            self.services, lambda s: reply_templates.list_templates(s, self.services.settings.templates_dir)
+            self.services, lambda s: template_store.list_templates(s, self.services.settings.templates_dir)
         )
         return [modals.TemplateChoice(t.name, t.title, t.language) for t in found]
 
@@ -81,8 +82,8 @@ class ReplyDesk:
         agent = self.people.name(user)
 
         def render(session: Any) -> tuple[Any, Any]:
-            template = reply_templates.get_template(session, settings.templates_dir, name)
-            variables = reply_templates.reply_variables(
+            template = template_store.get_template(session, settings.templates_dir, name)
+            variables = template_vars.reply_variables(
                 session,
                 ticket_id,
                 agent_name=agent,
@@ -138,11 +139,11 @@ class ReplyDesk:
             html = None
             if unedited:
                 # Exactly the version the agent saw, even if a manager saved a newer one meanwhile.
-                template = reply_templates.get_template(
+                template = template_store.get_template(
                     session, settings.templates_dir, template_name, version=metadata.get("version")
                 )
                 if template.html:
-                    variables = reply_templates.reply_variables(
+                    variables = template_vars.reply_variables(
                         session,
                         ticket_id,
                         agent_name=agent,

@@ -50,7 +50,7 @@ from bot.tickets.surveys import (
     sign_link,
     survey_key,
 )
-from bot.tickets.templates import save_template
+from bot.tickets.template_store import save_template
 from bot.tickets.workflow import claim_ticket, resolve_ticket, set_status
 from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail, message_id_of

@@ -43,7 +43,8 @@ from bot.tickets.replies import (
     recipient_of,
     stored_recipient,
 )
-from bot.tickets.templates import TemplateError, render_template, reply_variables
+from bot.tickets.template_vars import reply_variables
+from bot.tickets.templates import TemplateError, render_template
 
 if TYPE_CHECKING:
     from bot.config import Settings
