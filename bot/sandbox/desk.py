@@ -24,8 +24,9 @@ from bot.config import Settings
 from bot.mail.attachments import image_dimensions
 from bot.sandbox.imap_server import MailboxOps
 from bot.sandbox.seed import customer_email
-from bot.sandbox.slack_api import BOT_USER, SlackStandIn
+from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.slack_requests import Answer, SlackUser
+from bot.sandbox.slack_workspace import BOT_USER
 from bot.sandbox.smtp_catcher import CaughtMail, SmtpCatcher
 from bot.sandbox.team import TEAM, member
 from bot.slack.render import human_size
