@@ -135,6 +135,7 @@ STRUCTURE_POLICY = _StructurePolicy()
 
 
 def raw_header_value(value: object) -> str:
+    """A header value as written, with undecodable bytes as U+FFFD."""
     text = value if isinstance(value, str) else str(value)
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
@@ -250,6 +251,7 @@ def read_headers(msg: Message) -> tuple[tuple[tuple[str, str], ...], dict[str, s
 
 
 def parse_address(value: str) -> tuple[str, str]:
+    """(display name, lower-cased address) of a one-mailbox header; empty strings if unreadable."""
     if not value:
         return "", ""
     plain = _plain_mailboxes(value)
@@ -267,6 +269,7 @@ def parse_address(value: str) -> tuple[str, str]:
 
 
 def parse_addresses(value: str) -> tuple[str, ...]:
+    """The lower-cased addresses of an address-list header (To, Cc), skipping unreadable ones."""
     if not value:
         return ()
     pairs = _plain_mailboxes(value)
@@ -279,6 +282,7 @@ def parse_addresses(value: str) -> tuple[str, ...]:
 
 
 def parse_date(value: str) -> datetime | None:
+    """A Date header in UTC, or None when it cannot be read as a moment."""
     if not value:
         return None
     try:

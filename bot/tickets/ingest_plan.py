@@ -1,5 +1,5 @@
 """Planning a batch of mails in memory: which are duplicates, which thread onto which
-ticket, which open one, and the rows, events and outbox items that follows.
+ticket, which open one, and the rows, events and outbox items that follow.
 
 What the database already holds is looked up once for the whole batch
 (`BatchPlan.look_up`); each mail is then planned in order (`BatchPlan.plan`), so
@@ -26,7 +26,7 @@ from bot.tickets.prepared_mail import UNREADABLE_SUBJECT, IngestResult, Outcome,
 from bot.tickets.spam import SPAM, blocked_among
 
 # Bound on the values in one IN (...): SQLite before 3.32 allows 999 parameters.
-IN_CHUNK = 900
+_IN_CHUNK = 900
 
 
 # Rows are planned in memory first and written together; ids exist only after the
@@ -105,12 +105,15 @@ class OutboxPlan:
 
 
 def chunks(values: Sequence[str] | Sequence[int]) -> Iterator[list[Any]]:
+    """The distinct values, in order, in pieces small enough for one IN (...)."""
     ordered = list(dict.fromkeys(values))
-    for start in range(0, len(ordered), IN_CHUNK):
-        yield ordered[start : start + IN_CHUNK]
+    for start in range(0, len(ordered), _IN_CHUNK):
+        yield ordered[start : start + _IN_CHUNK]
 
 
 class BatchPlan:
+    """One batch of mails planned in memory; `ingest_rows.write_batch` stores it."""
+
     def __init__(self, session: Session, *, mailbox: str, channel: str, now: datetime) -> None:
         self.session = session
         self.mailbox = mailbox
@@ -153,7 +156,7 @@ class BatchPlan:
                 self.stored[key] = StoredDuplicate(message_id, ticket_id, number)
         may_open = sum(1 for mail in mails if mail.dedupe_key not in self.stored)
         if may_open:
-            self.next_number = take_numbers(session, may_open)
+            self.next_number = _take_numbers(session, may_open)
             self.unused_numbers = may_open
         fresh = [m.parsed for m in mails if m.parsed is not None and m.dedupe_key not in self.stored]
 
@@ -336,7 +339,7 @@ class BatchPlan:
         return message
 
 
-def take_numbers(session: Session, count: int) -> int:
+def _take_numbers(session: Session, count: int) -> int:
     """Reserve `count` consecutive ticket numbers; returns the first."""
     # UPDATE … RETURNING takes the row lock, as bot.storage.counters.next_value does, so
     # concurrent callers serialise on it instead of reading the same MAX()+1.
