@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from bot.slack import lists, modals
 from bot.slack.errors import ticket_error_text
 from bot.slack.render import escape, truncate
-from bot.tickets import queries, search
+from bot.tickets import queries, search, template_store
 from bot.tickets import templates as reply_templates
 from bot.tickets.status import TicketStatus
 from bot.tickets.workflow import (
@@ -153,11 +153,11 @@ def register(app: App, services: Services, access: Access) -> None:
     def templates(ack: Any, args: list[str]) -> None:
         directory = services.settings.templates_dir
         if not args:
-            found = read_domain(services, lambda s: reply_templates.list_templates(s, directory))
+            found = read_domain(services, lambda s: template_store.list_templates(s, directory))
             ack(text="Reply templates", blocks=lists.template_list(found))
             return
         try:
-            template = read_domain(services, lambda s: reply_templates.get_template(s, directory, args[0]))
+            template = read_domain(services, lambda s: template_store.get_template(s, directory, args[0]))
         except reply_templates.TemplateNotFound as exc:
             # The message quotes the name as typed.
             raise TicketError(escape(truncate(str(exc), 300))) from None
@@ -173,7 +173,7 @@ def register(app: App, services: Services, access: Access) -> None:
         elif args[:1] == ["edit"] and len(args) == 2:
             directory = services.settings.templates_dir
             try:
-                found = run_domain(services, lambda s: reply_templates.get_template(s, directory, args[1]))
+                found = run_domain(services, lambda s: template_store.get_template(s, directory, args[1]))
             except reply_templates.TemplateNotFound as exc:
                 raise TicketError(escape(truncate(str(exc), 300))) from None
             draft = modals.TemplateDraft(

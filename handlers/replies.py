@@ -10,6 +10,7 @@ from email.headerregistry import Address
 from typing import TYPE_CHECKING, Any
 
 from bot.slack import modals
+from bot.tickets import template_store, template_vars
 from bot.tickets import templates as reply_templates
 from bot.tickets.agent_reply import PickedTemplate, send_agent_reply, text_digest
 from bot.tickets.queries import latest_customer_message
@@ -29,7 +30,7 @@ class ReplyDesk:
 
     def _choices(self) -> list[modals.TemplateChoice]:
         found = read_domain(
-            self.services, lambda s: reply_templates.list_templates(s, self.services.settings.templates_dir)
+            self.services, lambda s: template_store.list_templates(s, self.services.settings.templates_dir)
         )
         return [modals.TemplateChoice(t.name, t.title, t.language) for t in found]
 
@@ -82,8 +83,8 @@ class ReplyDesk:
         agent = self.people.name(user)
 
         def render(session: Any) -> tuple[Any, Any]:
-            template = reply_templates.get_template(session, settings.templates_dir, name)
-            variables = reply_templates.reply_variables(
+            template = template_store.get_template(session, settings.templates_dir, name)
+            variables = template_vars.reply_variables(
                 session,
                 ticket_id,
                 agent_name=agent,

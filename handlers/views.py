@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.slack import modals
 from bot.slack.errors import ticket_error_text
+from bot.tickets import template_store
 from bot.tickets import templates as reply_templates
 from bot.tickets.workflow import TicketError, normalise_tag, reassign_ticket, set_tags
 from handlers.access import Access, acting_user, form_error, guarded, tell
@@ -102,7 +103,7 @@ def register(app: App, services: Services, access: Access, people: People) -> No
         try:
             saved = run_domain(
                 services,
-                lambda s: reply_templates.save_template(
+                lambda s: template_store.save_template(
                     s,
                     name=value("name"),
                     title=value("title"),

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.mail.parse import AttachmentPart, image_dimensions, is_decoration
+from bot.mail.attachments import AttachmentPart, image_dimensions, is_decoration
 from bot.outbox.queue import SLACK_ATTACHMENT_UPLOAD
 from bot.slack.upload_delivery import UPLOAD_SETTLE_SECONDS
 from bot.storage.db import make_engine, make_sessionmaker

@@ -39,7 +39,8 @@ from bot.storage.models import (
 from bot.tickets import queries
 from bot.tickets.automation import AutomationError, disable_automation
 from bot.tickets.search import SearchError, parse_query, search_tickets
-from bot.tickets.templates import TemplateNotFound, get_template, template_history
+from bot.tickets.template_store import get_template, template_history
+from bot.tickets.templates import TemplateNotFound
 from bot.tickets.urgency import RuleError, clean_rule
 from bot.tickets.workflow import TicketError
 from tests.support.harness import CHANNEL, wait_until

@@ -37,7 +37,9 @@ from bot.tickets.automation import Automation, TemplateStats
 from bot.tickets.queries import TicketLine, Timeline, TimelineEntry
 from bot.tickets.spam import BlockedLine, SpamLine
 from bot.tickets.survey_answers import COMMENT_LIMIT
-from bot.tickets.templates import TemplateError, render_source, sample_variables, save_template
+from bot.tickets.template_store import save_template
+from bot.tickets.template_vars import sample_variables
+from bot.tickets.templates import TemplateError, render_source
 from bot.tickets.urgency import Rule
 from bot.tickets.views import AttachmentInfo, MessageCard, TicketCard
 from rota.ledger import LineView
@@ -472,7 +474,8 @@ _SANDBOX_CHILD = """
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 from datetime import UTC, datetime
-from bot.tickets.templates import TemplateRenderError, render_source, sample_variables
+from bot.tickets.template_vars import sample_variables
+from bot.tickets.templates import TemplateRenderError, render_source
 variables = sample_variables(now=datetime(2026, 11, 20, tzinfo=UTC))
 out = []
 for source in json.load(sys.stdin):

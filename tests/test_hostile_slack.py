@@ -39,8 +39,9 @@ from bot.app import SupportBot
 from bot.clock import FrozenClock
 from bot.config import load_settings
 from bot.sandbox.imap_server import PymapServer
-from bot.sandbox.slack_api import TEAM, SlackStandIn
+from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.slack_requests import sign, view_state
+from bot.sandbox.slack_workspace import TEAM
 from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.slack import after_hours, modals
 from bot.slack import oncall as oncall_ui

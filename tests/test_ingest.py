@@ -11,7 +11,9 @@ from sqlalchemy import func, select
 
 from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import Attachment, Counter, Customer, Event, Message, OutboxItem, Ticket
-from bot.tickets.ingest import _Batch, ingest_email, prepare_mail, store_mails, store_mails_one_by_one
+from bot.tickets import ingest_rows
+from bot.tickets.ingest import ingest_email, store_mails, store_mails_one_by_one
+from bot.tickets.prepared_mail import prepare_mail
 from tests.support.mail import customer_mail, message_id_of
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -200,15 +202,15 @@ def test_a_batch_stores_exactly_what_one_mail_at_a_time_stores(db_factory):
 
 
 def test_a_mail_that_cannot_be_stored_is_set_aside_and_the_rest_stored_once(session_factory, monkeypatch):
-    message_row = _Batch._message_row
+    message_row = ingest_rows.message_row
 
-    def refuse_poison(self, message):
+    def refuse_poison(batch, message):
         parsed = message.mail.parsed
         if parsed is not None and parsed.subject == "Poison":
             raise ValueError("the database refuses this one")
-        return message_row(self, message)
+        return message_row(batch, message)
 
-    monkeypatch.setattr(_Batch, "_message_row", refuse_poison)
+    monkeypatch.setattr(ingest_rows, "message_row", refuse_poison)
     mails = [customer_mail(n, subject="Poison" if n == 2 else f"Fine {n}") for n in range(5)]
     with pytest.raises(ValueError):
         store_batch(session_factory, mails)

@@ -16,14 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.mail.parse import (
-    MalformedEmailError,
-    ParsedEmail,
-    normalise_message_id,
-    parse_email,
-    ticket_token,
-    view_text,
-)
+from bot.mail.bodies import view_text
+from bot.mail.headers import normalise_message_id
+from bot.mail.parse import MalformedEmailError, ParsedEmail, parse_email, ticket_token
 
 CORPUS = Path(email.__file__).parent.parent / "test" / "test_email" / "data"
 

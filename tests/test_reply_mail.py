@@ -34,7 +34,9 @@ from bot.storage.models import Event, Message, OutboxItem, Ticket
 from bot.tickets.agent_reply import PickedTemplate, html_may_go_out, send_agent_reply, text_digest
 from bot.tickets.ingest import ingest_email
 from bot.tickets.replies import send_reply
-from bot.tickets.templates import get_template, render_template, reply_variables
+from bot.tickets.template_store import get_template
+from bot.tickets.template_vars import reply_variables
+from bot.tickets.templates import render_template
 from bot.tickets.workflow import TicketError
 from tests.support.mail import customer_mail, message_id_of
 

@@ -40,7 +40,7 @@ from bot.tickets.ingest import ingest_email
 from bot.tickets.survey_answers import answered_count, record_answer
 from bot.tickets.survey_links import LinkError, LinkExpired, link_key, read_link, sign_link, survey_key
 from bot.tickets.surveys import CATCH_UP, send_due_surveys
-from bot.tickets.templates import save_template
+from bot.tickets.template_store import save_template
 from bot.tickets.workflow import claim_ticket, resolve_ticket, set_status
 from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail, message_id_of

@@ -12,22 +12,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.storage.models import Event, TemplateVersion, Ticket
 from bot.tickets.ingest import ingest_email
-from bot.tickets.templates import (
+from bot.tickets.template_store import get_template, list_templates, save_template, template_history
+from bot.tickets.template_vars import (
     PURPOSE_VARIABLES,
     VARIABLES,
+    first_name,
+    reply_variables,
+    sample_variables,
+)
+from bot.tickets.templates import (
     ReplyTemplate,
     TemplateError,
     TemplateNotFound,
     TemplateRenderError,
-    first_name,
-    get_template,
-    list_templates,
     render_source,
     render_template,
-    reply_variables,
-    sample_variables,
-    save_template,
-    template_history,
 )
 from tests.support.mail import customer_mail
 

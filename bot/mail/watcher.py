@@ -29,14 +29,8 @@ from bot.mail.checkpoints import load_checkpoint, save_checkpoint
 from bot.outbox.queue import SLACK_POST, enqueue, notify_workers, slack_lane
 from bot.storage.db import transaction
 from bot.tickets.events import SYSTEM, record_event
-from bot.tickets.ingest import (
-    IngestResult,
-    PreparedMail,
-    is_database_outage,
-    prepare_mail,
-    store_mails,
-    store_mails_one_by_one,
-)
+from bot.tickets.ingest import is_database_outage, store_mails, store_mails_one_by_one
+from bot.tickets.prepared_mail import IngestResult, PreparedMail, prepare_mail
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,12 @@ from typing import Any
 
 from bot.clock import OffsetClock
 from bot.config import Settings
-from bot.mail.parse import image_dimensions
+from bot.mail.attachments import image_dimensions
 from bot.sandbox.imap_server import MailboxOps
 from bot.sandbox.seed import customer_email
-from bot.sandbox.slack_api import BOT_USER, SlackStandIn
+from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.slack_requests import Answer, SlackUser
+from bot.sandbox.slack_workspace import BOT_USER
 from bot.sandbox.smtp_catcher import CaughtMail, SmtpCatcher
 from bot.sandbox.team import TEAM, member
 from bot.slack.render import human_size

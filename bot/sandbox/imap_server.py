@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from imapclient import IMAPClient
+from pysasl.hashing import BuiltinHash
 
 # Login hashing cost: pymap's default (500,000 PBKDF2 rounds) makes each login take
 # a third of a second; a throwaway local mailbox does not need it.
@@ -126,8 +127,6 @@ class PymapServer(MailboxOps):
     # -- lifecycle -----------------------------------------------------------------
 
     def _write_users(self) -> None:
-        from pysasl.hashing import BuiltinHash
-
         self.directory.mkdir(parents=True, exist_ok=True)
         # passwd(5)-style files: name:password:uid:gid:comment:home:shell, shadow(5) likewise.
         (self.directory / "pymap-etc-passwd").write_text(f"{self.user}:::::mail:\n")

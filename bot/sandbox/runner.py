@@ -23,6 +23,7 @@ from typing import Any
 from bot.app import SupportBot, prepare_database
 from bot.clock import OffsetClock
 from bot.config import Settings
+from bot.logs import configure_logging
 from bot.sandbox.desk import SandboxDesk
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.page import SandboxPage
@@ -131,8 +132,6 @@ class Sandbox:
 
 def run_sandbox(settings: Settings) -> int:
     """What `supportbot run` does when no SLACK_BOT_TOKEN is configured."""
-    from bot.logs import configure_logging
-
     configure_logging(settings.log_level, secrets=[settings.slack_signing_secret])
     # aiosmtpd logs every connection at INFO; in the sandbox that drowns the bot's own lines.
     logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING
 
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.team import CHANNEL, CHANNEL_NAME, SUPPORT_ADDRESS, TEAM
+from bot.storage.db import transaction
+from rota import store
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -100,11 +102,6 @@ def seed_mailbox(mailbox: MailboxOps) -> None:
 def seed_rota(factory: sessionmaker[Session], settings: Settings, clock: Clock) -> None:
     """The team on the rota and the coming weeks planned and published, as a manager would
     with `/oncall plan`, so "swap a duty" and "jump to tonight" have duties to show."""
-    from datetime import timedelta
-
-    from bot.storage.db import transaction
-    from rota import store
-
     now = clock.now()
     with transaction(factory) as session:
         if store.rota_end(session) is not None:

@@ -20,7 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from bot.sandbox.slack_api import TEAM, SlackStandIn
+from bot.sandbox.slack_api import SlackStandIn
+from bot.sandbox.slack_workspace import TEAM
 
 APP_ID = "A0SUPPORTBOT"
 _events = itertools.count(1)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.mail.parse import AttachmentPart, attachment_parts, is_decoration
+from bot.mail.attachments import AttachmentPart, attachment_parts, is_decoration
 from bot.outbox.queue import (
     SLACK_ATTACHMENT_UPLOAD,
     SLACK_TICKET_NOTICE,

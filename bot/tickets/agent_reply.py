@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
+from bot.tickets import template_store, template_vars
 from bot.tickets import templates as reply_templates
 from bot.tickets.replies import send_reply
 
@@ -65,11 +66,11 @@ def send_agent_reply(
     html = None
     if picked is not None and html_may_go_out(text, picked):
         # Exactly the version the agent saw, even if a manager saved a newer one meanwhile.
-        template = reply_templates.get_template(
+        template = template_store.get_template(
             session, settings.templates_dir, picked.name, version=picked.version
         )
         if template.html:
-            variables = reply_templates.reply_variables(
+            variables = template_vars.reply_variables(
                 session,
                 ticket_id,
                 agent_name=agent_name,

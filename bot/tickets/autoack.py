@@ -33,13 +33,9 @@ from bot.storage.models import AutoReply, Message, Ticket
 from bot.tickets.events import record_event
 from bot.tickets.replies import message_to_answer, recipient_of, send_reply
 from bot.tickets.status import TicketStatus
-from bot.tickets.templates import (
-    ReplyTemplate,
-    TemplateError,
-    get_template,
-    render_template,
-    reply_variables,
-)
+from bot.tickets.template_store import get_template
+from bot.tickets.template_vars import reply_variables
+from bot.tickets.templates import ReplyTemplate, TemplateError, render_template
 from bot.tickets.workflow import TicketError
 
 if TYPE_CHECKING:

@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 
 from bot.storage.models import Event, Message, TemplateAutomation
 from bot.tickets.events import record_event
-from bot.tickets.templates import TemplateError, get_template
+from bot.tickets.template_store import get_template
+from bot.tickets.templates import TemplateError
 from bot.tickets.urgency import RuleError, TicketFacts, clean_rule, keyword_in
 
 if TYPE_CHECKING:

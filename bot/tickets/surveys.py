@@ -29,7 +29,8 @@ from bot.tickets.replies import message_to_answer, queue_outgoing, recipient_of
 from bot.tickets.status import TicketStatus
 from bot.tickets.survey_answers import opted_out
 from bot.tickets.survey_links import FALLBACK_LINKS, survey_key, survey_links
-from bot.tickets.templates import TemplateError, render_template, reply_variables
+from bot.tickets.template_vars import reply_variables
+from bot.tickets.templates import TemplateError, render_template
 
 if TYPE_CHECKING:
     from bot.config import Settings

@@ -16,7 +16,7 @@ from bot.clock import OffsetClock
 from bot.mail import watcher
 from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import MailboxCheckpoint, Message, OutboxItem, Ticket
-from bot.tickets.ingest import _Batch
+from bot.tickets import ingest_rows
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail, message_id_of
 
@@ -276,15 +276,15 @@ def test_a_mail_that_cannot_be_stored_holds_up_nothing(any_imap, slack, database
     """One mail of a backlog batch makes the database refuse the batch: it is set aside
     (kept raw, flagged, announced), the others become tickets once, and the checkpoint
     moves past all of them."""
-    message_row = _Batch._message_row
+    message_row = ingest_rows.message_row
 
-    def refuse_poison(self, message):
+    def refuse_poison(batch, message):
         parsed = message.mail.parsed
         if parsed is not None and parsed.subject == "Poison":
             raise ValueError("refused")
-        return message_row(self, message)
+        return message_row(batch, message)
 
-    monkeypatch.setattr(_Batch, "_message_row", refuse_poison)
+    monkeypatch.setattr(ingest_rows, "message_row", refuse_poison)
     subjects = [f"Batch mail {n}" for n in range(6)]
     subjects[3] = "Poison"
     uids = any_imap.append_many([customer_mail(n, subject=s) for n, s in enumerate(subjects)])

@@ -1,0 +1,75 @@
+"""The stand-in's methods about people: who the bot is, users, Do Not Disturb and user groups."""
+
+from __future__ import annotations
+
+from bot.sandbox.slack_workspace import BOT_ID, BOT_USER, TEAM, Json, Method, SlackError, Workspace, page
+
+
+def auth_test(ws: Workspace, args: Json) -> Json:
+    return {
+        "ok": True,
+        "url": "https://sandbox.slack.test/",
+        "team": "Sandbox",
+        "team_id": TEAM,
+        "user": "supportbot",
+        "user_id": BOT_USER,
+        "bot_id": BOT_ID,
+    }
+
+
+def users_info(ws: Workspace, args: Json) -> Json:
+    user = ws.users.get(str(args.get("user")))
+    if user is None:
+        raise SlackError("user_not_found")
+    return {"ok": True, "user": user}
+
+
+def users_list(ws: Workspace, args: Json) -> Json:
+    return page(list(ws.users.values()), args, "members")
+
+
+def dnd_info(ws: Workspace, args: Json) -> Json:
+    snoozed = ws.dnd.get(str(args.get("user")), False)
+    return {"ok": True, "dnd_enabled": snoozed, "snooze_enabled": snoozed}
+
+
+def usergroups_list(ws: Workspace, args: Json) -> Json:
+    return {"ok": True, "usergroups": list(ws.usergroups.values())}
+
+
+def usergroups_create(ws: Workspace, args: Json) -> Json:
+    group_id = f"S{next(ws.ids):07d}"
+    ws.usergroups[group_id] = {
+        "id": group_id,
+        "name": args.get("name"),
+        "handle": args.get("handle") or args.get("name"),
+        "users": [],
+    }
+    return {"ok": True, "usergroup": ws.usergroups[group_id]}
+
+
+def usergroups_users_update(ws: Workspace, args: Json) -> Json:
+    group = ws.usergroups.get(str(args.get("usergroup")))
+    if group is None:
+        raise SlackError("no_such_subteam")
+    group["users"] = [u for u in str(args.get("users") or "").split(",") if u]
+    return {"ok": True, "usergroup": group}
+
+
+def usergroups_users_list(ws: Workspace, args: Json) -> Json:
+    group = ws.usergroups.get(str(args.get("usergroup")))
+    if group is None:
+        raise SlackError("no_such_subteam")
+    return {"ok": True, "users": group["users"]}
+
+
+METHODS: dict[str, Method] = {
+    "auth.test": auth_test,
+    "users.info": users_info,
+    "users.list": users_list,
+    "dnd.info": dnd_info,
+    "usergroups.list": usergroups_list,
+    "usergroups.create": usergroups_create,
+    "usergroups.users.update": usergroups_users_update,
+    "usergroups.users.list": usergroups_users_list,
+}
