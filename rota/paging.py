@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from bot.storage.models import Page, PageAttempt, RotaDuty, Ticket
 from bot.tickets.events import SYSTEM, record_event
+from bot.tickets.status import TicketStatus
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -72,6 +73,7 @@ class PageStep:
     users: tuple[str, ...]  # paged at this step
     repeat: int  # 0: first page of this level, 1…: a repeat
     reason: str = ""  # why the chain ended (exhausted, cancelled)
+    claimed_by: str | None = None  # ended because this person claimed the ticket
 
 
 @dataclass(frozen=True)
@@ -223,19 +225,18 @@ def on_call(session: Session, now: datetime) -> tuple[str | None, str | None]:
 
 def _step(session: Session, page: Page, now: datetime, policy: PagePolicy) -> PageStep:
     ticket = session.get(Ticket, page.ticket_id)
-    if ticket is None or ticket.status in ("resolved", "spam") or ticket.owner is not None:
-        reason = (
-            "the ticket was marked as spam"
-            if ticket is not None and ticket.status == "spam"
-            else "the ticket was resolved"
-            if ticket is not None and ticket.status == "resolved"
-            else (
-                f"<@{ticket.owner}> claimed the ticket"
-                if ticket is not None and ticket.owner
-                else "the ticket is gone"
-            )
-        )
-        return _close(session, page, "cancelled", now, reason)
+    if (
+        ticket is None
+        or ticket.status in (TicketStatus.RESOLVED, TicketStatus.SPAM)
+        or ticket.owner is not None
+    ):
+        if ticket is not None and ticket.status == TicketStatus.SPAM:
+            return _close(session, page, "cancelled", now, "the ticket was marked as spam")
+        if ticket is not None and ticket.status == TicketStatus.RESOLVED:
+            return _close(session, page, "cancelled", now, "the ticket was resolved")
+        if ticket is not None and ticket.owner:
+            return _close(session, page, "cancelled", now, "claimed the ticket", claimed_by=ticket.owner)
+        return _close(session, page, "cancelled", now, "the ticket is gone")
     holder, backup = on_call(session, now)
     levels = [
         (name, users)
@@ -270,12 +271,21 @@ def _step(session: Session, page: Page, now: datetime, policy: PagePolicy) -> Pa
     return PageStep(page.id, page.ticket_id, step, level, tuple(users), repeat)
 
 
-def _close(session: Session, page: Page, status: str, now: datetime, reason: str) -> PageStep:
+def _close(
+    session: Session, page: Page, status: str, now: datetime, reason: str, claimed_by: str | None = None
+) -> PageStep:
     page.status, page.next_step_at, page.closed_at = status, None, now
+    by = {"claimed_by": claimed_by} if claimed_by else {}
     record_event(
-        session, ticket_id=page.ticket_id, actor=SYSTEM, action=f"paging_{status}", at=now, reason=reason
+        session,
+        ticket_id=page.ticket_id,
+        actor=SYSTEM,
+        action=f"paging_{status}",
+        at=now,
+        reason=reason,
+        **by,
     )
-    return PageStep(page.id, page.ticket_id, page.step, status, (), 0, reason)
+    return PageStep(page.id, page.ticket_id, page.step, status, (), 0, reason, claimed_by)
 
 
 def _paged(session: Session, page_id: int) -> tuple[str, ...]:

@@ -21,7 +21,14 @@ from bot.clock import FrozenClock
 from bot.config import Settings
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
-from bot.slack.paging import ACTION_ACK, ACTION_CLAIM, morning_handover, paging_tick, step_effects
+from bot.slack.paging import (
+    ACTION_ACK,
+    ACTION_CLAIM,
+    morning_handover,
+    paging_tick,
+    step_effects,
+    stop_reason,
+)
 from bot.storage.db import make_engine, make_sessionmaker, transaction
 from bot.storage.models import OutboxItem, Page, PageAttempt, Ticket
 from bot.tickets.ingest import ingest_email
@@ -131,7 +138,7 @@ def test_claiming_the_ticket_elsewhere_cancels_the_chain(night: sessionmaker[Ses
         claim_ticket(session, ticket_id, BOB, NIGHT + timedelta(minutes=2))
     with transaction(night) as session:
         steps = paging.due_steps(session, NIGHT + timedelta(minutes=5), POLICY)
-    assert [(s.level, s.reason) for s in steps] == [("cancelled", "<@UBOB> claimed the ticket")]
+    assert [(s.level, stop_reason(s)) for s in steps] == [("cancelled", "<@UBOB> claimed the ticket")]
 
 
 def test_do_not_disturb_moves_on_to_the_backup_sooner(night: sessionmaker[Session]) -> None:

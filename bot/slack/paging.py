@@ -18,6 +18,7 @@ from bot.config import Settings
 from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_NOTICE, enqueue, enqueue_post, slack_lane
 from bot.slack.render import escape, slack_date, truncate
 from bot.storage.models import Customer, Ticket, TicketTriage
+from bot.tickets.status import TicketStatus
 from rota.paging import PagePolicy, PageStep, start_page
 from rota.paging_jobs import (
     DndNoticed,
@@ -134,18 +135,23 @@ def _paged(session: Session, ticket: Ticket, notice: Paged, now: datetime) -> No
     )
 
 
+def stop_reason(step: PageStep) -> str:
+    """Why a chain ended, as Slack shows it: a claim names who claimed."""
+    return f"<@{step.claimed_by}> {step.reason}" if step.claimed_by else step.reason
+
+
 def _ended(
     session: Session, ticket: Ticket, notice: PagingEnded, now: datetime, support_channel: str
 ) -> None:
     step = notice.step
     icon = ":warning:" if step.level == "exhausted" else ":white_check_mark:"
-    _thread_notice(session, ticket, f"{icon} Paging stopped: {step.reason}.", now, notice.key)
+    _thread_notice(session, ticket, f"{icon} Paging stopped: {stop_reason(step)}.", now, notice.key)
     if notice.ask_the_channel:
         enqueue_post(
             session,
             support_channel,
             f":warning: Urgent ticket #{ticket.number} was paged to everyone on the chain and nobody "
-            f"acknowledged ({step.reason}). Can anyone take it?",
+            f"acknowledged ({stop_reason(step)}). Can anyone take it?",
             now=now,
             dedupe_key=f"page:{step.page_id}:{step.step}:exhausted-channel",
         )
@@ -153,7 +159,7 @@ def _ended(
         enqueue_post(
             session,
             user,
-            f":white_check_mark: Paging for ticket #{ticket.number} stopped ({step.reason}); "
+            f":white_check_mark: Paging for ticket #{ticket.number} stopped ({stop_reason(step)}); "
             "you can stand down.",
             now=now,
             dedupe_key=f"{notice.key}:{user}",
@@ -261,7 +267,7 @@ def _night_line(ticket: NightTicket) -> str:
             notes.append(f"paged {who}; not acknowledged")
     if ticket.auto_reply is not None:
         notes.append("answered automatically" if ticket.auto_reply == "template" else "auto-acknowledged")
-    if ticket.status == "resolved":
+    if ticket.status == TicketStatus.RESOLVED:
         notes.append("resolved")
     elif ticket.owner:
         notes.append(f"claimed by <@{ticket.owner}>")
