@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from bot.business_hours import BusinessCalendar
 from bot.storage.models import LedgerLine, RotaDuty
 from bot.tickets.events import record_event
+from bot.tickets.status import TicketStatus
 from rota.compensation import CompensationPolicy, earned_entries, page_work_earning
 from rota.duties import Duty
 from rota.errors import BadAmount, NoDaysGiven, NotDaysInLieu, ReasonNeeded
@@ -106,7 +107,7 @@ def settle_pages(
         .outerjoin(LedgerLine, LedgerLine.page_id == Page.id)
         .where(
             Page.acknowledged_by.is_not(None),
-            Ticket.status == "resolved",
+            Ticket.status == TicketStatus.RESOLVED,
             Ticket.resolved_at.is_not(None),
             Ticket.resolved_at <= now,
             LedgerLine.id.is_(None),

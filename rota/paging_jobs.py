@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from bot.business_hours import BusinessCalendar
 from bot.storage.models import AutoReply, Page, PageAttempt, Ticket
+from bot.tickets.status import TicketStatus
 from rota.paging import LEVELS, Acknowledged, PagePolicy, PageStep, cancel_page, due_steps, record_dnd
 
 
@@ -176,10 +177,10 @@ def morning_report(session: Session, calendar: BusinessCalendar, now: datetime) 
     tickets = session.scalars(
         select(Ticket)
         # Spam is nobody's work: the hand-over leaves it out.
-        .where(Ticket.created_at >= since, Ticket.created_at < opening[0], Ticket.status != "spam")
+        .where(Ticket.created_at >= since, Ticket.created_at < opening[0], Ticket.status != TicketStatus.SPAM)
         .order_by(Ticket.number)
     ).all()
-    unclaimed = sum(1 for t in tickets if t.status != "resolved" and not t.owner)
+    unclaimed = sum(1 for t in tickets if t.status != TicketStatus.RESOLVED and not t.owner)
     night = tuple(_night_ticket(session, ticket) for ticket in tickets[:MORNING_LIST_LIMIT])
     return MorningReport(today, since, night, len(tickets), unclaimed)
 

@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from bot.tickets.status import TicketStatus
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike.
@@ -82,7 +84,7 @@ class Ticket(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     subject: Mapped[str] = mapped_column(Text, default="")
     # open → claimed → waiting → resolved; a customer reply reopens.
-    status: Mapped[str] = mapped_column(String(20), default="open")
+    status: Mapped[str] = mapped_column(String(20), default=TicketStatus.OPEN)
     owner: Mapped[str | None] = mapped_column(String(32))
     # Why nothing may auto-reply to this ticket (auto-submitted, bounce, …).
     auto_reason: Mapped[str | None] = mapped_column(String(40))

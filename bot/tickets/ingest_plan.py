@@ -24,6 +24,7 @@ from bot.storage.models import Counter, Customer, Message, Ticket
 from bot.tickets.events import SYSTEM, customer_actor
 from bot.tickets.prepared_mail import UNREADABLE_SUBJECT, IngestResult, Outcome, PreparedMail
 from bot.tickets.spam import SPAM, blocked_among
+from bot.tickets.status import TicketStatus
 
 # Bound on the values in one IN (...): SQLite before 3.32 allows 999 parameters.
 _IN_CHUNK = 900
@@ -53,7 +54,7 @@ class TicketPlan:
     number: int = 0
     # Who wrote to it so far, for threading by "[#123]" later in the batch.
     senders: set[str] = field(default_factory=set)
-    status: str = "open"  # SPAM when its sender is blocked
+    status: str = TicketStatus.OPEN  # SPAM when its sender is blocked
 
 
 @dataclass(eq=False)
@@ -228,7 +229,11 @@ class BatchPlan:
             if parsed.from_address.lower() in self.blocked:
                 # Stored, never shown: no post, and triage sees the status (bot/tickets/spam.py).
                 ticket.status = SPAM
-                data = {"previous": "open", "sender": parsed.from_address.lower(), "blocked_sender": True}
+                data = {
+                    "previous": TicketStatus.OPEN,
+                    "sender": parsed.from_address.lower(),
+                    "blocked_sender": True,
+                }
                 self.events.append(EventPlan(ticket, SYSTEM, "marked_spam", message, data))
             else:
                 self.outbox.append(OutboxPlan(SLACK_TICKET_POST, ticket))
@@ -238,15 +243,15 @@ class BatchPlan:
         self.events.append(EventPlan(ticket, actor, "customer_message", message, {}))
         if isinstance(ticket, Ticket):
             ticket.updated_at = self.now
-            if ticket.status in {"resolved", "waiting"}:
+            if ticket.status in {TicketStatus.RESOLVED, TicketStatus.WAITING}:
                 previous = ticket.status
-                ticket.status = "claimed" if ticket.owner else "open"
+                ticket.status = TicketStatus.CLAIMED if ticket.owner else TicketStatus.OPEN
                 ticket.resolved_at = None
                 self.events.append(
                     EventPlan(
                         ticket,
                         actor,
-                        "reopened" if previous == "resolved" else "customer_replied",
+                        "reopened" if previous == TicketStatus.RESOLVED else "customer_replied",
                         None,
                         {"previous_status": previous, "status": ticket.status},
                     )
