@@ -9,6 +9,10 @@ applies the best of two kinds of move:
 - swap it with another person's duty of a different load (which shifts the
   difference between the two loads from one to the other).
 
+Either move must carry load from someone heavier to someone lighter without
+leaving them further apart (normalised): the score counts two people at 0 as even,
+and could otherwise rise by piling duties on a few while others hold none.
+
 The objective is the balance score (`rota.fairness`) of every roster member's
 normalised load over everything they hold (history and pinned duties included),
 minus `change_penalty` for each planned duty whose holder differs from the one
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +47,8 @@ MAX_PASSES = 40
 MAX_MOVES_PER_DUTY = 8
 # Gains below this are rounding noise in the incremental score, not improvements.
 _EPS = 1e-10
+_TINY = 1e-300
+_SLACK = 1e-9
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,11 @@ def objective(problem: Problem, holders: Sequence[int], change_penalty: float = 
     """Balance score of normalised loads, minus the penalty for every changed planned duty."""
     state = _Search(problem, holders, change_penalty)
     return state.score() - change_penalty * state.changes()
+
+
+def free_for(problem: Problem, holders: Sequence[int]) -> Callable[[int, int], bool]:
+    """`free(person, duty)`: may `person` take `duty` in this plan under time off, rest and cap?"""
+    return _Search(problem, holders, 0.0).can_take
 
 
 def rank(
@@ -115,11 +126,12 @@ def long_search(
 
 
 def _ratio(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """min/max elementwise; two zeros are even (1.0), as in `rota.fairness`."""
-    high = np.maximum(u, v)
-    out = np.ones(high.shape)
-    np.divide(np.minimum(u, v), high, out=out, where=high > 0)
-    return out
+    """min/max elementwise; two zeros are even (1.0), as in `rota.fairness`.
+
+    Adding a tiny constant to both sides gives 1.0 for two zeros without a branch, and
+    leaves any other ratio of loads (whole minutes at least) unchanged to the last bit.
+    """
+    return (np.minimum(u, v) + _TINY) / (np.maximum(u, v) + _TINY)
 
 
 class _Search:
@@ -155,9 +167,26 @@ class _Search:
     # -- the objective -------------------------------------------------------------------------
 
     def _refresh(self) -> None:
-        self.R = _ratio(self.x[:, None], self.x[None, :])
-        self.C = self.R.sum(axis=1) - 1.0  # each person's sum over everyone else
+        # Sum over j of min(v, x_j) / max(v, x_j) is the sum of x_j / v over the x_j <= v plus
+        # v times the sum of 1 / x_j over the others: prefix sums over the sorted loads give it
+        # for many v at once in O(log n) each, instead of a matrix of ratios.
+        ordered = np.sort(self.x)
+        self._sorted = ordered
+        self._below = np.concatenate(([0.0], np.cumsum(ordered)))
+        inverse = np.divide(1.0, ordered, out=np.zeros_like(ordered), where=ordered > 0)
+        self._above = np.concatenate((np.cumsum(inverse[::-1])[::-1], [0.0]))
+        self._zeros = float(np.count_nonzero(ordered == 0))
+        self.C = self._sum_ratios(self.x) - 1.0  # each person's sum over everyone else
         self._class_arrays: tuple[np.ndarray, np.ndarray] | None = None
+        # Gains depend on the holder and the load only, not on which duty: many duties share them.
+        self._cache: dict[tuple[str, int, float], tuple[np.ndarray, ...]] = {}
+
+    def _sum_ratios(self, values: np.ndarray) -> np.ndarray:
+        """For each v in `values`: the sum over everyone j of min(v, x_j) / max(v, x_j)."""
+        at = np.searchsorted(self._sorted, values, side="right")
+        positive = values > 0
+        safe = np.where(positive, values, 1.0)
+        return np.where(positive, self._below[at] / safe + values * self._above[at], self._zeros)
 
     def score(self) -> float:
         if self.n < 2:
@@ -177,7 +206,7 @@ class _Search:
 
     def _others(self, values: np.ndarray, selves: np.ndarray | int) -> np.ndarray:
         """For each value v_k held by person selves_k: the sum of ratios to everyone else's load."""
-        return _ratio(values[:, None], self.x[None, :]).sum(axis=1) - _ratio(values, self.x[selves])
+        return self._sum_ratios(values) - _ratio(values, self.x[selves])
 
     def _gains(self, a: int, bs: np.ndarray, shift: np.ndarray) -> np.ndarray:
         """Balance gain of moving `shift` weighted hours from person `a` to each of `bs`."""
@@ -188,10 +217,13 @@ class _Search:
         vb = self.x[bs] + shift / self.w[bs]
         gain = self._others(va, a) - self.C[a] + self._others(vb, bs) - self.C[bs]
         # The pair (a, b) was counted from both sides with one old value each.
-        gain += (
-            self.R[a, bs] - _ratio(va, self.x[bs]) - _ratio(vb, np.full_like(vb, self.x[a])) + _ratio(va, vb)
-        )
-        return gain / self.pairs
+        xa = np.full(len(vb), self.x[a])
+        gain += _ratio(xa, self.x[bs]) - _ratio(va, self.x[bs]) - _ratio(vb, xa) + _ratio(va, vb)
+        # Only transfers from heavier to lighter that leave them no further apart: the score
+        # counts two people at 0 as even, so it can rise by piling duties on a few while others
+        # hold none; such a move would never be one a manager calls evening out.
+        evening = (vb <= self.x[a] + _SLACK) & (va >= self.x[bs] - _SLACK)
+        return np.where(evening, gain / self.pairs, -np.inf)
 
     def _changed(self, duty: int, person: int) -> int:
         incumbent = self.p.incumbent[duty]
@@ -278,7 +310,10 @@ class _Search:
             return False
         everyone = np.arange(self.n)
         load = self.p.loads[duty]
-        gains = self._gains(a, everyone, np.full(self.n, load))
+        key = ("reassign", a, load)
+        if key not in self._cache:
+            self._cache[key] = (self._gains(a, everyone, np.full(self.n, load)),)
+        gains = self._cache[key][0].copy()
         incumbent = self.p.incumbent[duty]
         if incumbent >= 0 and a >= 0:
             changed = (everyone != incumbent).astype(float) - self._changed(duty, a)
@@ -311,15 +346,19 @@ class _Search:
         a = self.h[d1]
         if a < 0:
             return False
-        people, loads = self._class_lists()
         load = self.p.loads[d1]
-        mask = (people != a) & (loads != load)
-        if not mask.any():
-            return False
-        bs, l2s = people[mask], loads[mask]
-        gains = self._gains(a, bs, load - l2s)
-        order = sorted(np.flatnonzero(gains > _EPS).tolist(), key=lambda k: (-gains[k], int(bs[k]), l2s[k]))
-        for k in order:
+        key = ("swap", a, load)
+        if key not in self._cache:
+            people, loads = self._class_lists()
+            mask = (people != a) & (loads != load)
+            bs, l2s = people[mask], loads[mask]
+            gains = self._gains(a, bs, load - l2s) if mask.any() else np.zeros(0)
+            order = sorted(
+                np.flatnonzero(gains > _EPS).tolist(), key=lambda k: (-gains[k], int(bs[k]), l2s[k])
+            )
+            self._cache[key] = (bs, l2s, gains, np.array(order, dtype=int))
+        bs, l2s, gains, order = self._cache[key]
+        for k in order.tolist():
             b = int(bs[k])
             for d2 in list(self.classes[b][float(l2s[k])]):
                 changed = (

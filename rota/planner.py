@@ -37,7 +37,7 @@ from types import MappingProxyType
 from bot.business_hours import BusinessCalendar
 from rota.duties import DUTY_UNITS, Duty, DutyUnit, duty_slots
 from rota.load import DEFAULT_WEIGHTS, LoadWeights, load_of_duty
-from rota.plan_search import CHANGE_PENALTY, NOBODY, OUTSIDER, Problem, improve, rank
+from rota.plan_search import CHANGE_PENALTY, NOBODY, OUTSIDER, Problem, free_for, improve, rank
 from rota.roster import Person, TimeOff, as_utc
 
 # Loads are sums of floats; rounding before comparing keeps ties ties, so they go
@@ -150,7 +150,7 @@ def plan_rota(
         duty if not setup.planned[index] else replace(duty, person=None if who < 0 else ids[who])
         for index, (duty, who) in enumerate(zip(greedy, best, strict=True))
     ]
-    return _result(setup, final, _explain(setup, final, greedy))
+    return _result(setup, final, _explain(setup, problem, best, final, greedy))
 
 
 def plan_rota_greedy(
@@ -294,9 +294,12 @@ def _problem(setup: _Setup) -> Problem:
     )
 
 
-def _explain(setup: _Setup, final: list[Duty], greedy: list[Duty]) -> list[Why | None]:
+def _explain(
+    setup: _Setup, problem: Problem, holders: list[int], final: list[Duty], greedy: list[Duty]
+) -> list[Why | None]:
     """Why each planned duty went where the search left it, over the whole window."""
     roster = setup.roster
+    free = free_for(problem, holders)
     book = _Book(roster, setup.time_off, setup.config)
     for duty, load in zip(final, setup.loads, strict=True):
         if duty.person is not None:
@@ -314,9 +317,10 @@ def _explain(setup: _Setup, final: list[Duty], greedy: list[Duty]) -> list[Why |
             "holds the next duty": final[index + 1].person if index + 1 < len(final) else None,
         }
         notes = []
-        for person in roster:
+        for n, person in enumerate(roster):
             without = ends[person.id] - (load / person.weight if person.id == holder else 0.0)
-            reason = None if person.id == holder else book.breach(person, duty)
+            # The words come from the greedy pass's rules; the quick check spares asking for them.
+            reason = None if person.id == holder or free(n, index) else book.breach(person, duty)
             if reason is None and person.id != holder:
                 reason = next((words for words, who in neighbours.items() if who == person.id), None)
             notes.append(CandidateNote(person.id, without, without + load / person.weight, reason))
@@ -364,6 +368,18 @@ class _Book:
         for off in sorted(time_off, key=lambda o: (o.start, o.end)):
             if off.person in self.time_off:
                 self.time_off[off.person].append(off)
+        # Each person's time off merged into disjoint spans: one bisection says whether a duty meets any.
+        self.away: dict[str, tuple[list[datetime], list[datetime]]] = {}
+        for person_id, offs in self.time_off.items():
+            starts: list[datetime] = []
+            ends: list[datetime] = []
+            for off in offs:
+                if ends and off.start <= ends[-1]:
+                    ends[-1] = max(ends[-1], off.end)
+                else:
+                    starts.append(off.start)
+                    ends.append(off.end)
+            self.away[person_id] = (starts, ends)
 
     def record(self, person_id: str, duty: Duty, load: float) -> None:
         person = self.people.get(person_id)
@@ -384,24 +400,21 @@ class _Book:
         fresh = [person for person in free if person.id not in repeat]
         pool = fresh or free
 
-        def current(person: Person) -> float:
-            return self.loads[person.id] / person.weight
-
-        def after(person: Person) -> float:
-            return (self.loads[person.id] + load) / person.weight
+        current = {person.id: self.loads[person.id] / person.weight for person in self.roster}
+        after = {person.id: (self.loads[person.id] + load) / person.weight for person in self.roster}
 
         # On equal loads after the duty, the one who has carried less so far: a part-timer
         # at 0 ties with full-timers one duty ahead of them (one week is two for them), and
         # losing every such tie to a lower id could leave them at 0 while everyone else works.
         ranked = sorted(
-            pool, key=lambda p: (round(after(p), _KEY_DIGITS), round(current(p), _KEY_DIGITS), p.id)
+            pool, key=lambda p: (round(after[p.id], _KEY_DIGITS), round(current[p.id], _KEY_DIGITS), p.id)
         )
         notes = []
         for person in self.roster:
             reason = breaches[person.id]
             if reason is None and fresh and person.id in repeat:
                 reason = f"{repeat[person.id]}, and others are free"
-            notes.append(CandidateNote(person.id, current(person), after(person), reason))
+            notes.append(CandidateNote(person.id, current[person.id], after[person.id], reason))
 
         if not ranked:
             return None, Why("unassigned: nobody can take it", tuple(notes))
@@ -413,20 +426,25 @@ class _Book:
             others = "everyone free would repeat a duty" if len(free) > 1 else "nobody else is free"
             summary = f"{chosen.id} again: {others}"
         else:
-            summary = f"{chosen.id}: lowest normalised load after this duty ({after(chosen):.1f})"
+            summary = f"{chosen.id}: lowest normalised load after this duty ({after[chosen.id]:.1f})"
             if len(ranked) > 1:
                 runner_up = ranked[1]
-                summary += f"; next {runner_up.id} ({after(runner_up):.1f})"
-                tied = round(after(runner_up), _KEY_DIGITS) == round(after(chosen), _KEY_DIGITS)
-                if tied and round(current(runner_up), _KEY_DIGITS) > round(current(chosen), _KEY_DIGITS):
-                    summary += f", who has carried more so far ({current(runner_up):.1f})"
+                summary += f"; next {runner_up.id} ({after[runner_up.id]:.1f})"
+                tied = round(after[runner_up.id], _KEY_DIGITS) == round(after[chosen.id], _KEY_DIGITS)
+                if tied and round(current[runner_up.id], _KEY_DIGITS) > round(
+                    current[chosen.id], _KEY_DIGITS
+                ):
+                    summary += f", who has carried more so far ({current[runner_up.id]:.1f})"
         return chosen.id, Why(summary, tuple(notes))
 
     def breach(self, person: Person, duty: Duty) -> str | None:
         """The first hard rule `person` taking `duty` would break, in words; None if none."""
-        for off in self.time_off[person.id]:
-            if off.overlaps(duty.start, duty.end):
-                return f"on time off until {off.end.astimezone(person.tz):%Y-%m-%d %H:%M} ({person.tz})"
+        starts, ends = self.away[person.id]
+        at = bisect.bisect_left(starts, duty.end) - 1
+        if at >= 0 and ends[at] > duty.start:
+            for off in self.time_off[person.id]:
+                if off.overlaps(duty.start, duty.end):
+                    return f"on time off until {off.end.astimezone(person.tz):%Y-%m-%d %H:%M} ({person.tz})"
         rest = self.config.min_rest
         if rest > timedelta(0):
             held = self.held[person.id]
