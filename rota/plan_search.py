@@ -120,8 +120,9 @@ def long_search(
         state = _Search(problem, best, change_penalty)
         state.shake(rnd, rnd.randint(2, max(3, len(problem.loads) // 8)))
         state.descend(MAX_PASSES * 5, 10**9)
-        if state.value() > best_value + _EPS:
-            best, best_value = list(state.h), state.value()
+        value = state.value()
+        if value[0] > best_value[0] or (value[0] == best_value[0] and value[1] > best_value[1] + _EPS):
+            best, best_value = list(state.h), value
     return best
 
 

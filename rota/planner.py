@@ -37,7 +37,7 @@ from types import MappingProxyType
 from bot.business_hours import BusinessCalendar
 from rota.duties import DUTY_UNITS, Duty, DutyUnit, duty_slots
 from rota.load import DEFAULT_WEIGHTS, LoadWeights, load_of_duty
-from rota.plan_search import CHANGE_PENALTY, NOBODY, OUTSIDER, Problem, free_for, improve, rank
+from rota.plan_search import CHANGE_PENALTY, NOBODY, OUTSIDER, Problem, free_for, improve, long_search, rank
 from rota.roster import Person, TimeOff, as_utc
 
 # Loads are sums of floats; rounding before comparing keeps ties ties, so they go
@@ -489,3 +489,34 @@ def _span(delta: timedelta) -> str:
     if days and hours:
         return f"{days} d {hours} h"
     return f"{days} d" if days else f"{hours} h"
+
+
+def plan_rota_long_search(
+    people: Iterable[Person],
+    duties: Iterable[Duty],
+    calendar: BusinessCalendar,
+    *,
+    replan_from: datetime,
+    until: datetime | None = None,
+    time_off: Iterable[TimeOff] = (),
+    config: PlanConfig | None = None,
+    seeds: Iterable[int] = (1, 2, 3),
+    kicks: int = 50,
+) -> RotaPlan:
+    """The best plan a long randomised search finds: a reference for the benchmark, not for planning.
+
+    Seconds to minutes, and it depends on the seeds; `plan_rota` must stay close to it.
+    """
+    setup = _Setup.of(people, duties, calendar, replan_from, until, time_off, config)
+    greedy, _ = _fill(setup)
+    problem = _problem(setup)
+    penalty = setup.config.change_penalty
+    start = improve(problem, _encode(setup, greedy), change_penalty=penalty)
+    tries = [long_search(problem, start, seed=seed, kicks=kicks, change_penalty=penalty) for seed in seeds]
+    best = max([start, *tries], key=lambda holders: rank(problem, holders, penalty))
+    ids = [person.id for person in setup.roster]
+    final = [
+        duty if not setup.planned[index] else replace(duty, person=None if who < 0 else ids[who])
+        for index, (duty, who) in enumerate(zip(greedy, best, strict=True))
+    ]
+    return _result(setup, final, _explain(setup, problem, best, final, greedy))
