@@ -325,7 +325,18 @@ def _explain(
                 reason = next((words for words, who in neighbours.items() if who == person.id), None)
             notes.append(CandidateNote(person.id, without, without + load / person.weight, reason))
         whys.append(
-            Why(_summary(setup, index, holder, greedy[index].person, ends, mean, neighbours), tuple(notes))
+            Why(
+                _summary(
+                    setup,
+                    index,
+                    holder,
+                    setup.incumbents[index] or greedy[index].person,
+                    ends,
+                    mean,
+                    neighbours,
+                ),
+                tuple(notes),
+            )
         )
     return whys
 
@@ -339,7 +350,10 @@ def _summary(
     mean: float,
     neighbours: Mapping[str, str | None],
 ) -> str:
-    """One sentence a manager can check against the loads listed under it (over the whole window)."""
+    """One sentence a manager can check against the loads listed under it (over the whole window).
+
+    `first` is who held the duty before the search: in the published rota, else after the greedy pass.
+    """
     if holder is None:
         return "unassigned: nobody can take it" if setup.roster else "unassigned: nobody is on the roster"
     if holder in neighbours.values():
