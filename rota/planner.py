@@ -145,11 +145,7 @@ def plan_rota(
     best = max(finals, key=lambda holders: rank(problem, holders, penalty))  # the first on a tie
     if best == starts[0]:
         return _result(setup, greedy, greedy_whys)
-    ids = [person.id for person in setup.roster]
-    final = [
-        duty if not setup.planned[index] else replace(duty, person=None if who < 0 else ids[who])
-        for index, (duty, who) in enumerate(zip(greedy, best, strict=True))
-    ]
+    final = _decode(setup, greedy, best)
     return _result(setup, final, _explain(setup, problem, best, final, greedy))
 
 
@@ -256,6 +252,14 @@ def _result(setup: _Setup, final: list[Duty], whys: list[Why | None]) -> RotaPla
 def _encode(setup: _Setup, duties: list[Duty]) -> list[int]:
     index = {person.id: n for n, person in enumerate(setup.roster)}
     return [NOBODY if duty.person is None else index.get(duty.person, OUTSIDER) for duty in duties]
+
+
+def _decode(setup: _Setup, duties: list[Duty], holders: list[int]) -> list[Duty]:
+    ids = [person.id for person in setup.roster]
+    return [
+        duty if not setup.planned[index] else replace(duty, person=None if who < 0 else ids[who])
+        for index, (duty, who) in enumerate(zip(duties, holders, strict=True))
+    ]
 
 
 def _problem(setup: _Setup) -> Problem:
@@ -528,9 +532,5 @@ def plan_rota_long_search(
     start = improve(problem, _encode(setup, greedy), change_penalty=penalty)
     tries = [long_search(problem, start, seed=seed, kicks=kicks, change_penalty=penalty) for seed in seeds]
     best = max([start, *tries], key=lambda holders: rank(problem, holders, penalty))
-    ids = [person.id for person in setup.roster]
-    final = [
-        duty if not setup.planned[index] else replace(duty, person=None if who < 0 else ids[who])
-        for index, (duty, who) in enumerate(zip(greedy, best, strict=True))
-    ]
+    final = _decode(setup, greedy, best)
     return _result(setup, final, _explain(setup, problem, best, final, greedy))
