@@ -66,12 +66,6 @@ class Problem:
     incumbent: tuple[int, ...]  # per duty: who holds it in the published rota, NOBODY if none
 
 
-def objective(problem: Problem, holders: Sequence[int], change_penalty: float = CHANGE_PENALTY) -> float:
-    """Balance score of normalised loads, minus the penalty for every changed planned duty."""
-    state = _Search(problem, holders, change_penalty)
-    return state.score() - change_penalty * state.changes()
-
-
 def free_for(problem: Problem, holders: Sequence[int]) -> Callable[[int, int], bool]:
     """`free(person, duty)`: may `person` take `duty` in this plan under time off, rest and cap?"""
     return _Search(problem, holders, 0.0).can_take
