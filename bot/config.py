@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from rota.compensation import MissingPayRate, parse_pay_rates
 from rota.duties import DUTY_UNITS, DutyUnit
 from rota.load import LoadWeights, parse_load_weights
+from rota.pay_rules import MissingPayRate, parse_pay_rates
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_FILE = "supportbot.sqlite3"
@@ -139,7 +139,8 @@ class Settings:
         )
 
     def compensation(self) -> CompensationPolicy:
-        from rota.compensation import DaysInLieu, PayPerWeightedHour, parse_pay_rules
+        from rota.compensation import DaysInLieu, PayPerWeightedHour
+        from rota.pay_rules import parse_pay_rules
 
         if self.comp_policy == "pay" and self.comp_pay_rules is not None:
             return parse_pay_rules(self.comp_pay_rules)
@@ -530,7 +531,7 @@ def _pay_rules_setting(r: _Reader, policy: str, has_days_off: bool) -> str | Non
     if policy != "pay":
         raise ConfigError("COMP_PAY_RULES is set but COMP_POLICY is not pay; set COMP_POLICY=pay")
     from bot.business_hours import parse_business_hours
-    from rota.compensation import parse_pay_rules
+    from rota.pay_rules import parse_pay_rules
 
     try:
         rules = parse_pay_rules(spec)

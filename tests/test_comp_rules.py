@@ -18,14 +18,9 @@ from hypothesis import strategies as st
 
 from bot.business_hours import BusinessCalendar, parse_business_hours
 from bot.config import ConfigError, load_settings
-from rota.compensation import (
-    LedgerEntry,
-    PayRules,
-    earned_entries,
-    page_work_earning,
-    parse_pay_rules,
-)
+from rota.compensation import LedgerEntry, earned_entries, page_work_earning
 from rota.duties import Duty
+from rota.pay_rules import PayRules, parse_pay_rules
 
 ROME = ZoneInfo("Europe/Rome")
 # Christmas Eve is no Italian public holiday; the company gives it as a day off.
