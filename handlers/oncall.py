@@ -37,7 +37,7 @@ from rota.swaps import SwapOutcome, SwapView
 if TYPE_CHECKING:
     from slack_bolt import App
 
-    from bot.app import Services
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
