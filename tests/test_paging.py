@@ -31,8 +31,8 @@ from rota import paging, store
 from rota.paging import PagePolicy
 from rota.store import StaffMember
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
-from tests.support.harness import settings_for as harness_settings
 from tests.support.mail import customer_mail
+from tests.support.settings import settings_for as harness_settings
 from tests.support.slack_requests import SlackUser
 
 ROME = ZoneInfo("Europe/Rome")
