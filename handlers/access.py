@@ -141,7 +141,7 @@ def guarded(access: Access, permission: Permission, listener: Callable[..., None
                 tell(client, body, SORRY)
 
     run.__name__ = getattr(listener, "__name__", "listener")
-    # Read by tests/test_hostile_slack.py: every listener declares who may use it.
+    # Read by tests/integration/test_hostile_slack.py: every listener declares who may use it.
     run.permission = permission  # type: ignore[attr-defined]
     return run
 

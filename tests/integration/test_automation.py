@@ -30,11 +30,20 @@ from bot.tickets.automation import (
 )
 from bot.tickets.events import record_event
 from bot.tickets.urgency import TicketFacts
+from tests.integration.test_triage import (
+    DAY,
+    MANAGER,
+    NIGHT,
+    STAFF,
+    TRIAGE_SETTINGS,
+    auto_messages,
+    ingest,
+    triage,
+)
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
 from tests.support.settings import make_settings
 from tests.support.slack_requests import SlackUser
-from tests.test_triage import DAY, MANAGER, NIGHT, STAFF, TRIAGE_SETTINGS, auto_messages, ingest, triage
 
 NOW = NIGHT
 _numbers = itertools.count(1000)

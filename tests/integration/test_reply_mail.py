@@ -43,7 +43,7 @@ SUPPORT = "support@example.com"
 AGENT = "UAGENT1"
 AGENT_NAME = "Anna Bianchi"
 TICKET_TS = "1763629200.000100"
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 TEMPLATE_NAMES = sorted(p.name.removesuffix(".txt") for p in TEMPLATES.glob("*.txt"))
 
 

@@ -53,7 +53,7 @@ DAY = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday 11:00 in Rome
 NEXT_OPENING_EN = "tomorrow, Tuesday 24 November, at 09:00 (Europe/Rome time)"
 NEXT_OPENING_IT = "domani, martedì 24 novembre, alle 09:00 (ora di Europe/Rome)"
 MANAGER, STAFF = "U0MAY", "U0ADA"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # What triage's assertions depend on: Rome's opening hours and who manages.
