@@ -1,15 +1,18 @@
-"""Wiring: one process holding the Slack app, the HTTP server, and (on the leader)
-the mailbox watcher, the outbox workers and the scheduler."""
+"""The composition root: the one place that builds services, listeners and jobs, for one
+process holding the Slack app, the HTTP server, and (on the leader) the mailbox watcher,
+the outbox workers and the scheduler. Nothing imports this module but entry points
+(bot/cli.py, the sandbox, tests), so it may import everything."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt import App, BoltResponse
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine, text
@@ -24,6 +27,7 @@ from bot.mail.watcher import MailboxSettings, MailboxWatcher
 from bot.outbox.queue import FILES_LANE_PREFIX, SMTP_SEND
 from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
 from bot.scheduler import ScheduledJobs, install_standard_jobs, make_scheduler
+from bot.services import Services, make_web_client
 from bot.slack.delivery import attachment_refused, slack_handlers
 from bot.slack.mail_notices import burst_post, reply_notice
 from bot.slack.paging import pager
@@ -31,26 +35,28 @@ from bot.storage.db import make_engine, make_sessionmaker, upgrade
 from bot.survey_http import survey_app
 from bot.tickets.triage_worker import TriageWorker
 from bot.web import HttpServer, Router, SlackGate, json_response
+from handlers import register_all
+from handlers.access import Access
+from handlers.common import People
+from handlers.spam import Protected
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Services:
-    """What listeners and jobs may use: plain values, no globals."""
-
-    settings: Settings
-    factory: sessionmaker[Session]
-    clock: Clock
-    client: WebClient
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def make_web_client(settings: Settings) -> WebClient:
-    return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=15)
+def make_services(
+    settings: Settings, factory: sessionmaker[Session], clock: Clock, client: WebClient
+) -> tuple[Services, Access, People]:
+    """What every listener shares: one access check (its staff list cached), one cache of
+    Slack names, one cache of the addresses spam handling must never block."""
+    access = Access(settings, client)
+    people = People(client)
+    services = Services(
+        settings, factory, clock, client, names=people, protected=Protected(settings, client, access)
+    )
+    return services, access, people
 
 
-def make_bolt_app(services: Services) -> App:
+def make_bolt_app(services: Services, access: Access, people: People) -> App:
     settings = services.settings
     app = App(
         client=services.client,
@@ -62,9 +68,7 @@ def make_bolt_app(services: Services) -> App:
         # not wait for one of the default ten workers (HTTP serves 32 requests at once).
         listener_executor=ThreadPoolExecutor(max_workers=48, thread_name_prefix="bolt-listener"),
     )
-    from handlers import register_all
-
-    register_all(app, services)
+    register_all(app, services, access, people)
     app.error(_unreadable_request)
     return app
 
@@ -102,8 +106,8 @@ class SupportBot:
         self.engine = engine or make_engine(settings.database_url)
         self.factory = make_sessionmaker(self.engine)
         self.client = make_web_client(settings)
-        self.services = Services(settings, self.factory, self.clock, self.client)
-        self.bolt = make_bolt_app(self.services)
+        self.services, access, people = make_services(settings, self.factory, self.clock, self.client)
+        self.bolt = make_bolt_app(self.services, access, people)
         self.http: HttpServer | None = None
         self.socket_mode: Any = None
         self.watcher: MailboxWatcher | None = None
@@ -120,8 +124,6 @@ class SupportBot:
         self.http = HttpServer(self._router(), self.settings.http_host, self.settings.http_port)
         self.http.start()
         if self.settings.socket_mode:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
             self.socket_mode = SocketModeHandler(self.bolt, self.settings.slack_app_token)
             try:
                 self.socket_mode.connect()
@@ -257,8 +259,6 @@ class SupportBot:
         router.add_prefix("/ical/", ical_app(self.factory, self.clock, self.settings))
         router.add_prefix("/survey/", survey_app(self.factory, self.clock, self.settings))
         if not self.settings.socket_mode:
-            from slack_bolt.adapter.wsgi import SlackRequestHandler
-
             router.add(
                 "/slack/events",
                 SlackGate(SlackRequestHandler(self.bolt), self.settings.slack_signing_secret, self.factory),

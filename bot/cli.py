@@ -9,8 +9,13 @@ import sys
 import threading
 from pathlib import Path
 
+from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
+
 from bot.config import ConfigError, load_settings, redact_url
+from bot.logs import configure_logging, redact
 from bot.signals import StopSignal
+from bot.storage.db import current_revision, downgrade, make_engine, upgrade
 
 log = logging.getLogger("supportbot")
 
@@ -22,12 +27,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"supportbot: configuration error: {exc}", file=sys.stderr)
         return 2
     if settings.sandbox:
+        # why: the sandbox embeds pymap and aiosmtpd, which a real deployment never loads.
         from bot.sandbox.runner import run_sandbox
 
         return run_sandbox(settings)
-    # Imported after validation so a bad setting is reported before anything heavy loads.
+    # why: the composition root loads Bolt, the scheduler and every handler; imported after
+    # validation so a bad setting is reported before anything heavy loads.
     from bot.app import SupportBot, prepare_database, verify_slack_token
-    from bot.logs import configure_logging, redact
 
     configure_logging(settings.log_level, secrets=settings.secrets())
     log.info("database %s", redact_url(settings.database_url))
@@ -83,10 +89,6 @@ def _exit_within(seconds: float) -> None:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from sqlalchemy.engine import make_url
-
-    from bot.storage.db import current_revision, downgrade, make_engine, upgrade
-
     try:
         settings_url = _database_url(args)
     except ConfigError as exc:
@@ -105,8 +107,6 @@ def _db(args: argparse.Namespace) -> int:
     except Exception as exc:
         # One line, as `run` gives: an unreachable server or an unknown revision is not a
         # crash, and a traceback can quote the URL, password and all.
-        from bot.logs import redact
-
         problem = redact(_database_problem(exc), [make_url(settings_url).password])
         verb = "read" if args.db_command == "current" else args.db_command
         print(f"supportbot: cannot {verb} the database at DATABASE_URL: {problem}", file=sys.stderr)
@@ -123,10 +123,6 @@ def _database_problem(exc: Exception) -> str:
 
 def _database_url(args: argparse.Namespace) -> str:
     """Only DATABASE_URL is needed to manage the schema; the rest may be unset."""
-    import os
-
-    from dotenv import dotenv_values
-
     env = dict(dotenv_values(args.env_file or ".env")) if Path(args.env_file or ".env").is_file() else {}
     env.update(os.environ)
     url = (env.get("DATABASE_URL") or "").strip() or "sqlite:///supportbot.sqlite3"

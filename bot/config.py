@@ -15,22 +15,25 @@ from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
+from dotenv import dotenv_values
+
+from bot.business_hours import BusinessCalendar, parse_business_hours
+from bot.logs import redact
+from bot.sandbox.team import sandbox_settings
+from rota.compensation import CompensationPolicy, DaysInLieu, PayPerWeightedHour
 from rota.duties import DUTY_UNITS, DutyUnit
 from rota.load import LoadWeights, parse_load_weights
-from rota.pay_rules import MissingPayRate, parse_pay_rates
+from rota.pay_rules import MissingPayRate, parse_pay_rates, parse_pay_rules
+from rota.planner import PlanConfig
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_FILE = "supportbot.sqlite3"
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_BUSINESS_HOURS = "mon-fri 09:00-18:00"
-
-if TYPE_CHECKING:
-    from bot.business_hours import BusinessCalendar
-    from rota.compensation import CompensationPolicy
-    from rota.planner import PlanConfig
 
 
 def _default_weights() -> LoadWeights:
@@ -122,15 +125,11 @@ class Settings:
 
     def calendar(self) -> BusinessCalendar:
         """The team's working calendar: opening hours, time zone, public holidays, company days off."""
-        from bot.business_hours import BusinessCalendar
-
         return BusinessCalendar.from_spec(
             self.business_hours, self.timezone, self.holidays_country, self.company_days_off
         )
 
     def plan_config(self) -> PlanConfig:
-        from rota.planner import PlanConfig
-
         return PlanConfig(
             unit=self.rota_unit,
             weights=self.rota_weights,
@@ -139,9 +138,6 @@ class Settings:
         )
 
     def compensation(self) -> CompensationPolicy:
-        from rota.compensation import DaysInLieu, PayPerWeightedHour
-        from rota.pay_rules import parse_pay_rules
-
         if self.comp_policy == "pay" and self.comp_pay_rules is not None:
             return parse_pay_rules(self.comp_pay_rules)
         if self.comp_policy == "pay" and self.comp_pay_rates is not None:
@@ -285,8 +281,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         merged: dict[str, str] = {}
         path = dotenv if dotenv is not None else Path.cwd() / ".env"
         if path.is_file():
-            from dotenv import dotenv_values
-
             merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
         merged.update(os.environ)
         env = merged
@@ -295,8 +289,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
     except ConfigError as exc:
         # Messages quote the value they refuse, and a secret pasted into the wrong
         # setting (a token as SUPPORT_CHANNEL) must not be printed back.
-        from bot.logs import redact
-
         raise ConfigError(redact(str(exc), secret_values(env))) from None
 
 
@@ -308,8 +300,6 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
     # deployment, where each missing setting below is an error naming it.
     sandbox = r.raw("SLACK_BOT_TOKEN") is None
     if sandbox:
-        from bot.sandbox.team import sandbox_settings
-
         r = _Reader({**env, **sandbox_settings()})
 
     bot_token = r.required("SLACK_BOT_TOKEN", "the Bot User OAuth Token (xoxb-…) of your Slack app")
@@ -378,8 +368,6 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
 
     country = r.raw("HOLIDAYS_COUNTRY")
     if country is not None:
-        import holidays
-
         if country.upper() not in holidays.list_supported_countries():
             raise ConfigError(f"HOLIDAYS_COUNTRY must be an ISO country code, got {country!r}")
         country = country.upper()
@@ -398,8 +386,6 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"TEMPLATES_DIR must be a directory of reply templates, got {str(templates_dir)!r}")
 
     business_hours = r.text("BUSINESS_HOURS", DEFAULT_BUSINESS_HOURS)
-    from bot.business_hours import parse_business_hours
-
     try:
         parse_business_hours(business_hours)
     except ValueError as exc:
@@ -530,9 +516,6 @@ def _pay_rules_setting(r: _Reader, policy: str, has_days_off: bool) -> str | Non
         return None
     if policy != "pay":
         raise ConfigError("COMP_PAY_RULES is set but COMP_POLICY is not pay; set COMP_POLICY=pay")
-    from bot.business_hours import parse_business_hours
-    from rota.pay_rules import parse_pay_rules
-
     try:
         rules = parse_pay_rules(spec)
     except ValueError as exc:

@@ -1,22 +1,20 @@
-"""Thin Slack listeners, one module per Slack surface, each with a `register(app, …)`."""
+"""Thin Slack listeners, one module per Slack surface, each with a `register(app, …)`.
+
+`register_all` is called by the composition root (bot/app.py), which builds what the
+listeners share (services, access checks, the Slack name cache) and passes it in.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from slack_bolt import App
 
-if TYPE_CHECKING:
-    from slack_bolt import App
+from bot.services import Services
+from handlers import actions, automation, commands, events, oncall, paging, views
+from handlers.access import Access
+from handlers.common import People
 
-    from bot.app import Services
 
-
-def register_all(app: App, services: Services) -> None:
-    from handlers import actions, automation, commands, events, oncall, paging, views
-    from handlers.access import Access
-    from handlers.common import People
-
-    access = Access(services)
-    people = People(services.client)
+def register_all(app: App, services: Services, access: Access, people: People) -> None:
     actions.register(app, services, access, people)
     views.register(app, services, access, people)
     commands.register(app, services, access)

@@ -8,18 +8,18 @@ body, and a refusal is always an ephemeral sentence that says why.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.config import Settings
 from handlers.common import fields_with_nul
-
-if TYPE_CHECKING:
-    from bot.app import Services
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,15 @@ SORRY = "Sorry, that went wrong on our side; it is logged. Nothing was changed b
 
 
 class Access:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, settings: Settings, client: WebClient) -> None:
+        self.settings = settings
+        self.client = client
         self._members: frozenset[str] = frozenset()
         self._fetched_at = -_CACHE_SECONDS
         self._lock = threading.Lock()
 
     def is_manager(self, user: str) -> bool:
-        return user in self.services.settings.managers
+        return user in self.settings.managers
 
     def is_staff(self, user: str) -> bool:
         return self.is_manager(user) or user in self._staff()
@@ -50,12 +51,12 @@ class Access:
 
     def refusal(self, permission: Permission) -> str:
         if permission == "manager":
-            managers = ", ".join(f"<@{m}>" for m in sorted(self.services.settings.managers)) or "nobody yet"
+            managers = ", ".join(f"<@{m}>" for m in sorted(self.settings.managers)) or "nobody yet"
             return f"Only managers can do that (managers: {managers})."
         where = (
-            f"the <!subteam^{self.services.settings.staff_usergroup}> group"
-            if self.services.settings.staff_usergroup
-            else f"<#{self.services.settings.support_channel}>"
+            f"the <!subteam^{self.settings.staff_usergroup}> group"
+            if self.settings.staff_usergroup
+            else f"<#{self.settings.support_channel}>"
         )
         return f"Only support staff can work on tickets: ask to be added to {where}."
 
@@ -80,15 +81,15 @@ class Access:
             return self._members
 
     def _fetch(self) -> set[str]:
-        client = self.services.client
-        group = self.services.settings.staff_usergroup
+        client = self.client
+        group = self.settings.staff_usergroup
         if group:
             return set(client.usergroups_users_list(usergroup=group).get("users") or [])
         members: set[str] = set()
         cursor = None
         while True:
             response = client.conversations_members(
-                channel=self.services.settings.support_channel, limit=1000, cursor=cursor
+                channel=self.settings.support_channel, limit=1000, cursor=cursor
             )
             members.update(response.get("members") or [])
             cursor = (response.get("response_metadata") or {}).get("next_cursor")
@@ -111,8 +112,6 @@ def guarded(access: Access, permission: Permission, listener: Callable[..., None
     Bolt injects arguments by name, so the wrapper asks for all it may need and
     passes on only what the listener's signature names.
     """
-    import inspect
-
     wanted = set(inspect.signature(listener).parameters)
 
     def run(
@@ -142,7 +141,7 @@ def guarded(access: Access, permission: Permission, listener: Callable[..., None
                 tell(client, body, SORRY)
 
     run.__name__ = getattr(listener, "__name__", "listener")
-    # Read by tests/test_hostile_slack.py: every listener declares who may use it.
+    # Read by tests/integration/test_hostile_slack.py: every listener declares who may use it.
     run.permission = permission  # type: ignore[attr-defined]
     return run
 

@@ -34,7 +34,7 @@ from handlers.replies import ReplyDesk
 if TYPE_CHECKING:
     from slack_bolt import App
 
-    from bot.app import Services
+    from bot.services import Services
 
 NO_TICKET = "That button carries no ticket; the message may be from an old version of supportbot."
 

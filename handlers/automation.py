@@ -24,7 +24,7 @@ from handlers.common import action_value, run_domain, view_metadata
 if TYPE_CHECKING:
     from slack_bolt import App
 
-    from bot.app import Services
+    from bot.services import Services
 
 USAGE = "Use `/support automation` to see close rates, or `/support automation off NAME`."
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from slack_bolt import App
     from sqlalchemy.orm import Session
 
-    from bot.app import Services
+    from bot.services import Services
 
 
 def _number(args: list[str]) -> int:

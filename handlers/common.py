@@ -8,16 +8,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from bot.outbox.queue import notify_workers
+from bot.services import Services
 from bot.storage.db import reading, transaction
-
-if TYPE_CHECKING:
-    from bot.app import Services
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

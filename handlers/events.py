@@ -14,7 +14,7 @@ from handlers.common import read_domain, run_domain, without_nul
 if TYPE_CHECKING:
     from slack_bolt import App
 
-    from bot.app import Services
+    from bot.services import Services
 
 # Edits, joins, bot posts and the like are not notes someone wrote.
 _IGNORED_SUBTYPES = {

@@ -29,7 +29,7 @@ from rota.errors import RequestClosed, RotaError
 if TYPE_CHECKING:
     from slack_bolt import App
 
-    from bot.app import Services
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from rota.store import DutyView
 from rota.swap_flow import SwapPolicy, SwapResult
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from slack_bolt import App
     from sqlalchemy.orm import Session
 
-    from bot.app import Services
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 

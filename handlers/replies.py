@@ -20,7 +20,7 @@ from bot.tickets.workflow import TicketError
 from handlers.common import People, read_domain, run_domain
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services import Services
 
 
 class ReplyDesk:

@@ -22,7 +22,7 @@ from handlers.access import Access
 from handlers.common import run_domain
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services import Services
 
 RULES_USAGE = (
     "Use `/support rules`, `/support rules add KIND PATTERN [urgent|not urgent]` "

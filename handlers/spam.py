@@ -9,10 +9,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
+from sqlalchemy.orm import Session
 
+from bot.config import Settings
+from bot.services import Services
 from bot.slack import lists
 from bot.slack.paging import queue_paging_notices
 from bot.slack.render import escape, truncate
@@ -20,11 +24,6 @@ from bot.tickets import spam
 from bot.tickets.workflow import TicketError
 from handlers.access import Access
 from handlers.common import read_domain, run_domain
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from bot.app import Services
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +40,20 @@ class Protected:
     """Addresses that can never be blocked: SUPPORT_ADDRESS and every staff member's email.
 
     Staff addresses come from Slack's profiles (users.list, needs `users:read.email`),
-    cached for a few minutes: marking spam is rare, and the list changes rarely.
+    cached for a few minutes: marking spam is rare, and the list changes rarely. One is
+    built by the composition root (bot/app.py) and reached as `services.protected`.
     """
 
-    def __init__(self, services: Services, access: Access) -> None:
-        self.services = services
+    def __init__(self, settings: Settings, client: WebClient, access: Access) -> None:
+        self.settings = settings
+        self.client = client
         self.access = access
         self._lock = threading.Lock()
         self._staff: frozenset[str] = frozenset()
         self._fetched_at = -_CACHE_SECONDS
 
     def addresses(self) -> frozenset[str]:
-        own = {self.services.settings.support_address.lower()}
+        own = {self.settings.support_address.lower()}
         with self._lock:
             if time.monotonic() - self._fetched_at >= _CACHE_SECONDS:
                 try:
@@ -68,7 +69,7 @@ class Protected:
         found: set[str] = set()
         cursor: str | None = None
         for _ in range(_PAGES):
-            response = self.services.client.users_list(limit=200, cursor=cursor)
+            response = self.client.users_list(limit=200, cursor=cursor)
             for member in response.get("members") or []:
                 email = str((member.get("profile") or {}).get("email") or "").strip().lower()
                 if email and self.access.is_staff(str(member.get("id") or "")):
@@ -79,19 +80,12 @@ class Protected:
         return found
 
 
-def protected_of(services: Services, access: Access) -> Protected:
-    found = services.extras.get("spam.protected")
-    if not isinstance(found, Protected):
-        found = services.extras["spam.protected"] = Protected(services, access)
-    return found
-
-
 def mark(services: Services, access: Access, ticket_id: int, user: str) -> str:
     """Mark as spam; the sentence to tell the person who did."""
     now = services.clock.now()
     # The ticket is checked before Slack is asked anything about staff.
     read_domain(services, lambda s: spam.ticket_sender(s, ticket_id))
-    protected = protected_of(services, access).addresses()
+    protected = services.protected.addresses()
 
     def act(session: Session) -> spam.MarkResult:
         result = spam.mark_spam(session, ticket_id, user, now, protected=protected)
@@ -154,7 +148,7 @@ def spam_command(services: Services, access: Access, ack: Any, user: str, args: 
         return
     if sub == "block-domain":
         spam.normalise_domain(rest[0])  # bad input is answered before Slack is asked about staff
-        protected = protected_of(services, access).addresses()
+        protected = services.protected.addresses()
         domain = run_domain(services, lambda s: spam.block_domain(s, rest[0], user, now, protected=protected))
         ack(text=f"Mail from anyone at {escape(domain)} will be kept as spam, never shown.")
     else:

@@ -8,20 +8,18 @@ asker's DM, never in the channel they asked from, where colleagues would see the
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.services import Services
 from bot.slack import stats as ui
 from bot.slack.render import Block
 from bot.stats import exports
 from bot.stats.period import Period, PeriodError, parse_period
 from bot.stats.report import StatsConfig, StatsReport, build_report
 from handlers.access import Access
-from handlers.common import People, read_domain
-
-if TYPE_CHECKING:
-    from bot.app import Services
+from handlers.common import read_domain
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +36,6 @@ def _report(services: Services, period: Period, *, full: bool = True) -> StatsRe
     config = stats_config(services)
     now = services.clock.now()
     return read_domain(services, lambda session: build_report(session, period, now, config, full=full))
-
-
-def _people(services: Services) -> People:
-    # One cache of Slack names for every stats request, not a users.info call per person each time.
-    people = services.extras.get("stats.people")
-    if not isinstance(people, People):
-        people = services.extras["stats.people"] = People(services.client)
-    return people
 
 
 def _dm(client: Any, user: str) -> str:
@@ -95,9 +85,9 @@ def _send_charts(services: Services, client: Any, user: str, report: StatsReport
     # matplotlib takes a second to import: only the first manager's request pays, after the ack.
     from bot.stats.charts import report_charts
 
-    people = _people(services)
     wanted = {u for u, p in report.people.items() if p.on_call.duties or p.pages}
-    names = {u: report.names.get(u) or people.name(u) for u in wanted}
+    # services.names: one cache of Slack names for every request, not a users.info call per person.
+    names = {u: report.names.get(u) or services.names.name(u) for u in wanted}
     charts = report_charts(report, names)
     client.files_upload_v2(
         channel=_dm(client, user),

@@ -20,7 +20,7 @@ from handlers.replies import ReplyDesk
 if TYPE_CHECKING:
     from slack_bolt import App
 
-    from bot.app import Services
+    from bot.services import Services
 
 
 # Slack returns private_metadata as we wrote it; anything else is a forged or garbled form.

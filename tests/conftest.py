@@ -1,18 +1,25 @@
+"""Fixtures shared by both tiers of the suite.
+
+- `tests/unit/`: pure functions and DB-session-level tests; no sockets, servers or child
+  processes. The fast tier, under a minute: `pytest tests/unit`.
+- `tests/integration/`: tests that start servers (IMAP, SMTP, the Slack stand-in, the bot's
+  HTTP server, PostgreSQL clusters, a browser) or `supportbot` subprocesses. Their server
+  fixtures live in tests/integration/conftest.py, so a unit test cannot ask for one.
+
+A bare `pytest` (the README's command) runs both; `TEST_DATABASE_URL=postgresql://…` runs
+every database test on PostgreSQL instead of SQLite.
+"""
+
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.sandbox.imap_server import PymapServer
-from bot.sandbox.slack_api import SlackStandIn
 from bot.storage.db import make_engine, make_sessionmaker
 from tests.support.databases import DatabaseFactory, database_factory
-from tests.support.dovecot import DovecotServer, dovecot_binary
-from tests.support.harness import CHANNEL
 
 
 @pytest.fixture(scope="session")
@@ -38,33 +45,3 @@ def session_factory(database_url: str) -> Iterator[sessionmaker[Session]]:
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    with SlackStandIn(channels=(CHANNEL,)) as standin:
-        yield standin
-
-
-@pytest.fixture
-def imap(tmp_path: Path) -> Iterator[PymapServer]:
-    with PymapServer(tmp_path / "imap") as server:
-        yield server
-
-
-@pytest.fixture(params=["pymap", pytest.param("dovecot", marks=pytest.mark.dovecot)])
-def any_imap(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PymapServer | DovecotServer]:
-    """The mailbox for tests of IMAP behaviour: run once on pymap and once on Dovecot,
-    a server the bot will meet in production."""
-    if request.param == "pymap":
-        with PymapServer(tmp_path / "imap") as server:
-            yield server
-        return
-    if dovecot_binary() is None:
-        if os.environ.get("CI") == "true":
-            # CI installs dovecot-imapd (.ci/run); a silent skip there would hide that
-            # these tests never ran against it.
-            pytest.fail("CI=true but dovecot is not installed (apt-get install dovecot-imapd)")
-        pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
-    with DovecotServer() as server:
-        yield server

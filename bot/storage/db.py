@@ -81,8 +81,10 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+# why (each alembic import below): alembic takes most of a second to import, and only schema
+# commands need it, not every process (tests, subprocesses) that opens a session.
 def alembic_config(url: str) -> Any:
-    from alembic.config import Config
+    from alembic.config import Config  # why: heavy, see above
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -91,19 +93,19 @@ def alembic_config(url: str) -> Any:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    from alembic import command
+    from alembic import command  # why: heavy, see alembic_config
 
     command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
-    from alembic import command
+    from alembic import command  # why: heavy, see alembic_config
 
     command.downgrade(alembic_config(url), revision)
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+    from alembic.runtime.migration import MigrationContext  # why: heavy, see alembic_config
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

@@ -17,11 +17,9 @@ from typing import Any, Protocol
 
 from bot.app import SupportBot
 from bot.clock import Clock
-from bot.config import Settings, load_settings
+from bot.config import load_settings
+from tests.support.settings import CHANNEL, SIGNING_SECRET, SUPPORT_ADDRESS
 
-CHANNEL = "C0SUPPORT"
-SIGNING_SECRET = "test-signing-secret"
-SUPPORT_ADDRESS = "support@example.com"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -68,26 +66,6 @@ def bot_env(
     }
     env.update(overrides)
     return env
-
-
-def settings_for(database_url: str, **overrides: str) -> Settings:
-    """Valid settings for domain tests that run no servers (nothing listens at these addresses)."""
-    return load_settings(
-        env={
-            "SLACK_BOT_TOKEN": "xoxb-test",
-            "SLACK_SIGNING_SECRET": "s",
-            "SUPPORT_CHANNEL": CHANNEL,
-            "DATABASE_URL": database_url,
-            "IMAP_HOST": "127.0.0.1",
-            "IMAP_USER": "u",
-            "IMAP_PASSWORD": "p",
-            "SMTP_HOST": "127.0.0.1",
-            "SUPPORT_ADDRESS": SUPPORT_ADDRESS,
-            "TIMEZONE": "Europe/Rome",
-            "HOLIDAYS_COUNTRY": "IT",
-            **overrides,
-        }
-    )
 
 
 @contextmanager

@@ -44,8 +44,9 @@ from bot.tickets.ingest import ingest_email
 from bot.tickets.replies import send_reply
 from bot.tickets.workflow import resolve_ticket
 from rota.load import LoadWeights
-from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, settings_for, wait_until
+from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail, message_id_of
+from tests.support.settings import settings_for
 from tests.support.slack_requests import SlackUser
 
 pytestmark = pytest.mark.timeout(240)

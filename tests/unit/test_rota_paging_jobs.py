@@ -21,9 +21,9 @@ from rota.paging_jobs import (
     paging_tick,
     stop_paging,
 )
-from tests.test_paging import ADA, BOB, MAY, NIGHT, POLICY, night, urgent_ticket
+from tests.support.night_rota import ADA, BOB, MAY, NIGHT, POLICY, night, urgent_ticket
 
-__all__ = ["night"]  # the fixture, shared with tests/test_paging.py
+__all__ = ["night"]  # the fixture, from tests/support/night_rota.py
 
 
 def test_the_next_person_paged_is_the_backup_once_the_repeats_are_done(night: sessionmaker[Session]) -> None:

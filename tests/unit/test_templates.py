@@ -31,7 +31,7 @@ from bot.tickets.templates import (
 from tests.support.mail import customer_mail
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 STARTER_TOPICS = ("acknowledgement", "password_reset", "refund_request", "more_information", "resolved")
 MANAGER = "UMANAGER1"
 

@@ -34,11 +34,11 @@ from bot.sandbox.smtp_catcher import CaughtMail
 from bot.storage.db import make_engine, transaction
 from bot.storage.models import Message, OutboxItem, Ticket
 from bot.tickets.replies import send_reply
+from tests.integration.test_resilience import assert_exactly_once
 from tests.support.databases import backend
 from tests.support.harness import CHANNEL, BotProcess, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail, message_id_of
 from tests.support.private_postgres import PrivatePostgres, postgres_bin_dir
-from tests.test_resilience import assert_exactly_once
 
 pytestmark = pytest.mark.timeout(300)
 

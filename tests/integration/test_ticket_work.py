@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(180)
 
 ADA, BOB, EVE, MAY = "U0ADA", "U0BOB", "U0EVE", "U0MAY"  # staff, staff, outsider, manager
 STARTERS = sorted(
-    p.name.removesuffix(".txt") for p in (Path(__file__).parents[1] / "templates").glob("*.txt")
+    p.name.removesuffix(".txt") for p in (Path(__file__).parents[2] / "templates").glob("*.txt")
 )
 
 
@@ -85,7 +85,7 @@ BROKEN_FILES = {
 @pytest.fixture
 def desk(imap: PymapServer, slack: SlackStandIn, database_url: str, tmp_path: Path) -> Iterator[Desk]:
     templates = tmp_path / "templates"
-    shutil.copytree(Path(__file__).parents[1] / "templates", templates)
+    shutil.copytree(Path(__file__).parents[2] / "templates", templates)
     for name, source in BROKEN_FILES.items():
         (templates / name).write_text(source)
     for user, name in ((ADA, "ada"), (BOB, "bob"), (MAY, "may")):
@@ -234,7 +234,7 @@ def test_reply_with_a_starter_template_goes_out_threaded(desk: Desk, template: s
     assert message_id_of(first) in mail["References"]
     plain = mail.get_body(("plain",))
     assert plain is not None and plain.get_content().replace("\r\n", "\n").strip() == text.strip()
-    html_file = Path(__file__).parents[1] / "templates" / f"{template}.html"
+    html_file = Path(__file__).parents[2] / "templates" / f"{template}.html"
     assert (mail.get_body(("html",)) is not None) == html_file.exists()
     # The thread shows what was sent and by whom; the ticket waits on the customer.
     thread = wait_until(
@@ -249,7 +249,7 @@ def test_reply_with_a_starter_template_goes_out_threaded(desk: Desk, template: s
 def test_an_edited_reply_sends_only_what_the_agent_wrote(desk: Desk) -> None:
     desk.imap.append(customer_mail(1))
     view_id = open_reply(desk)
-    with_html = next(t for t in STARTERS if (Path(__file__).parents[1] / "templates" / f"{t}.html").exists())
+    with_html = next(t for t in STARTERS if (Path(__file__).parents[2] / "templates" / f"{t}.html").exists())
     hash_before = desk.slack.views[view_id]["hash"]
     desk.user(ADA).pick(view_id, "reply_template", with_html)
     wait_until(lambda: desk.slack.views[view_id]["hash"] != hash_before, what="the rendered template")

@@ -30,10 +30,20 @@ from bot.tickets.automation import (
 )
 from bot.tickets.events import record_event
 from bot.tickets.urgency import TicketFacts
+from tests.integration.test_triage import (
+    DAY,
+    MANAGER,
+    NIGHT,
+    STAFF,
+    TRIAGE_SETTINGS,
+    auto_messages,
+    ingest,
+    triage,
+)
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
+from tests.support.settings import make_settings
 from tests.support.slack_requests import SlackUser
-from tests.test_triage import DAY, MANAGER, NIGHT, STAFF, auto_messages, ingest, make_settings, triage
 
 NOW = NIGHT
 _numbers = itertools.count(1000)
@@ -168,7 +178,9 @@ def test_close_rate_maths_on_a_hand_built_history(session_factory: sessionmaker[
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return make_settings(database_url, AUTOMATION_MIN_USES="3", AUTOMATION_MIN_CLOSE_RATE="0.8")
+    return make_settings(
+        database_url, **TRIAGE_SETTINGS, AUTOMATION_MIN_USES="3", AUTOMATION_MIN_CLOSE_RATE="0.8"
+    )
 
 
 def proven(

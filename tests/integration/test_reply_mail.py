@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import FrozenClock
-from bot.config import Settings, load_settings
+from bot.config import Settings
 from bot.mail.compose import reply_subject, thread_references
 from bot.mail.sender import smtp_handlers
 from bot.outbox.queue import (
@@ -39,6 +39,7 @@ from bot.tickets.template_vars import reply_variables
 from bot.tickets.templates import render_template
 from bot.tickets.workflow import TicketError
 from tests.support.mail import customer_mail, message_id_of
+from tests.support.settings import make_settings
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 CHANNEL = "C0SUPPORT"
@@ -46,7 +47,7 @@ SUPPORT = "support@example.com"
 AGENT = "UAGENT1"
 AGENT_NAME = "Anna Bianchi"
 TICKET_TS = "1763629200.000100"
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 TEMPLATE_NAMES = sorted(p.name.removesuffix(".txt") for p in TEMPLATES.glob("*.txt"))
 
 
@@ -65,28 +66,14 @@ def smtp(smtp_port: int) -> Iterator[SmtpCatcher]:
     server.stop()
 
 
-def make_settings(database_url: str, smtp_port: int, **overrides: str) -> Settings:
-    env = {
-        "SLACK_BOT_TOKEN": "xoxb-test-token",
-        "SLACK_SIGNING_SECRET": "secret",
-        "SUPPORT_CHANNEL": CHANNEL,
-        "DATABASE_URL": database_url,
-        "IMAP_HOST": "127.0.0.1",
-        "IMAP_USER": "support",
-        "IMAP_PASSWORD": "imap-secret",
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp_port),
-        "SMTP_SECURITY": "none",
-        "SUPPORT_ADDRESS": SUPPORT,
-        "REPLY_LATE_MINUTES": "30",
-    }
-    env.update(overrides)
-    return load_settings(env=env)
+def reply_settings(database_url: str, smtp_port: int, **overrides: str) -> Settings:
+    """The shared builder, pointed at this test's SMTP catcher."""
+    return make_settings(database_url, SMTP_PORT=str(smtp_port), REPLY_LATE_MINUTES="30", **overrides)
 
 
 @pytest.fixture
 def settings(database_url: str, smtp_port: int) -> Settings:
-    return make_settings(database_url, smtp_port)
+    return reply_settings(database_url, smtp_port)
 
 
 @pytest.fixture
@@ -449,7 +436,7 @@ def test_the_smtp_password_never_reaches_logs_or_slack(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # aiosmtpd offers no AUTH here, so the login fails: the error path is what must stay clean.
-    settings = make_settings(database_url, smtp.port, SMTP_USER="bot", SMTP_PASSWORD="hunter2-secret")
+    settings = reply_settings(database_url, smtp.port, SMTP_USER="bot", SMTP_PASSWORD="hunter2-secret")
     worker = OutboxWorker(
         session_factory,
         smtp_handlers(settings, session_factory, clock, write_notice=reply_notice, timeout=5),

@@ -43,14 +43,14 @@ from bot.tickets.template_store import get_template, template_history
 from bot.tickets.templates import TemplateNotFound
 from bot.tickets.urgency import RuleError, clean_rule
 from bot.tickets.workflow import TicketError
+from tests.integration.test_ticket_work import ADA, MAY, Desk, desk  # noqa: F401  (the running bot fixture)
 from tests.support.harness import CHANNEL, wait_until
-from tests.test_ticket_work import ADA, MAY, Desk, desk  # noqa: F401  (the running bot fixture)
 
 pytestmark = pytest.mark.timeout(300)
 
 ROME = ZoneInfo("Europe/Rome")
 T0 = datetime(2026, 1, 10, 12, tzinfo=UTC)
-TEMPLATES = Path(__file__).parents[1] / "templates"
+TEMPLATES = Path(__file__).parents[2] / "templates"
 
 HOSTILE = [
     "'; DROP TABLE tickets; --",

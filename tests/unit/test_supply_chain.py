@@ -19,7 +19,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements.lock"
 RUN_LOCK = ROOT / "requirements-run.lock"  # the README's first command: the bot without test tools
 SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")

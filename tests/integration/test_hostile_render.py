@@ -418,7 +418,7 @@ def test_the_checks_catch_what_they_are_for() -> None:
 
 # -- the template sandbox: escapes and resource bombs ---------------------------------------------
 #
-# tests/test_templates.py covers the classic escapes; these are the rest of the known
+# tests/unit/test_templates.py covers the classic escapes; these are the rest of the known
 # SSTI payloads and the bombs that a sandbox without limits lets through. Each must be
 # refused with a sentence, quickly, without allocating much: they run in one child
 # process whose address space is capped at 1 GiB, so a bomb that got through would

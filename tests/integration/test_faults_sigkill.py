@@ -55,8 +55,9 @@ from tests.support.crash_loop import (
     bare_id,
 )
 from tests.support.databases import backend
-from tests.support.harness import CHANNEL, bot_env, running_bot, settings_for, wait_until
+from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
+from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.timeout(480)
 

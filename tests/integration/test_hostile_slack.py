@@ -70,7 +70,7 @@ ADA, BOB, CY, MAY, EVE = "U0ADA", "U0BOB", "U0CY", "U0MAY", "U0EVE"  # staff ×3
 STAFF = {ADA: "ada", BOB: "bob", CY: "cy"}
 # Wednesday noon in Rome: business hours, mid-week, so the rota's first duty is under way.
 START = datetime(2026, 12, 2, 12, 0, tzinfo=ROME)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 OUTSIDER = "Only support staff"
 NOT_MANAGER = "Only managers"

@@ -21,7 +21,7 @@ from bot.storage.models import Event, LedgerLine, OutboxItem
 from rota import store, swaps
 from rota.store import StaffMember
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
-from tests.support.harness import settings_for as harness_settings
+from tests.support.settings import settings_for as harness_settings
 
 ROME = ZoneInfo("Europe/Rome")
 # Sunday 2026-11-29 10:00 in Rome: the first full week's hand-off is tomorrow at 09:00.

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_sandbox_api import real_png
 from tests.support.harness import PROJECT_ROOT, wait_until
-from tests.test_sandbox_api import real_png
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app import SupportBot
 from bot.clock import FrozenClock
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings
 from bot.outbox.queue import SLACK_TICKET_NOTICE, SMTP_SEND
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
@@ -44,6 +44,7 @@ from bot.tickets.template_store import save_template
 from bot.tickets.workflow import claim_ticket, resolve_ticket, set_status
 from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail, message_id_of
+from tests.support.settings import make_settings
 from tests.support.slack_requests import SlackUser
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday 11:00 in Rome
@@ -147,37 +148,23 @@ def test_paths_with_tokens_are_masked_in_logs() -> None:
 
 def test_survey_secret_must_be_long(database_url: str) -> None:
     with pytest.raises(ConfigError, match="SURVEY_SECRET"):
-        make_settings(database_url, SURVEY_SECRET="short")
-    assert make_settings(database_url).surveys is True
-    assert make_settings(database_url).survey_delay_minutes == 60
-    assert make_settings(database_url).survey_link_days == 30
+        survey_settings(database_url, SURVEY_SECRET="short")
+    assert survey_settings(database_url).surveys is True
+    assert survey_settings(database_url).survey_delay_minutes == 60
+    assert survey_settings(database_url).survey_link_days == 30
 
 
 # -- the sending job, against the database --------------------------------------------------
 
 
-def make_settings(database_url: str, **overrides: str) -> Settings:
-    env = {
-        "SLACK_BOT_TOKEN": "xoxb-test-token",
-        "SLACK_SIGNING_SECRET": "secret",
-        "SUPPORT_CHANNEL": CHANNEL,
-        "DATABASE_URL": database_url,
-        "IMAP_HOST": "127.0.0.1",
-        "IMAP_USER": "support",
-        "IMAP_PASSWORD": "imap-secret",
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_SECURITY": "none",
-        "SUPPORT_ADDRESS": SUPPORT_ADDRESS,
-        "TIMEZONE": "Europe/Rome",
-        "PUBLIC_URL": PUBLIC,
-    }
-    env.update(overrides)
-    return load_settings(env=env)
+def survey_settings(database_url: str, **overrides: str) -> Settings:
+    """The shared builder, in Rome, with the public URL survey links are made from."""
+    return make_settings(database_url, **{"TIMEZONE": "Europe/Rome", "PUBLIC_URL": PUBLIC, **overrides})
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return make_settings(database_url)
+    return survey_settings(database_url)
 
 
 def ingest(factory: sessionmaker[Session], raw: bytes, now: datetime = NOW) -> int:
@@ -289,7 +276,7 @@ def test_no_survey_to_automatic_mail_opted_out_customers_or_when_off(
         "done@example.org asked for no more surveys",
     ]
 
-    off = make_settings(database_url, SURVEYS="false")
+    off = survey_settings(database_url, SURVEYS="false")
     third = ingest(session_factory, customer_mail(3))
     resolve(session_factory, third, NOW + timedelta(hours=1))
     assert run(session_factory, off, NOW + timedelta(hours=2)) == ([], ["surveys are off (SURVEYS=false)"])

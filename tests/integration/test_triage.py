@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app import SupportBot
 from bot.clock import FrozenClock
-from bot.config import Settings, load_settings
+from bot.config import Settings
 from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_POST, SLACK_TICKET_REFRESH, SMTP_SEND
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
@@ -46,6 +46,7 @@ from bot.tickets.urgency import (
 from bot.tickets.views import ticket_card
 from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
+from tests.support.settings import make_settings
 from tests.support.slack_requests import SlackUser
 
 NIGHT = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)  # Monday 22:00 in Rome
@@ -53,31 +54,16 @@ DAY = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday 11:00 in Rome
 NEXT_OPENING_EN = "tomorrow, Tuesday 24 November, at 09:00 (Europe/Rome time)"
 NEXT_OPENING_IT = "domani, martedì 24 novembre, alle 09:00 (ora di Europe/Rome)"
 MANAGER, STAFF = "U0MAY", "U0ADA"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def make_settings(database_url: str, **overrides: str) -> Settings:
-    env = {
-        "SLACK_BOT_TOKEN": "xoxb-test-token",
-        "SLACK_SIGNING_SECRET": "secret",
-        "SUPPORT_CHANNEL": CHANNEL,
-        "DATABASE_URL": database_url,
-        "IMAP_HOST": "127.0.0.1",
-        "IMAP_USER": "support",
-        "IMAP_PASSWORD": "imap-secret",
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_SECURITY": "none",
-        "SUPPORT_ADDRESS": SUPPORT_ADDRESS,
-        "TIMEZONE": "Europe/Rome",
-        "MANAGERS": MANAGER,
-    }
-    env.update(overrides)
-    return load_settings(env=env)
+# What triage's assertions depend on: Rome's opening hours and who manages.
+TRIAGE_SETTINGS = {"TIMEZONE": "Europe/Rome", "MANAGERS": MANAGER}
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return make_settings(database_url)
+    return make_settings(database_url, **TRIAGE_SETTINGS)
 
 
 def ingest(factory: sessionmaker[Session], raw: bytes, now: datetime) -> int:
@@ -418,7 +404,9 @@ def test_auto_ack_setting_off_sends_nothing(
     session_factory: sessionmaker[Session], database_url: str
 ) -> None:
     ingest(session_factory, customer_mail(1), NIGHT)
-    [result] = triage(session_factory, make_settings(database_url, AUTO_ACK="false"), NIGHT)
+    [result] = triage(
+        session_factory, make_settings(database_url, **TRIAGE_SETTINGS, AUTO_ACK="false"), NIGHT
+    )
     assert result.after_hours and result.auto_reply is None
     assert auto_messages(session_factory) == []
 
@@ -486,7 +474,9 @@ def test_a_not_urgent_exception_keeps_the_vip_robot_quiet(
 def test_rules_file_is_read_at_the_first_triage(
     session_factory: sessionmaker[Session], database_url: str
 ) -> None:
-    settings = make_settings(database_url, URGENCY_RULES_FILE=str(ROOT / "urgency-rules.example.toml"))
+    settings = make_settings(
+        database_url, **TRIAGE_SETTINGS, URGENCY_RULES_FILE=str(ROOT / "urgency-rules.example.toml")
+    )
     ingest(session_factory, customer_mail(1, subject="Sistema giù", body="È urgente!\n"), NIGHT)
     [result] = triage(session_factory, settings, NIGHT)
     assert result.urgent and result.reason == "keyword “urgente” in the message"

@@ -48,7 +48,7 @@ PAOLO = "paolo@example.com"
 LUCA_NAME = "<!channel> Luca Bianchi"
 NIGHT = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)  # Monday 22:00 in Rome: after hours
 STARTER = sorted(
-    p.name.removesuffix(".txt") for p in (Path(__file__).parents[1] / "templates").glob("*.txt")
+    p.name.removesuffix(".txt") for p in (Path(__file__).parents[2] / "templates").glob("*.txt")
 )[0]
 
 
