@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackApiError
 
 from bot.slack import oncall as ui
+from bot.slack.modals import state_value
 from bot.slack.oncall_errors import rota_error_text, swap_block_to_blame
 from bot.slack.render import escape
 from handlers.access import Access, acting_user, guarded, tell
@@ -170,8 +171,6 @@ def register(app: App, services: Services, access: Access) -> None:
         client.views_open(trigger_id=body["trigger_id"], view=ui.swap_modal(duties, tz, selected=duty_id))
 
     def swap_submitted(ack: Any, body: dict[str, Any], client: Any) -> None:
-        from bot.slack.modals import state_value
-
         view, user = body["view"], acting_user(body)
         duty = state_value(view, ui.SWAP_DUTY_BLOCK, "duty")
         to_user = state_value(view, ui.SWAP_TO_BLOCK, "user")

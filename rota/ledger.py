@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.business_hours import BusinessCalendar
-from bot.storage.models import LedgerLine, RotaDuty
+from bot.storage.models import LedgerLine, Page, RotaDuty, Ticket
 from bot.tickets.events import record_event
 from bot.tickets.status import TicketStatus
 from rota.compensation import CompensationPolicy, earned_entries, page_work_earning
@@ -99,8 +99,6 @@ def settle_pages(
 ) -> list[LineView]:
     """Credit night work on pages: whoever acknowledged earns the after-hours time from the
     page to the ticket's resolution. Each page once; a page still open waits."""
-    from bot.storage.models import Page, Ticket
-
     rows = session.execute(
         select(Page, Ticket)
         .join(Ticket, Ticket.id == Page.ticket_id)

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.business_hours import BusinessCalendar
-from bot.storage.models import RotaDuty, RotaMember, TimeOffRecord
+from bot.storage.models import Event, RotaDuty, RotaMember, TimeOffRecord
 from bot.tickets.events import record_event
 from rota import errors
 from rota.duties import Duty
@@ -129,8 +129,6 @@ def sync_roster(session: Session, staff: Iterable[StaffMember], now: datetime) -
 
 def _left_by_sync(session: Session, user_id: str) -> bool:
     """Whether the member's last deactivation was the staff sync (not a manager)."""
-    from bot.storage.models import Event
-
     last = session.scalar(
         select(Event)
         .where(Event.ticket_id.is_(None), Event.action.in_(["rota.left", "rota.removed", "rota.added"]))

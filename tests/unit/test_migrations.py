@@ -15,8 +15,6 @@ def test_migrations_match_models(database_url: str) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
-    # The scheduler's job table belongs to APScheduler, not to our models.
-    diff = [d for d in diff if not (d[0] in {"remove_table", "remove_index"} and "apscheduler" in str(d[1]))]
     assert diff == []
 
 
