@@ -23,6 +23,10 @@ class PersonLoad:
     past: float  # normalised load (weighted hours / weight)
     planned: float
 
+    @property
+    def total(self) -> float:
+        return self.past + self.planned
+
 
 @dataclass(frozen=True)
 class FairnessReport:
@@ -31,6 +35,20 @@ class FairnessReport:
     past_balance: float
     planned_balance: float
     total_balance: float
+    # The normalised load everyone would carry if the period's whole load were split by
+    # weight: a row above it has carried more than its share, one below is owed duty-free time.
+    fair_share: float = 0.0
+    # The mean weighted load of one duty in the period, to say a gap in duties as well as hours.
+    duty_load: float = 0.0
+
+    def ahead_of_share(self, row: PersonLoad) -> float:
+        """How far `row` is above (positive) or below its fair share, in normalised load."""
+        return row.total - self.fair_share
+
+    def duties_ahead(self, row: PersonLoad) -> float | None:
+        """The same gap counted in average duties of the period (the person's own load, not the
+        normalised one); None when no duty gives a measure."""
+        return self.ahead_of_share(row) * row.weight / self.duty_load if self.duty_load > 0 else None
 
 
 def roster_loads(
@@ -73,10 +91,14 @@ def fairness_report(
     planned = roster_loads(future_duties, calendar, kinds, weights, now, end)
     total = {p: past[p] + planned[p] for p in weights}
     rows = tuple(PersonLoad(p, w, past[p] / w, planned[p] / w) for p, w in sorted(weights.items()))
+    whole = sum(total.values())
+    held = sum(1 for d in (*past_duties, *future_duties) if d.user_id in weights)
     return FairnessReport(
         rows,
         days,
         balance_score(past, weights),
         balance_score(planned, weights),
         balance_score(total, weights),
+        fair_share=whole / sum(weights.values()) if weights else 0.0,
+        duty_load=whole / held if held else 0.0,
     )

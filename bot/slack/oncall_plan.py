@@ -25,7 +25,7 @@ from bot.slack.oncall import (
 from bot.slack.render import Block, escape
 from rota.notices import PlanChangesNotice
 from rota.planner import Why
-from rota.standing import FairnessReport
+from rota.standing import FairnessReport, PersonLoad
 from rota.store import DutyChange, PlanPreview
 
 
@@ -116,8 +116,9 @@ def fairness_blocks(report: FairnessReport) -> list[Block]:
     lines = [
         f"{holder(r.user_id)}"
         + (f" (weight {number_text(r.weight)})" if r.weight != 1 else "")
-        + f": last {days} days *{r.past:.1f}* · planned *{r.planned:.1f}* · total *{r.past + r.planned:.1f}*"
-        for r in sorted(report.rows, key=lambda r: (-(r.past + r.planned), r.user_id))
+        + f": last {days} days *{r.past:.1f}* · planned *{r.planned:.1f}* · total *{r.total:.1f}*"
+        + _against_share(report, r)
+        for r in sorted(report.rows, key=lambda r: (-r.total, r.user_id))
     ]
     blocks: list[Block] = [header("Fairness: normalised load per person")]
     blocks.extend(sections(lines) if lines else [section("Nobody is on the rota.")])
@@ -129,6 +130,22 @@ def fairness_blocks(report: FairnessReport) -> list[Block]:
         )
     )
     blocks.append(
-        context("Load is weighted hours on call (weeknight, weekend, holiday) divided by the weight.")
+        context(
+            "Load is weighted hours on call (weeknight, weekend, holiday) divided by the weight."
+            f" Fair share: *{report.fair_share:.1f}*, the period's load split by weight; who is under"
+            " it is owed duty-free time."
+        )
     )
     return blocks[:50]
+
+
+def _against_share(report: FairnessReport, row: PersonLoad) -> str:
+    gap = report.ahead_of_share(row)
+    if abs(gap) < 0.05:
+        return " · at the fair share"
+    duties = report.duties_ahead(row)
+    about = ""
+    if duties is not None:
+        count = abs(duties)
+        about = f" (about {count:.1f} {'duty' if round(count, 1) == 1 else 'duties'})"
+    return f" · *{abs(gap):.1f} {'over' if gap > 0 else 'under'}* the fair share{about}"

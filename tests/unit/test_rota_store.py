@@ -18,11 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.business_hours import BusinessCalendar
 from bot.slack.oncall_errors import rota_error_text
+from bot.slack.oncall_plan import fairness_blocks
 from bot.storage.db import transaction
 from bot.storage.models import LedgerLine, RotaMember
 from rota import ledger, store, swaps
 from rota.compensation import DaysInLieu
 from rota.planner import PlanConfig
+from rota.standing import fairness_report
 from rota.store import RotaError, StaffMember
 
 ROME = ZoneInfo("Europe/Rome")
@@ -273,3 +275,20 @@ def test_extend_rota_waits_for_a_first_rota_then_tops_it_up(db: sessionmaker[Ses
         assert store.duties_between(session, MONDAY, MONDAY + timedelta(weeks=2)) == before
         assert store.rota_end(session) > end_before  # type: ignore[operator]
         assert session.get(RotaMember, "UADA") is not None
+
+
+def test_fairness_says_who_is_owed_duty_free_time_against_the_fair_share(db: sessionmaker[Session]) -> None:
+    publish(db, weeks=6)  # over Ada, Bob and Cy
+    with transaction(db) as session:
+        store.sync_roster(session, [*TEAM, StaffMember("UDEE", "Dee", "Europe/Rome")], MONDAY)
+        report = fairness_report(session, CALENDAR, WEEK.weights, now=MONDAY, days=90)
+        held = len(store.duties_between(session, MONDAY, store.rota_end(session) or MONDAY))
+    rows = {r.user_id: r for r in report.rows}
+    # The plan's load split four ways: Dee, who joined after it, is owed a quarter of its duties
+    # (seven: the week under way, which hands over at 09:00, and the six planned).
+    assert held == 7
+    assert report.fair_share == pytest.approx(sum(r.total for r in report.rows) / 4)
+    assert report.duties_ahead(rows["UDEE"]) == pytest.approx(-7 / 4)
+    assert sum(report.duties_ahead(r) or 0.0 for r in report.rows) == pytest.approx(0.0)
+    text = " ".join(block["text"]["text"] for block in fairness_blocks(report) if "text" in block)
+    assert "under* the fair share (about 1.8 duties)" in text
