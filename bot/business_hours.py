@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from bot.wall_clock import split_intervals, wall_clock_stretches
+
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _EXAMPLE = "'mon-fri 09:00-18:00'"
@@ -201,20 +203,30 @@ class BusinessCalendar:
         """A public holiday of the country, or a company day off."""
         return day in self.days_off or day in self._public_holidays(day.year)
 
-    def open_interval(self, day: date) -> tuple[datetime, datetime] | None:
-        """When the team is open on local `day`, in UTC; None on closed days and holidays."""
+    def open_stretches(self, day: date) -> list[tuple[datetime, datetime]]:
+        """When the team is open on local `day`, in UTC; empty on closed days and holidays.
+
+        Opening hours are the wall-clock minutes they name, on the nights clocks change
+        too: where the clock falls back inside them, the minutes that show twice are open
+        twice (so 02:30-03:15 on that night may be two stretches); minutes a spring-forward
+        jump skips are no time at all.
+        """
         opening = self.hours[day.weekday()]
         if opening is None or self.is_holiday(day):
-            return None
-        opens, closes = self._at(day, opening[0]), self._at(day, opening[1])
-        # Opening inside a spring-forward gap resolves later than it reads; if that
-        # passes the closing time, the day has no opening hours at all.
-        return (opens, closes) if opens < closes else None
+            return []
+        return wall_clock_stretches(
+            datetime.combine(day, opening[0]), datetime.combine(day, opening[1]), self.tz
+        )
+
+    def open_interval(self, day: date) -> tuple[datetime, datetime] | None:
+        """From the first moment the team is open on local `day` to the last, in UTC; None on
+        closed days, on holidays and when the clock skips every minute of the opening hours."""
+        stretches = self.open_stretches(day)
+        return (stretches[0][0], stretches[-1][1]) if stretches else None
 
     def is_open(self, moment: datetime) -> bool:
         moment = _utc(moment)
-        interval = self.open_interval(self.local_day(moment))
-        return interval is not None and interval[0] <= moment < interval[1]
+        return any(opens <= moment < closes for opens, closes in self.open_stretches(self.local_day(moment)))
 
     def next_opening(self, moment: datetime) -> datetime:
         """The earliest moment at or after `moment` when the team is open (`moment` itself if open now)."""
@@ -225,9 +237,9 @@ class BusinessCalendar:
         # read as one local day while still inside the previous day's stretch.
         day = self.local_day(moment) - timedelta(days=1)
         for _ in range(_OPENING_SEARCH_DAYS):
-            interval = self.open_interval(day)
-            if interval is not None and moment < interval[1]:
-                return max(interval[0], moment)
+            for opens, closes in self.open_stretches(day):
+                if moment < closes:
+                    return max(opens, moment)
             day += timedelta(days=1)
         raise ValueError(f"no opening within {_OPENING_SEARCH_DAYS} days of {moment.isoformat()}")
 
@@ -236,9 +248,8 @@ class BusinessCalendar:
         start, end = _utc(start), _utc(end)
         total = timedelta()
         for day in self._days_touching(start, end):
-            interval = self.open_interval(day)
-            if interval is not None:
-                overlap = min(interval[1], end) - max(interval[0], start)
+            for opens, closes in self.open_stretches(day):
+                overlap = min(closes, end) - max(opens, start)
                 if overlap > timedelta():
                     total += overlap
         return total.total_seconds()
@@ -248,18 +259,12 @@ class BusinessCalendar:
         start, end = _utc(start), _utc(end)
         stretches: list[AfterHours] = []
         for day in self._days_touching(start, end):
-            day_start, day_end = self._midnight(day), self._midnight(day + timedelta(days=1))
-            interval = self.open_interval(day)
-            closed = (
-                [(day_start, day_end)]
-                if interval is None
-                else [(day_start, interval[0]), (interval[1], day_end)]
-            )
+            whole_day = (max(self._midnight(day), start), min(self._midnight(day + timedelta(days=1)), end))
+            if whole_day[0] >= whole_day[1]:
+                continue
+            _, closed = split_intervals([whole_day], self.open_stretches(day))
             kind = self._kind_of_day(day)
             for piece_start, piece_end in closed:
-                piece_start, piece_end = max(piece_start, start), min(piece_end, end)
-                if piece_start >= piece_end:
-                    continue
                 if stretches and stretches[-1].kind == kind and stretches[-1].end == piece_start:
                     stretches[-1] = AfterHours(stretches[-1].start, piece_end, kind)
                 else:

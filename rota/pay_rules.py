@@ -2,7 +2,7 @@
 and the pay they give a stretch of after-hours time.
 
 One-off dates come first, then weekly rules, the first match paying each minute.
-Rule windows are wall-clock minutes (rota/wall_clock.py).
+Rule windows are wall-clock minutes (bot/wall_clock.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from fractions import Fraction
 from typing import Literal
 
 from bot.business_hours import DAY_NAMES, AfterHoursKind, BusinessCalendar, OpeningHours
+from bot.wall_clock import split_intervals, wall_clock_stretches
 from rota.load import LoadWeights, parse_load_weights
-from rota.wall_clock import split_intervals, wall_clock_stretches
 
 LedgerUnit = Literal["days", "money"]
 

@@ -63,9 +63,8 @@ class BusinessTime:
         last = calendar.local_day(end) + timedelta(days=1)
         total = 0.0
         while day <= last:
-            interval = calendar.open_interval(day)
-            if interval is not None:
-                opens, closes = interval[0].timestamp(), interval[1].timestamp()
+            for stretch in calendar.open_stretches(day):
+                opens, closes = stretch[0].timestamp(), stretch[1].timestamp()
                 self.starts.append(opens)
                 self.ends.append(closes)
                 self.before.append(total)

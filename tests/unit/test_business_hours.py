@@ -248,10 +248,43 @@ def test_a_day_with_short_hours_is_not_weekend() -> None:
 def test_hours_inside_the_dst_gap() -> None:
     calendar = BusinessCalendar.from_spec("sun 02:30-03:15", ROME)
     assert calendar.open_interval(date(2026, 3, 22)) == (utc(2026, 3, 22, 1, 30), utc(2026, 3, 22, 2, 15))
-    # 02:30 does not exist on 29 March (clocks jump from 02:00 to 03:00): no opening that day.
-    assert calendar.open_interval(date(2026, 3, 29)) is None
-    # 02:30 happens twice on 25 October; the office opens at the first one.
+    # Opening hours are the wall-clock minutes they name. On 29 March the clock jumps from
+    # 02:00 to 03:00: 02:30-02:59 never shows, so the office is open 03:00-03:15 CEST only.
+    assert calendar.open_stretches(date(2026, 3, 29)) == [(utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 1, 15))]
+    # On 25 October the clock reads 02:00-02:59 twice: open 02:30-02:59 CEST, closed while it
+    # reads 02:00-02:29 again, open from 02:30 CET to 03:15 CET.
+    assert calendar.open_stretches(date(2026, 10, 25)) == [
+        (utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 0)),
+        (utc(2026, 10, 25, 1, 30), utc(2026, 10, 25, 2, 15)),
+    ]
     assert calendar.open_interval(date(2026, 10, 25)) == (utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 2, 15))
+    assert not calendar.is_open(utc(2026, 10, 25, 1, 15))  # 02:15 CET, the second time round
+    assert calendar.business_seconds_between(utc(2026, 10, 25), utc(2026, 10, 26)) == 75 * 60
+    assert calendar.next_opening(utc(2026, 10, 25, 1, 5)) == utc(2026, 10, 25, 1, 30)
+    # Every minute skipped: no opening at all.
+    assert BusinessCalendar.from_spec("sun 02:10-02:50", ROME).open_interval(date(2026, 3, 29)) is None
+
+
+def test_closing_inside_santiagos_repeated_hour_at_midnight() -> None:
+    # Santiago falls back at midnight on Saturday 4 April 2026: the clock reads 23:00-23:59
+    # twice (first at -03, then at -04). A shop open until 23:30 is open through the first
+    # 23:00-23:29, closed at the first 23:30, and open again while the clock reads 23:00-23:29.
+    santiago = ZoneInfo("America/Santiago")
+    calendar = BusinessCalendar.from_spec("sat 20:00-23:30", santiago)
+    saturday = date(2026, 4, 4)
+    assert calendar.open_stretches(saturday) == [
+        (utc(2026, 4, 4, 23, 0), utc(2026, 4, 5, 2, 30)),
+        (utc(2026, 4, 5, 3, 0), utc(2026, 4, 5, 3, 30)),
+    ]
+    # After hours lie between and around the two (Saturday has opening hours here, so its
+    # closed time is a weeknight's).
+    assert calendar.after_hours(utc(2026, 4, 5, 2, 0), utc(2026, 4, 5, 4, 0)) == [
+        AfterHours(utc(2026, 4, 5, 2, 30), utc(2026, 4, 5, 3, 0), "weeknight"),
+        AfterHours(utc(2026, 4, 5, 3, 30), utc(2026, 4, 5, 4, 0), "weeknight"),
+    ]
+    # On 6 September the clock skips Sunday 00:00-00:59: Sunday starts at 01:00 (-03).
+    sunday = BusinessCalendar.from_spec("sun 00:00-02:00", santiago)
+    assert sunday.open_stretches(date(2026, 9, 6)) == [(utc(2026, 9, 6, 4, 0), utc(2026, 9, 6, 5, 0))]
 
 
 def test_after_hours_is_clipped_to_the_range() -> None:

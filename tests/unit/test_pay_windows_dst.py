@@ -19,10 +19,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.business_hours import BusinessCalendar
+from bot.wall_clock import wall_clock_stretches
 from rota.compensation import earned_entries
 from rota.duties import Duty
 from rota.pay_rules import PayRules, parse_pay_rules
-from rota.wall_clock import wall_clock_stretches
 
 ROME = ZoneInfo("Europe/Rome")
 SANTIAGO = ZoneInfo("America/Santiago")
