@@ -79,33 +79,25 @@ def test_the_bucket_refills_while_quiet_but_never_beyond_its_burst() -> None:
     assert bucket.wait(3600.0) == pytest.approx(1.0)
 
 
-def test_retry_after_empties_the_bucket_and_pauses_the_lane() -> None:
+def test_a_429_empties_the_bucket_and_the_next_try_is_one_alone() -> None:
     bucket = TokenBucket(interval=1.0, burst=3, now=0.0)
     bucket.take(0.0)
-    bucket.pause(0.0, 5.0)  # a 429 with Retry-After: 5
-    assert bucket.wait(0.0) == pytest.approx(5.0)
-    assert bucket.wait(4.9) == pytest.approx(0.1)
-    assert bucket.wait(5.0) == 0.0
+    bucket.overspent(0.0)  # a 429; the worker keeps the Retry-After's pause (5 s here)
+    assert bucket.wait(0.0) == pytest.approx(1.0)
+    assert bucket.wait(5.0) == 0.0  # refilled while paused...
     bucket.take(5.0)
-    # One try when the pause ends, then the sustained rate, not a fresh burst.
+    # ...but one try when the pause ends, then the sustained rate, not a fresh burst.
     assert bucket.wait(5.0) == pytest.approx(1.0)
+    bucket.take(6.0)
+    assert bucket.wait(6.0) == pytest.approx(1.0)
 
 
-def test_a_short_retry_after_still_keeps_the_sustained_rate() -> None:
-    bucket = TokenBucket(interval=1.0, burst=3, now=0.0)
-    bucket.take(0.0)
-    bucket.pause(0.0, 0.2)
-    assert bucket.wait(0.2) == pytest.approx(0.8)
-
-
-def test_no_pace_means_no_wait_but_a_pause_still_holds() -> None:
+def test_no_pace_means_no_wait() -> None:
     bucket = TokenBucket(interval=0.0, burst=3, now=0.0)
     for _ in range(100):
         bucket.take(0.0)
+    bucket.overspent(0.0)
     assert bucket.wait(0.0) == 0.0
-    bucket.pause(0.0, 2.0)
-    assert bucket.wait(1.0) == pytest.approx(1.0)
-    assert bucket.wait(2.0) == 0.0
 
 
 # -- the choice of the next row ---------------------------------------------------------------

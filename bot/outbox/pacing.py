@@ -39,7 +39,8 @@ PAGE_FIRST, NEW_TICKET, OTHER = 0, 1, 2
 class TokenBucket:
     """A lane's budget: `burst` tokens, one more every `interval` seconds; never more than `burst`.
 
-    `interval` 0 means no pacing (SMTP, tests); a pause (Retry-After) applies all the same.
+    `interval` 0 means no pacing (SMTP, tests). A Retry-After's pause is kept by the worker,
+    on the bot's clock like the rows' due times; the bucket only learns it was overspent.
     """
 
     def __init__(self, interval: float, burst: int, now: float) -> None:
@@ -47,19 +48,17 @@ class TokenBucket:
         self.burst = max(1, burst)
         self.tokens = float(self.burst)
         self.stamp = now
-        self.paused_until = now
+        self.single = False  # the next try is one alone (after a 429), not the start of a burst
 
     def _refill(self, now: float) -> None:
         if now <= self.stamp:
-            return  # still inside a pause, or a clock that stood still
+            return  # a clock that stood still
         if self.interval > 0:
             self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) / self.interval)
         self.stamp = now
 
     def wait(self, now: float) -> float:
         """Seconds until a try may start (0: now)."""
-        if now < self.paused_until:
-            return self.paused_until - now
         if self.interval <= 0:
             return 0.0
         self._refill(now)
@@ -70,16 +69,18 @@ class TokenBucket:
         if self.interval <= 0:
             return
         self._refill(now)
+        if self.single:
+            self.tokens = min(self.tokens, 1.0)
+            self.single = False
         self.tokens = max(-float(self.burst), self.tokens - 1)
 
-    def pause(self, now: float, seconds: float) -> None:
-        """Nothing before `now + seconds`, then one try at the sustained rate: a 429's
+    def overspent(self, now: float) -> None:
+        """Slack answered 429: the budget we counted is not Slack's. Start again from empty,
+        and let the first try after the pause be one alone, then the sustained rate; a
         Retry-After means the budget is spent, not that a burst may follow."""
         self._refill(now)
-        self.paused_until = max(self.paused_until, now + seconds)
-        self.tokens = 0.0
-        # One token has grown by the end of the pause, unless the last try was more recent.
-        self.stamp = max(self.stamp, self.paused_until - self.interval)
+        self.tokens = min(self.tokens, 0.0)
+        self.single = True
 
 
 class LaneQueue(NamedTuple):

@@ -103,6 +103,8 @@ class OutboxWorker:
         # In memory: after a restart a lane starts with a full bucket, which Slack's burst
         # allowance covers, and any 429 it meets pauses the lane again.
         self._buckets: dict[str, TokenBucket] = {}
+        # Retry-After pauses, on the bot's clock like next_attempt_at (tests move it on).
+        self._paused_until: dict[str, datetime] = {}
         self._restarts = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -170,6 +172,9 @@ class OutboxWorker:
                 if item is None or item.status != "pending":
                     continue
                 wait = (item.next_attempt_at - now).total_seconds()
+                paused = self._paused_until.get(item.lane)
+                if paused is not None:
+                    wait = max(wait, (paused - now).total_seconds())
                 pace_wait = self._bucket(item.lane).wait(self.monotonic())
                 if wait > 0 or pace_wait > 0:
                     waits.append(max(wait, pace_wait))
@@ -258,7 +263,8 @@ class OutboxWorker:
             if exc.after is not None:
                 # Retry-After (or a handler's "not before"): nothing else in this lane may go
                 # meanwhile either, not even a row allowed to overtake this one.
-                self._bucket(item.lane).pause(self.monotonic(), exc.after)
+                self._paused_until[item.lane] = self.clock.now() + timedelta(seconds=exc.after)
+                self._bucket(item.lane).overspent(self.monotonic())
             self._reschedule(item, delay, exc.reason)
             return False
         except PermanentFailure as exc:
