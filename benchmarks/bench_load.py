@@ -37,6 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from benchmarks._setup import fresh_sqlite, machine
+from bot.outbox.queue import SLACK_THREAD_MESSAGE, SLACK_TICKET_POST, SLACK_TICKET_REFRESH
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.smtp_catcher import SmtpCatcher
@@ -103,6 +104,20 @@ def _print_report(
         f"max {backlog.max * 1000:.0f} ms; appender behind schedule at worst {run.append_lag * 1000:.0f} ms; "
         f"drained {run.drain_seconds:.1f} s after the last mail"
     )
+    # Queued -> delivered, from the outbox's own rows; x speedup gives the wait at Slack's real pace.
+    speedup = plan.speedup
+    for kind, label in (
+        (SLACK_TICKET_POST, "new tickets' posts"),
+        (SLACK_THREAD_MESSAGE, "thread posts"),
+        (SLACK_TICKET_REFRESH, "card edits"),
+    ):
+        wait = report.outbox_waits.get(kind)
+        if wait is not None and wait.count:
+            print(
+                f"  outbox wait, {label} ({wait.count}): p50 {wait.p50 * 1000:.0f} ms, "
+                f"p95 {wait.p95 * 1000:.0f} ms, longest {wait.max * 1000:.0f} ms"
+                f" (at the real pace: p95 {wait.p95 * speedup:.1f} s, longest {wait.max * speedup:.1f} s)"
+            )
     ingest = report.ingest
     print(
         f"  of which APPEND -> stored: p50 {ingest.p50 * 1000:.0f} ms, p95 {ingest.p95 * 1000:.0f} ms, "

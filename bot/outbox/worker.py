@@ -1,10 +1,12 @@
 """Delivering outbox rows: at least once, in order per lane, paced, with backoff.
 
-A lane (one Slack channel, or SMTP) is a strict queue: its head must be
-delivered before the next row is tried, which keeps tickets in arrival order
-and makes a Retry-After pause the whole lane. Each try is counted in the
-database *before* the effect happens, so after a crash the handler knows a
-previous try may have reached the outside world and can look before repeating.
+A lane (one Slack channel, one person's DMs, or SMTP) is a queue: one row at a
+time, in the order written, except that a new ticket's post may overtake thread
+posts waiting in its channel and a page overtakes anything in its DM lane
+(`bot.outbox.pacing`). A lane is paced by a token bucket, and a Retry-After
+pauses the whole lane. Each try is counted in the database *before* the effect
+happens, so after a crash the handler knows a previous try may have reached the
+outside world and can look before repeating.
 """
 
 from __future__ import annotations
@@ -18,11 +20,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
-from bot.outbox.queue import drop_work_signal, work_signal
+from bot.outbox.pacing import (
+    LANE_BURST,
+    NOT_BARRIER_KINDS,
+    OVERTAKABLE_KINDS,
+    LaneQueue,
+    TokenBucket,
+    next_in_lane,
+)
+from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_POST, drop_work_signal, work_signal
 from bot.storage.db import reading, transaction
 from bot.storage.models import OutboxItem
 
@@ -61,6 +71,10 @@ class Backoff:
         return random.uniform(ceiling / 2, ceiling)
 
 
+# Passes in a row cut short by new rows (see run_once).
+MAX_RESTARTS = 3
+
+
 class OutboxWorker:
     def __init__(
         self,
@@ -70,9 +84,11 @@ class OutboxWorker:
         lane_prefix: str,
         clock: Clock,
         pace_seconds: float = 0.0,
+        burst: int = LANE_BURST,
         backoff: Backoff | None = None,
         poll_seconds: float = 0.5,
         on_dead: Callable[[OutboxItem, str], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.factory = factory
         self.handlers = handlers
@@ -82,7 +98,14 @@ class OutboxWorker:
         self.backoff = backoff or Backoff()
         self.poll_seconds = poll_seconds
         self.on_dead = on_dead
-        self._last_sent: dict[str, float] = {}
+        self.burst = burst
+        self.monotonic = monotonic
+        # In memory: after a restart a lane starts with a full bucket, which Slack's burst
+        # allowance covers, and any 429 it meets pauses the lane again.
+        self._buckets: dict[str, TokenBucket] = {}
+        # Retry-After pauses, on the bot's clock like next_attempt_at (tests move it on).
+        self._paused_until: dict[str, datetime] = {}
+        self._restarts = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._signal = work_signal()
@@ -115,26 +138,50 @@ class OutboxWorker:
     # -- one pass ---------------------------------------------------------------
 
     def run_once(self) -> tuple[bool, float]:
-        """Try the head of every lane once. Returns (delivered anything, seconds until next due)."""
+        """Try the next row of every lane once. Returns (delivered anything, seconds until next due)."""
+        # Rows committed from here on set the signal again, and end this pass early (below).
+        self._signal.clear()
         now = self.clock.now()
         progressed = False
         next_due = self.poll_seconds
-        for item_id in self._lane_heads():
+        for pick, head in self._lane_picks(now):
             if self._stop.is_set():
                 break
-            with reading(self.factory) as session:
+            item = self._due(pick, head, now)
+            if isinstance(item, float):
+                next_due = min(next_due, item)
+                continue
+            if self._attempt(item):
+                progressed = True
+            if self._signal.is_set() and self._restarts < MAX_RESTARTS:
+                # New rows (perhaps a page, or a new ticket) may rank before the rest of
+                # this pass: read the lanes again rather than finish it. Only a few times
+                # in a row, so a stream of commits cannot starve the pass's last lanes.
+                self._restarts += 1
+                return True, 0.0
+        self._restarts = 0
+        return progressed, next_due
+
+    def _due(self, pick: int, head: int, now: datetime) -> OutboxItem | float:
+        """The lane's pick if it may go now, else its head (a pick waiting out its own
+        backoff holds up nothing it overtook), else how many seconds until one may."""
+        waits: list[float] = []
+        with reading(self.factory) as session:
+            for item_id in dict.fromkeys((pick, head)):
                 item = session.get(OutboxItem, item_id)
                 if item is None or item.status != "pending":
                     continue
                 wait = (item.next_attempt_at - now).total_seconds()
-                pace_wait = self._pace_wait(item.lane)
+                paused = self._paused_until.get(item.lane)
+                if paused is not None:
+                    wait = max(wait, (paused - now).total_seconds())
+                pace_wait = self._bucket(item.lane).wait(self.monotonic())
                 if wait > 0 or pace_wait > 0:
-                    next_due = min(next_due, max(wait, pace_wait))
+                    waits.append(max(wait, pace_wait))
                     continue
                 session.expunge(item)
-            if self._attempt(item):
-                progressed = True
-        return progressed, next_due
+                return item
+        return min(waits, default=self.poll_seconds)
 
     def drain(self, timeout: float = 30.0) -> None:
         """Deliver until nothing is due (tests and the CLI's `outbox flush`)."""
@@ -162,20 +209,35 @@ class OutboxWorker:
                 or 0
             )
 
-    def _lane_heads(self) -> list[int]:
+    def _lane_picks(self, now: datetime) -> list[tuple[int, int]]:
+        """The row each lane would deliver next, most urgent first (pages, then new tickets)."""
+        overtakable = OutboxItem.kind.in_(OVERTAKABLE_KINDS)
         with reading(self.factory) as session:
             rows = session.execute(
-                select(func.min(OutboxItem.id))
+                select(
+                    func.min(OutboxItem.id),
+                    func.min(case((OutboxItem.kind == SLACK_PAGE, OutboxItem.id))),
+                    func.min(case((OutboxItem.kind == SLACK_TICKET_POST, OutboxItem.id))),
+                    func.min(case((OutboxItem.kind.not_in(NOT_BARRIER_KINDS), OutboxItem.id))),
+                    func.min(case((overtakable, OutboxItem.created_at))),
+                )
                 .where(OutboxItem.status == "pending", OutboxItem.lane.startswith(self.lane_prefix))
                 .group_by(OutboxItem.lane)
             ).all()
-        return sorted(row[0] for row in rows)
+        queues = [
+            LaneQueue(
+                head=head, first_page=page, first_post=post, first_barrier=barrier, oldest_thread=oldest
+            )
+            for head, page, post, barrier, oldest in rows
+        ]
+        picks = sorted((next_in_lane(queue, now=now), queue.head) for queue in queues)
+        return [(pick.item_id, head) for pick, head in picks]
 
-    def _pace_wait(self, lane: str) -> float:
-        last = self._last_sent.get(lane)
-        if last is None or self.pace_seconds <= 0:
-            return 0.0
-        return self.pace_seconds - (time.monotonic() - last)
+    def _bucket(self, lane: str) -> TokenBucket:
+        bucket = self._buckets.get(lane)
+        if bucket is None:
+            bucket = self._buckets[lane] = TokenBucket(self.pace_seconds, self.burst, self.monotonic())
+        return bucket
 
     def _attempt(self, item: OutboxItem) -> bool:
         handler = self.handlers.get(item.kind)
@@ -193,11 +255,16 @@ class OutboxWorker:
         if not claimed:
             return False
         item.attempts += 1
-        self._last_sent[item.lane] = time.monotonic()
+        self._bucket(item.lane).take(self.monotonic())
         try:
             result = handler.deliver(item)
         except RetryLater as exc:
             delay = exc.after if exc.after is not None else self.backoff.delay(item.attempts)
+            if exc.after is not None:
+                # Retry-After (or a handler's "not before"): nothing else in this lane may go
+                # meanwhile either, not even a row allowed to overtake this one.
+                self._paused_until[item.lane] = self.clock.now() + timedelta(seconds=exc.after)
+                self._bucket(item.lane).overspent(self.monotonic())
             self._reschedule(item, delay, exc.reason)
             return False
         except PermanentFailure as exc:

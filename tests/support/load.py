@@ -616,6 +616,8 @@ class LoadReport:
     replies_sent: int
     replies_mailed: int
     problems: list[str]
+    # Per outbox kind: queued → delivered (new tickets' posts, thread posts, card edits...).
+    outbox_waits: dict[str, Spread] = field(default_factory=dict)
 
     def as_json(self, **extra: Any) -> str:
         return json.dumps(
@@ -633,6 +635,7 @@ class LoadReport:
                 "tightest_window_vs_pace": round(self.tightest_window, 3),
                 "replies_sent": self.replies_sent,
                 "replies_mailed": self.replies_mailed,
+                "outbox_waits": {k: v.ms() for k, v in sorted(self.outbox_waits.items())},
                 "problems": self.problems,
             }
         )
@@ -767,7 +770,17 @@ def check_load(
     if sum(mailed.values()) != len(outbound):
         problems.append(f"{sum(mailed.values())} mails caught for {len(outbound)} replies")
 
+    waits: dict[str, list[float]] = defaultdict(list)
+    with factory() as session:
+        for kind, created_at, delivered_at in session.execute(
+            select(OutboxItem.kind, OutboxItem.created_at, OutboxItem.delivered_at).where(
+                OutboxItem.status == "done", OutboxItem.delivered_at.is_not(None)
+            )
+        ):
+            waits[kind].append((delivered_at - created_at).total_seconds())
+
     return LoadReport(
+        outbox_waits={k: Spread.of(v) for k, v in waits.items()},
         by_kind={k: Spread.of(v) for k, v in by_kind.items()},
         acks=Spread.of(acks),
         answers=Spread.of(answers),
