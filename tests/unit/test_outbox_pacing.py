@@ -1,17 +1,15 @@
 """Pacing and ordering of a lane: the token bucket, which waiting row goes next, and both
-applied by the worker to real outbox rows, on a fake clock (no sleeps); then once against
-the Slack stand-in at Slack's real pace."""
+applied by the worker to real outbox rows, on a fake clock (no sleeps). Against the Slack
+stand-in: tests/integration/test_channel_pacing.py."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
 import pytest
-from slack_sdk import WebClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import FrozenClock
@@ -32,13 +30,9 @@ from bot.outbox.queue import (
     SLACK_TICKET_NOTICE,
     SLACK_TICKET_POST,
     enqueue,
-    enqueue_post,
-    notify_workers,
     slack_lane,
 )
 from bot.outbox.worker import OutboxWorker, RetryLater
-from bot.sandbox.slack_api import SlackStandIn
-from bot.slack.delivery import slack_handlers
 from bot.storage.db import transaction
 from bot.storage.models import OutboxItem
 from tests.support.harness import CHANNEL
@@ -286,42 +280,3 @@ def test_a_ticket_post_in_backoff_holds_up_nothing_it_overtook(
         )
     run_for(worker, clock, mono, 3)
     assert names(recorder) == ["reply"]
-
-
-# -- at Slack's real pace, against the stand-in ----------------------------------------------------
-
-
-def test_a_quiet_channels_first_post_goes_at_once_and_a_burst_is_paced(
-    session_factory: sessionmaker[Session], slack: SlackStandIn
-) -> None:
-    worker = OutboxWorker(
-        session_factory,
-        slack_handlers(WebClient(token="xoxb-test-token", base_url=slack.base_url), session_factory),
-        lane_prefix="slack:",
-        clock=FrozenClock(START),
-        pace_seconds=1.0,
-        poll_seconds=0.05,
-    )
-    worker.start()
-    try:
-        queued = time.monotonic()
-        with transaction(session_factory) as session:
-            enqueue_post(session, CHANNEL, "alone", now=START)
-        notify_workers()
-        [first] = slack.wait_for("chat.postMessage", count=1, timeout=5)
-        assert first.at - queued < 0.9  # at once, not after a second's pace (a busy machine is slow)
-
-        time.sleep(1.2)  # quiet again: a full burst allowance
-        with transaction(session_factory) as session:
-            for n in range(6):
-                enqueue_post(session, CHANNEL, f"burst {n}", now=START)
-        burst_queued = time.monotonic()
-        notify_workers()
-        calls = slack.wait_for("chat.postMessage", count=7, timeout=15)[1:]
-    finally:
-        worker.stop()
-    at = [c.at - burst_queued for c in calls]
-    assert [c.args["text"] for c in calls] == [f"burst {n}" for n in range(6)]
-    assert at[2] < 0.9  # three at once, before the bucket could have earned a fourth
-    # Then one a second, counted from the tries (a post reaches Slack after its try starts).
-    assert [at[n] >= n - 2 for n in range(3, 6)] == [True] * 3
