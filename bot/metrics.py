@@ -274,7 +274,7 @@ def listener_id(body: dict[str, Any]) -> str | None:
     if isinstance(actions, list) and actions and isinstance(actions[0], dict):
         return str(actions[0].get("action_id"))
     view = body.get("view")
-    if body.get("type", "").startswith("view_") and isinstance(view, dict):
+    if str(body.get("type") or "").startswith("view_") and isinstance(view, dict):
         return str(view.get("callback_id"))
     if isinstance(body.get("callback_id"), str):
         return str(body["callback_id"])

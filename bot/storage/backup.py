@@ -103,7 +103,7 @@ def restore(url: str, file: Path, *, force: bool = False) -> str:
     finally:
         engine.dispose()
     upgrade(url)
-    return current_head(url)
+    return revision_of(url)
 
 
 def backup_kind(file: Path) -> str:
@@ -153,7 +153,7 @@ def _check_known(url: str, revision: str | None) -> None:
         )
 
 
-def current_head(url: str) -> str:
+def revision_of(url: str) -> str:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
