@@ -24,6 +24,7 @@ from bot.ical_http import ical_app
 from bot.leader import Leadership
 from bot.mail.sender import smtp_handlers
 from bot.mail.watcher import MailboxSettings, MailboxWatcher
+from bot.metrics import DeliveryMetrics, MeasuredApp, Metrics, StateCollector, ack_timer, metrics_endpoint
 from bot.outbox.queue import FILES_LANE_PREFIX, SMTP_SEND
 from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
 from bot.scheduler import ScheduledJobs, install_standard_jobs, make_scheduler
@@ -56,9 +57,9 @@ def make_services(
     return services, access, people
 
 
-def make_bolt_app(services: Services, access: Access, people: People) -> App:
+def make_bolt_app(services: Services, access: Access, people: People, metrics: Metrics) -> App:
     settings = services.settings
-    app = App(
+    app = MeasuredApp(
         client=services.client,
         signing_secret=settings.slack_signing_secret or None,
         # We check the token ourselves at start-up, with a message naming the setting.
@@ -68,6 +69,7 @@ def make_bolt_app(services: Services, access: Access, people: People) -> App:
         # not wait for one of the default ten workers (HTTP serves 32 requests at once).
         listener_executor=ThreadPoolExecutor(max_workers=48, thread_name_prefix="bolt-listener"),
     )
+    app.use(ack_timer(metrics, app))
     register_all(app, services, access, people)
     app.error(_unreadable_request)
     return app
@@ -107,8 +109,19 @@ class SupportBot:
         self.factory = make_sessionmaker(self.engine)
         self.client = make_web_client(settings)
         self.services, access, people = make_services(settings, self.factory, self.clock, self.client)
-        self.bolt = make_bolt_app(self.services, access, people)
+        self.metrics = Metrics()
+        self.bolt = make_bolt_app(self.services, access, people, self.metrics)
+        self.metrics.registry.register(
+            StateCollector(
+                self.factory,
+                self.clock,
+                channels=[settings.support_channel],
+                is_leader=lambda: self.leadership.is_leader,
+                imap_connected=lambda: bool(self.watcher and self.watcher.connected.is_set()),
+            )
+        )
         self.http: HttpServer | None = None
+        self.metrics_http: HttpServer | None = None
         self.socket_mode: Any = None
         self.watcher: MailboxWatcher | None = None
         self.workers: list[OutboxWorker] = []
@@ -123,6 +136,11 @@ class SupportBot:
     def start(self) -> None:
         self.http = HttpServer(self._router(), self.settings.http_host, self.settings.http_port)
         self.http.start()
+        if self.settings.metrics_port is not None:
+            metrics_only = Router()
+            metrics_only.add("/metrics", metrics_endpoint(self.metrics, self.settings.metrics_token))
+            self.metrics_http = HttpServer(metrics_only, self.settings.http_host, self.settings.metrics_port)
+            self.metrics_http.start()
         if self.settings.socket_mode:
             self.socket_mode = SocketModeHandler(self.bolt, self.settings.slack_app_token)
             try:
@@ -152,8 +170,9 @@ class SupportBot:
                 self.socket_mode.close()
             except Exception:
                 log.exception("closing the Socket Mode connection failed")
-        if self.http is not None:
-            self.http.stop()
+        for server in (self.http, self.metrics_http):
+            if server is not None:
+                server.stop()
         self.engine.dispose()
 
     # -- leader duties -----------------------------------------------------------
@@ -181,8 +200,10 @@ class SupportBot:
                 self.factory,
                 self.clock,
                 burst_notice=burst_post,
+                on_ingested=self.metrics.mails_stored,
             )
             smtp = smtp_handlers(s, self.factory, self.clock, write_notice=reply_notice)
+            observer = DeliveryMetrics(self.metrics, self.clock)
             self.workers = [
                 OutboxWorker(
                     self.factory,
@@ -191,6 +212,7 @@ class SupportBot:
                     clock=self.clock,
                     pace_seconds=s.slack_pace_seconds,
                     backoff=Backoff(base=1.0, cap=60.0),
+                    observer=observer,
                 ),
                 # Uploads in a thread of their own: one can take seconds, and posts must not wait.
                 OutboxWorker(
@@ -201,6 +223,7 @@ class SupportBot:
                     pace_seconds=s.slack_pace_seconds,
                     backoff=Backoff(base=1.0, cap=60.0),
                     on_dead=attachment_refused(self.factory, self.clock),
+                    observer=observer,
                 ),
                 OutboxWorker(
                     self.factory,
@@ -210,6 +233,7 @@ class SupportBot:
                     # A mail server that is down stays down for minutes; retry patiently.
                     backoff=Backoff(base=2.0, cap=300.0),
                     on_dead=smtp[SMTP_SEND].on_dead,  # type: ignore[attr-defined]
+                    observer=observer,
                 ),
             ]
             for worker in self.workers:
@@ -256,6 +280,8 @@ class SupportBot:
     def _router(self) -> Router:
         router = Router()
         router.add("/healthz", self._healthz)
+        if self.settings.metrics_port is None:
+            router.add("/metrics", metrics_endpoint(self.metrics, self.settings.metrics_token))
         router.add_prefix("/ical/", ical_app(self.factory, self.clock, self.settings))
         router.add_prefix("/survey/", survey_app(self.factory, self.clock, self.settings))
         if not self.settings.socket_mode:

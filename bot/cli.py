@@ -15,6 +15,8 @@ from sqlalchemy.engine import make_url
 from bot.config import ConfigError, load_settings, redact_url
 from bot.logs import configure_logging, redact
 from bot.signals import StopSignal
+from bot.storage.backup import BackupError, backup, restore
+from bot.storage.copy import CopyError, copy_database
 from bot.storage.db import current_revision, downgrade, make_engine, upgrade
 
 log = logging.getLogger("supportbot")
@@ -35,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     # validation so a bad setting is reported before anything heavy loads.
     from bot.app import SupportBot, prepare_database, verify_slack_token
 
-    configure_logging(settings.log_level, secrets=settings.secrets())
+    configure_logging(settings.log_level, secrets=settings.secrets(), log_format=settings.log_format)
     log.info("database %s", redact_url(settings.database_url))
     try:
         prepare_database(settings)
@@ -94,6 +96,8 @@ def _db(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"supportbot: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.db_command in ("backup", "restore", "copy"):
+        return _db_data(args, settings_url)
     try:
         if args.db_command == "upgrade":
             upgrade(settings_url, args.revision)
@@ -115,6 +119,31 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_data(args: argparse.Namespace, url: str) -> int:
+    """backup, restore and copy: whole-database operations, each reported on one line."""
+    secrets = [make_url(url).password, *([make_url(args.to).password] if getattr(args, "to", None) else [])]
+    try:
+        if args.db_command == "backup":
+            backup(url, Path(args.file))
+            print(f"backed up {redact_url(url)} to {args.file}")
+        elif args.db_command == "restore":
+            revision = restore(url, Path(args.file), force=args.force)
+            print(f"restored {args.file} into {redact_url(url)}, now at revision {revision}")
+        else:
+            counts = copy_database(url, _normalised(args.to))
+            for table, count in counts.items():
+                print(f"{table}: {count}")
+            print(f"copied {sum(counts.values())} rows to {redact_url(args.to)}; the counts match")
+    except (BackupError, CopyError) as exc:
+        print(f"supportbot: db {args.db_command}: {redact(str(exc), secrets)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        problem = redact(_database_problem(exc), secrets)
+        print(f"supportbot: db {args.db_command}: {problem}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _database_problem(exc: Exception) -> str:
     """The driver's own words, on one line, without SQLAlchemy's wrapping and link."""
     cause = getattr(exc, "orig", None) or exc
@@ -125,11 +154,15 @@ def _database_url(args: argparse.Namespace) -> str:
     """Only DATABASE_URL is needed to manage the schema; the rest may be unset."""
     env = dict(dotenv_values(args.env_file or ".env")) if Path(args.env_file or ".env").is_file() else {}
     env.update(os.environ)
-    url = (env.get("DATABASE_URL") or "").strip() or "sqlite:///supportbot.sqlite3"
-    if url.startswith(("postgres://", "postgresql://")):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    url = _normalised((env.get("DATABASE_URL") or "").strip() or "sqlite:///supportbot.sqlite3")
     if not url.startswith(("sqlite:", "postgresql+psycopg:")):
         raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+    return url
+
+
+def _normalised(url: str) -> str:
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
 
@@ -162,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     down = db_sub.add_parser("downgrade", help="revert migrations to a revision")
     down.add_argument("revision")
     db_sub.add_parser("current", help="show the applied revision")
+    back = db_sub.add_parser("backup", help="write a consistent copy of the database, while the bot runs")
+    back.add_argument("file")
+    rest = db_sub.add_parser("restore", help="load a backup into an empty database, then upgrade it")
+    rest.add_argument("file")
+    rest.add_argument("--force", action="store_true", help="replace a database that holds data")
+    copy = db_sub.add_parser("copy", help="copy everything into an empty PostgreSQL database")
+    copy.add_argument("--to", required=True, metavar="postgresql://…")
     db.set_defaults(func=_db)
     return parser
 

@@ -122,6 +122,10 @@ class Settings:
     survey_delay_minutes: float = 60.0
     survey_link_days: int = 30
     survey_secret: str | None = field(default=None, repr=False)
+    # Operations: log lines as text or JSON; /metrics on the main port or a port of its own.
+    log_format: Literal["text", "json"] = "text"
+    metrics_port: int | None = None
+    metrics_token: str | None = field(default=None, repr=False)
 
     def calendar(self) -> BusinessCalendar:
         """The team's working calendar: opening hours, time zone, public holidays, company days off."""
@@ -163,6 +167,7 @@ class Settings:
             self.imap_password,
             self.smtp_password,
             self.survey_secret,
+            self.metrics_token,
             url_password(self.database_url),
         ]
         # SMTP AUTH PLAIN and LOGIN send these base64 blobs; a server may quote them back.
@@ -194,6 +199,7 @@ SECRET_SETTINGS = (
     "IMAP_PASSWORD",
     "SMTP_PASSWORD",
     "SURVEY_SECRET",
+    "METRICS_TOKEN",
 )
 
 
@@ -433,6 +439,7 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         business_hours=business_hours,
         **rota,
         **_survey_settings(r),
+        **_operations_settings(r),
     )
 
 
@@ -571,4 +578,20 @@ def _survey_settings(r: _Reader) -> dict[str, object]:
         "survey_delay_minutes": r.number("SURVEY_DELAY_MINUTES", 60.0, 0.0, 30 * 24 * 60.0),
         "survey_link_days": r.integer("SURVEY_LINK_DAYS", 30, 1, 3650),
         "survey_secret": secret,
+    }
+
+
+def _operations_settings(r: _Reader) -> dict[str, object]:
+    log_format = r.text("LOG_FORMAT", "text").lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be text or json, got {log_format!r}")
+    port = r.raw("METRICS_PORT")
+    token = r.raw("METRICS_TOKEN")
+    if token is not None and len(token) < 16:
+        # Shorter tokens are guessable, and the log filter masks only values of 6 characters or more.
+        raise ConfigError("METRICS_TOKEN must be at least 16 characters long")
+    return {
+        "log_format": log_format,
+        "metrics_port": r.integer("METRICS_PORT", 0, 0, 65535) if port is not None else None,
+        "metrics_token": token,
     }

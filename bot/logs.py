@@ -7,10 +7,12 @@ write ourselves: library messages, server answers, tracebacks.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from types import TracebackType
 
 MASK = "***"
@@ -58,6 +60,37 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+# Fields a log call may pass with `extra=`, kept in JSON lines so one ticket's or one
+# outbox row's story can be searched for.
+CONTEXT_FIELDS = ("ticket_id", "outbox_id")
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, and the
+    exception text and context ids when there are any. A dozen lines of the standard
+    library's json; not worth a dependency."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        # RedactSecrets has already formatted and cleaned the traceback into exc_text.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
 def _log_uncaught(
     kind: type[BaseException], value: BaseException, tb: TracebackType | None, where: str
 ) -> None:
@@ -74,9 +107,14 @@ def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
     _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback, f"in thread {name}")
 
 
-def configure_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -> None:
+def configure_logging(
+    level: str = "INFO", secrets: Iterable[str | None] = (), log_format: str = "text"
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        handler.setFormatter(JsonLines())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

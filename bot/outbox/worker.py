@@ -52,6 +52,11 @@ class PermanentFailure(Exception):
     """The effect can never succeed as queued (bad request); the row is set aside as dead."""
 
 
+class DeliveryObserver(Protocol):
+    def observe(self, item: OutboxItem, outcome: str) -> None:
+        """Told each try's outcome once it is recorded: delivered, retry or dead (metrics)."""
+
+
 class Handler(Protocol):
     def deliver(self, item: OutboxItem) -> dict[str, Any]:
         """Perform the effect; return what to remember (e.g. Slack ts). May raise the two above."""
@@ -89,6 +94,7 @@ class OutboxWorker:
         poll_seconds: float = 0.5,
         on_dead: Callable[[OutboxItem, str], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        observer: DeliveryObserver | None = None,
     ) -> None:
         self.factory = factory
         self.handlers = handlers
@@ -106,6 +112,7 @@ class OutboxWorker:
         # Retry-After pauses, on the bot's clock like next_attempt_at (tests move it on).
         self._paused_until: dict[str, datetime] = {}
         self._restarts = 0
+        self.observer = observer
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._signal = work_signal()
@@ -271,7 +278,7 @@ class OutboxWorker:
             self._finish_dead(item, str(exc))
             return True
         except Exception as exc:  # a bug in a handler must not wedge the lane forever silently
-            log.exception("outbox item %s (%s) failed unexpectedly", item.id, item.kind)
+            log.exception("outbox item %s (%s) failed unexpectedly", item.id, item.kind, extra=_ids(item))
             self._reschedule(item, self.backoff.delay(item.attempts), f"{type(exc).__name__}: {exc}")
             return False
         with transaction(self.factory) as session:
@@ -282,6 +289,7 @@ class OutboxWorker:
             row.delivered_at = self.clock.now()
             row.last_error = None
             handler.record(session, row, result)
+        self._observe(item, "delivered")
         return True
 
     def _reschedule(self, item: OutboxItem, delay: float, reason: str) -> None:
@@ -292,6 +300,7 @@ class OutboxWorker:
             item.attempts,
             reason,
             delay,
+            extra=_ids(item),
         )
         with transaction(self.factory) as session:
             session.execute(
@@ -302,17 +311,34 @@ class OutboxWorker:
                     last_error=reason[:2000],
                 )
             )
+        self._observe(item, "retry")
 
     def _finish_dead(self, item: OutboxItem, reason: str) -> None:
-        log.error("outbox item %s (%s) set aside, it cannot be delivered: %s", item.id, item.kind, reason)
+        log.error(
+            "outbox item %s (%s) set aside, it cannot be delivered: %s",
+            item.id,
+            item.kind,
+            reason,
+            extra=_ids(item),
+        )
         with transaction(self.factory) as session:
             session.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id == item.id)
                 .values(status="dead", last_error=reason[:2000])
             )
+        self._observe(item, "dead")
         if self.on_dead is not None:
             self.on_dead(item, reason)
+
+    def _observe(self, item: OutboxItem, outcome: str) -> None:
+        if self.observer is not None:
+            self.observer.observe(item, outcome)
+
+
+def _ids(item: OutboxItem) -> dict[str, int | None]:
+    # Fields of JSON log lines (LOG_FORMAT=json), so a row's story can be searched for.
+    return {"outbox_id": item.id, "ticket_id": item.ticket_id}
 
 
 def outbox_stats(factory: sessionmaker[Session], now: datetime) -> dict[str, int]:

@@ -467,6 +467,7 @@ def test_every_secret_setting_is_known_as_one() -> None:
             "SMTP_PASSWORD": SMTP_PASSWORD,
             "SUPPORT_ADDRESS": "help@example.com",
             "SURVEY_SECRET": SURVEY_SECRET,
+            "METRICS_TOKEN": "metrics-bearer-token-value",
         }
     )
     hidden = [getattr(settings, f.name) for f in fields(settings) if not f.repr and f.name != "database_url"]
