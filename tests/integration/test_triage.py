@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.app import SupportBot
 from bot.clock import FrozenClock
 from bot.config import Settings
 from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_POST, SLACK_TICKET_REFRESH, SMTP_SEND
@@ -44,10 +42,10 @@ from bot.tickets.urgency import (
     seed_rules,
 )
 from bot.tickets.views import ticket_card
+from tests.support.desk import Desk, add_people, running_desk
 from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
 from tests.support.settings import make_settings
-from tests.support.slack_requests import SlackUser
 
 NIGHT = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)  # Monday 22:00 in Rome
 DAY = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday 11:00 in Rome
@@ -486,32 +484,18 @@ def test_rules_file_is_read_at_the_first_triage(
 # -- end to end: an email at night, an acknowledgement in the customer's inbox ---------------------
 
 
-@dataclass
-class Desk:
-    bot: SupportBot
-    smtp: SmtpCatcher
-    imap: PymapServer
-    slack: SlackStandIn
-
-    def user(self, user_id: str) -> SlackUser:
-        return SlackUser(self.bot.url, self.slack, user_id)
-
-
 @pytest.fixture
 def night_desk(imap: PymapServer, slack: SlackStandIn, database_url: str) -> Iterator[Desk]:
-    for user, name in ((STAFF, "ada"), (MANAGER, "may")):
-        slack.add_user(user, name, name.title() + " Staff", channels=(CHANNEL,))
-    with SmtpCatcher() as smtp:
-        env = bot_env(
-            slack_url=slack.base_url,
-            imap=imap,
-            database_url=database_url,
-            smtp_port=smtp.port,
-            MANAGERS=MANAGER,
-            AUTO_ACK="true",  # said out loud: the harness may turn it off for the rest of the suite
-        )
-        with running_bot(env, clock=FrozenClock(NIGHT)) as bot:
-            yield Desk(bot, smtp, imap, slack)
+    add_people(slack, {STAFF: "ada", MANAGER: "may"})
+    with running_desk(
+        slack,
+        imap,
+        database_url,
+        clock=FrozenClock(NIGHT),
+        MANAGERS=MANAGER,
+        AUTO_ACK="true",  # said out loud: the harness may turn it off for the rest of the suite
+    ) as desk:
+        yield desk
 
 
 @pytest.mark.timeout(120)
