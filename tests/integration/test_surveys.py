@@ -33,7 +33,6 @@ from bot.sandbox.slack_api import SlackStandIn
 from bot.slack.survey_notices import answer_notice, survey_answer_notice
 from bot.storage.models import AppSecret, Event, Message, OutboxItem, Survey, SurveyOptOut, Ticket
 from bot.survey_http import MaskSurveyPaths
-from bot.tickets.ingest import ingest_email
 from bot.tickets.survey_answers import answered_count, record_answer
 from bot.tickets.survey_links import LinkError, LinkExpired, link_key, read_link, sign_link, survey_key
 from bot.tickets.surveys import CATCH_UP, send_due_surveys
@@ -41,10 +40,11 @@ from bot.tickets.template_store import save_template
 from bot.tickets.workflow import claim_ticket, resolve_ticket, set_status
 from tests.support import desk as support_desk
 from tests.support.desk import add_people, running_desk
-from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, wait_until
+from tests.support.harness import CHANNEL, wait_until
 from tests.support.mail import customer_mail, message_id_of
 from tests.support.settings import make_settings
 from tests.support.slack_requests import SlackUser
+from tests.support.stored_tickets import ingest_one
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday 11:00 in Rome
 ADA = "U0ADA"
@@ -167,14 +167,7 @@ def settings(database_url: str) -> Settings:
 
 
 def ingest(factory: sessionmaker[Session], raw: bytes, now: datetime = NOW) -> int:
-    with factory.begin() as session:
-        result = ingest_email(
-            session, raw, mailbox="box", channel=CHANNEL, now=now, own_addresses=(SUPPORT_ADDRESS,)
-        )
-        ticket = session.get(Ticket, result.ticket_id)
-        assert ticket is not None
-        ticket.slack_ts = ticket.slack_ts or f"1700000000.{result.ticket_id:06d}"
-        return result.ticket_id
+    return ingest_one(factory, raw, now)
 
 
 def resolve(factory: sessionmaker[Session], ticket_id: int, at: datetime, user: str = ADA) -> None:

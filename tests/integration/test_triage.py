@@ -26,7 +26,6 @@ from bot.slack.paging import pager
 from bot.slack.render import ticket_message
 from bot.storage.models import AutoReply, Event, Message, OutboxItem, Page, Ticket, TicketTriage, UrgencyRule
 from bot.tickets.autoack import detect_language, format_opening
-from bot.tickets.ingest import ingest_email
 from bot.tickets.triage import TriageResult, triage_pending
 from bot.tickets.urgency import (
     Rule,
@@ -43,9 +42,10 @@ from bot.tickets.urgency import (
 )
 from bot.tickets.views import ticket_card
 from tests.support.desk import Desk, add_people, running_desk
-from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
+from tests.support.harness import bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
 from tests.support.settings import make_settings
+from tests.support.stored_tickets import ingest_posted
 
 NIGHT = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)  # Monday 22:00 in Rome
 DAY = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday 11:00 in Rome
@@ -66,18 +66,13 @@ def settings(database_url: str) -> Settings:
 
 def ingest(factory: sessionmaker[Session], raw: bytes, now: datetime) -> int:
     with factory.begin() as session:
-        result = ingest_email(
-            session, raw, mailbox="box", channel=CHANNEL, now=now, own_addresses=(SUPPORT_ADDRESS,)
-        )
-        ticket = session.get(Ticket, result.ticket_id)
-        assert ticket is not None
-        # As if the ticket's channel message had been delivered: later changes are refreshes.
-        ticket.slack_ts = ticket.slack_ts or f"1700000000.{result.ticket_id:06d}"
+        ticket_id = ingest_posted(session, raw, now).ticket_id
+        # Its post delivered too, so only what triage queues is left in the outbox.
         for item in session.scalars(
-            select(OutboxItem).where(OutboxItem.ticket_id == ticket.id, OutboxItem.kind == SLACK_TICKET_POST)
+            select(OutboxItem).where(OutboxItem.ticket_id == ticket_id, OutboxItem.kind == SLACK_TICKET_POST)
         ):
             item.status = "done"
-        return result.ticket_id
+        return ticket_id
 
 
 def triage(factory: sessionmaker[Session], settings: Settings, now: datetime) -> list[TriageResult]:
