@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
-from bot.outbox.queue import drop_work_signal, work_signal
+from bot.outbox.queue import SignalledWorker
 from bot.storage.db import reading, transaction
 from bot.storage.models import OutboxItem
 
@@ -61,7 +60,7 @@ class Backoff:
         return random.uniform(ceiling / 2, ceiling)
 
 
-class OutboxWorker:
+class OutboxWorker(SignalledWorker):
     def __init__(
         self,
         factory: sessionmaker[Session],
@@ -83,23 +82,13 @@ class OutboxWorker:
         self.poll_seconds = poll_seconds
         self.on_dead = on_dead
         self._last_sent: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._signal = work_signal()
+        super().__init__()
 
     # -- lifecycle -------------------------------------------------------------
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name=f"outbox-{self.lane_prefix}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._signal.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        drop_work_signal(self._signal)
+    @property
+    def thread_name(self) -> str:  # type: ignore[override]
+        return f"outbox-{self.lane_prefix}"
 
     def run(self) -> None:
         while not self._stop.is_set():
