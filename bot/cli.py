@@ -12,7 +12,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 
-from bot.config import ConfigError, load_settings, redact_url
+from bot.config import ConfigError, Settings, load_settings, redact_url
 from bot.logs import configure_logging, redact
 from bot.signals import StopSignal
 from bot.storage.backup import BackupError, backup, restore
@@ -22,11 +22,18 @@ from bot.storage.db import current_revision, downgrade, make_engine, upgrade
 log = logging.getLogger("supportbot")
 
 
-def _run(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace) -> Settings | None:
+    """The settings from the environment and --env-file; None once the one-line error is printed."""
     try:
-        settings = load_settings(dotenv=Path(args.env_file) if args.env_file else None)
+        return load_settings(dotenv=Path(args.env_file) if args.env_file else None)
     except ConfigError as exc:
         print(f"supportbot: configuration error: {exc}", file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings is None:
         return 2
     if settings.sandbox:
         # why: the sandbox embeds pymap and aiosmtpd, which a real deployment never loads.
@@ -167,10 +174,8 @@ def _normalised(url: str) -> str:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(dotenv=Path(args.env_file) if args.env_file else None)
-    except ConfigError as exc:
-        print(f"supportbot: configuration error: {exc}", file=sys.stderr)
+    settings = _settings(args)
+    if settings is None:
         return 2
     if settings.sandbox:
         print("# no SLACK_BOT_TOKEN: `supportbot run` starts the sandbox, whose stand-ins fill in Slack,")

@@ -3,6 +3,7 @@ picker inside the reply modal."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.slack import lists, modals
@@ -38,51 +39,46 @@ if TYPE_CHECKING:
 
 NO_TICKET = "That button carries no ticket; the message may be from an old version of supportbot."
 
+TicketButton = Callable[[dict[str, Any], Any, int], None]
+
+
+def on_ticket(act: TicketButton) -> Callable[[Any, dict[str, Any], Any], None]:
+    """The listener of a button on a ticket: acknowledged at once, its ticket read from the
+    button (an old message's button may carry none), and the domain's refusal told to the
+    person who clicked."""
+
+    def listener(ack: Any, body: dict[str, Any], client: Any) -> None:
+        ack()
+        ticket_id = ticket_id_of(action_value(body))
+        if ticket_id is None:
+            tell(client, body, NO_TICKET)
+            return
+        try:
+            act(body, client, ticket_id)
+        except TicketError as exc:
+            tell(client, body, ticket_error_text(exc))
+
+    # Named for the logs; not functools.wraps, whose __wrapped__ would make `guarded` read
+    # the inner signature and withhold `ack`.
+    listener.__name__ = act.__name__
+    return listener
+
 
 def register(app: App, services: Services, access: Access, people: People) -> None:
     desk = ReplyDesk(services, people)
 
-    def claim(ack: Any, body: dict[str, Any], client: Any) -> None:
-        ack()
-        ticket_id = ticket_id_of(action_value(body))
-        if ticket_id is None:
-            tell(client, body, NO_TICKET)
-            return
+    def claim(body: dict[str, Any], client: Any, ticket_id: int) -> None:
         user = acting_user(body)
-        try:
-            result = run_domain(services, lambda s: claim_ticket(s, ticket_id, user, services.clock.now()))
-        except TicketError as exc:
-            tell(client, body, ticket_error_text(exc))
-            return
+        result = run_domain(services, lambda s: claim_ticket(s, ticket_id, user, services.clock.now()))
         if not result.claimed:
             owner = "you" if result.owner == user else f"<@{result.owner}>"
             tell(client, body, f"Ticket #{result.number} is already claimed by {owner}.")
 
-    def resolve(ack: Any, body: dict[str, Any], client: Any) -> None:
-        ack()
-        ticket_id = ticket_id_of(action_value(body))
-        if ticket_id is None:
-            tell(client, body, NO_TICKET)
-            return
-        try:
-            run_domain(
-                services, lambda s: resolve_ticket(s, ticket_id, acting_user(body), services.clock.now())
-            )
-        except TicketError as exc:
-            tell(client, body, ticket_error_text(exc))
+    def resolve(body: dict[str, Any], client: Any, ticket_id: int) -> None:
+        run_domain(services, lambda s: resolve_ticket(s, ticket_id, acting_user(body), services.clock.now()))
 
-    def reply(ack: Any, body: dict[str, Any], client: Any) -> None:
-        ack()
-        ticket_id = ticket_id_of(action_value(body))
-        if ticket_id is None:
-            tell(client, body, NO_TICKET)
-            return
-        try:
-            view = desk.open_view(ticket_id)
-        except TicketError as exc:
-            tell(client, body, ticket_error_text(exc))
-            return
-        client.views_open(trigger_id=body["trigger_id"], view=view)
+    def reply(body: dict[str, Any], client: Any, ticket_id: int) -> None:
+        client.views_open(trigger_id=body["trigger_id"], view=desk.open_view(ticket_id))
 
     def pick_template(ack: Any, body: dict[str, Any], client: Any) -> None:
         ack()
@@ -104,66 +100,49 @@ def register(app: App, services: Services, access: Access, people: People) -> No
         view = modals.tags_modal(ticket_id=card.id, number=card.number, known=known, current=card.tags)
         client.views_open(trigger_id=body["trigger_id"], view=view)
 
-    def more(ack: Any, body: dict[str, Any], client: Any) -> None:
-        ack()
-        value = action_value(body)
-        verb = value.split(":", 1)[0]
-        ticket_id = ticket_id_of(value)
-        if ticket_id is None:
-            tell(client, body, NO_TICKET)
-            return
+    def more(body: dict[str, Any], client: Any, ticket_id: int) -> None:
+        verb = action_value(body).split(":", 1)[0]
         user = acting_user(body)
         now = services.clock.now()
-        try:
-            if verb == "unclaim":
-                run_domain(
-                    services,
-                    lambda s: unclaim_ticket(s, ticket_id, user, now, manager=access.is_manager(user)),
-                )
-            elif verb == "waiting":
-                run_domain(services, lambda s: set_status(s, ticket_id, user, TicketStatus.WAITING, now))
-            elif verb == "reopen":
-                run_domain(services, lambda s: set_status(s, ticket_id, user, TicketStatus.OPEN, now))
-            elif verb == "spam":
-                tell(client, body, spam.mark(services, access, ticket_id, user))
-            elif verb == "reassign":
-                card = run_domain(services, lambda s: ticket_card(s, ticket_id))
-                if card is None:
-                    raise TicketError(NO_TICKET)
-                view = modals.reassign_modal(ticket_id=card.id, number=card.number, owner=card.owner)
-                client.views_open(trigger_id=body["trigger_id"], view=view)
-            elif verb == "timeline":
-                line = run_domain(services, lambda s: queries.ticket_line(s, ticket_id))
-                if line is None:
-                    raise TicketError(NO_TICKET)
-                timeline = run_domain(services, lambda s: queries.timeline(s, line.number))
-                channel = (body.get("channel") or {}).get("id") or services.settings.support_channel
-                client.chat_postEphemeral(
-                    channel=channel,
-                    user=user,
-                    text=f"Timeline of #{line.number}",
-                    blocks=lists.timeline_blocks(timeline),
-                )
-            else:
-                raise TicketError(f"Unknown choice {verb!r}.")
-        except TicketError as exc:
-            tell(client, body, ticket_error_text(exc))
+        if verb == "unclaim":
+            run_domain(
+                services,
+                lambda s: unclaim_ticket(s, ticket_id, user, now, manager=access.is_manager(user)),
+            )
+        elif verb == "waiting":
+            run_domain(services, lambda s: set_status(s, ticket_id, user, TicketStatus.WAITING, now))
+        elif verb == "reopen":
+            run_domain(services, lambda s: set_status(s, ticket_id, user, TicketStatus.OPEN, now))
+        elif verb == "spam":
+            tell(client, body, spam.mark(services, access, ticket_id, user))
+        elif verb == "reassign":
+            card = run_domain(services, lambda s: ticket_card(s, ticket_id))
+            if card is None:
+                raise TicketError(NO_TICKET)
+            view = modals.reassign_modal(ticket_id=card.id, number=card.number, owner=card.owner)
+            client.views_open(trigger_id=body["trigger_id"], view=view)
+        elif verb == "timeline":
+            line = run_domain(services, lambda s: queries.ticket_line(s, ticket_id))
+            if line is None:
+                raise TicketError(NO_TICKET)
+            timeline = run_domain(services, lambda s: queries.timeline(s, line.number))
+            channel = (body.get("channel") or {}).get("id") or services.settings.support_channel
+            client.chat_postEphemeral(
+                channel=channel,
+                user=user,
+                text=f"Timeline of #{line.number}",
+                blocks=lists.timeline_blocks(timeline),
+            )
+        else:
+            raise TicketError(f"Unknown choice {verb!r}.")
 
-    def not_spam(ack: Any, body: dict[str, Any], client: Any) -> None:
-        ack()
-        ticket_id = ticket_id_of(action_value(body))
-        if ticket_id is None:
-            tell(client, body, NO_TICKET)
-            return
-        try:
-            tell(client, body, spam.restore(services, ticket_id, acting_user(body)))
-        except TicketError as exc:
-            tell(client, body, ticket_error_text(exc))
+    def not_spam(body: dict[str, Any], client: Any, ticket_id: int) -> None:
+        tell(client, body, spam.restore(services, ticket_id, acting_user(body)))
 
-    app.action(ACTION_CLAIM)(guarded(access, "staff", claim))
-    app.action(ACTION_RESOLVE)(guarded(access, "staff", resolve))
-    app.action(ACTION_REPLY)(guarded(access, "staff", reply))
+    app.action(ACTION_CLAIM)(guarded(access, "staff", on_ticket(claim)))
+    app.action(ACTION_RESOLVE)(guarded(access, "staff", on_ticket(resolve)))
+    app.action(ACTION_REPLY)(guarded(access, "staff", on_ticket(reply)))
     app.action(ACTION_TAG)(guarded(access, "staff", tag))
-    app.action(ACTION_MORE)(guarded(access, "staff", more))
-    app.action(ACTION_NOT_SPAM)(guarded(access, "staff", not_spam))
+    app.action(ACTION_MORE)(guarded(access, "staff", on_ticket(more)))
+    app.action(ACTION_NOT_SPAM)(guarded(access, "staff", on_ticket(not_spam)))
     app.action(modals.ACTION_PICK_TEMPLATE)(guarded(access, "staff", pick_template))

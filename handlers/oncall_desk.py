@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,7 @@ from bot.slack.render import Block, escape
 from bot.slack.staff import fetch_staff
 from handlers.access import Access
 from handlers.common import run_domain
-from handlers.oncall_words import BadInput, NotAllowed, Reply, day_arg, user_arg, whole_arg
+from handlers.oncall_words import BadInput, NotAllowed, Reply, day_arg, number_arg, user_arg, whole_arg
 from rota import comp_adjustments, feeds, ledger, publishing, store, swap_flow, swaps, time_off
 from rota.errors import NoPersonalFeed
 from rota.standing import fairness_report, period_balance
@@ -312,10 +312,7 @@ class OncallDesk:
         if len(args) != 2:
             raise BadInput("Give the person and their weight, like `@bob 0.5`.")
         who = user_arg(args[0])
-        try:
-            value = float(args[1])
-        except ValueError:
-            raise BadInput(f"`{escape(args[1])}` is not a number; a weight is like 0.5.") from None
+        value = number_arg(args[1], float, "a number; a weight is like 0.5")
         found = run_domain(self.services, lambda s: store.set_weight(s, who, value, by=user, now=self.now()))
         return Reply(f"<@{who}> now carries a weight of {found.weight:g}; the next `/oncall plan` uses it.")
 
@@ -369,10 +366,7 @@ class OncallDesk:
         if len(args) < 3:
             raise BadInput("Give the person, the amount and the reason, like `@bob -0.5 paid out in May`.")
         who = user_arg(args[0])
-        try:
-            amount = Decimal(args[1])
-        except InvalidOperation:
-            raise BadInput(f"`{escape(args[1])}` is not an amount; write it like 1.5 or -0.5.") from None
+        amount = number_arg(args[1], Decimal, "an amount; write it like 1.5 or -0.5")
         reason = " ".join(args[2:])
         now, unit = self.now(), self.comp_unit
 

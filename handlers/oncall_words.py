@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 from bot.slack import oncall as ui
 from bot.slack.render import Block, escape
@@ -15,6 +17,7 @@ from rota.errors import RotaError
 # Slack's escaped mention in command text: <@U123|name>, or <@U123> from some clients.
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _MENTION_WORD = re.compile(r"^<@([UW][A-Z0-9]+)>$")
+N = TypeVar("N", float, Decimal)
 
 
 class BadInput(RotaError):
@@ -61,6 +64,14 @@ def whole_arg(word: str, what: str, low: int, high: int) -> int:
     if not word.isdigit() or not low <= int(word) <= high:
         raise BadInput(f"{what} is a whole number from {low} to {high}, not `{escape(word)}`.")
     return int(word)
+
+
+def number_arg(word: str, kind: Callable[[str], N], what: str) -> N:
+    """`word` read as a float or a Decimal; `what` says what was wanted ("a number; …")."""
+    try:
+        return kind(word)
+    except (ValueError, InvalidOperation):
+        raise BadInput(f"`{escape(word)}` is not {what}.") from None
 
 
 def usage_for(verb: str, args: Sequence[str]) -> str:

@@ -45,15 +45,7 @@ def due_reminders(session: Session, now: datetime, ahead: timedelta = REMIND_AHE
     ).all()
     for row in rows:
         row.reminded_at = now
-        record_event(
-            session,
-            ticket_id=None,
-            actor=SYSTEM,
-            action="rota.reminded",
-            at=now,
-            duty=row.id,
-            user=row.user_id,
-        )
+        _system_event(session, "rota.reminded", now, duty=row.id, user=row.user_id)
     return [_duty_view(row) for row in rows]
 
 
@@ -69,19 +61,15 @@ def due_handoffs(session: Session, now: datetime) -> list[HandOff]:
     for row in rows:
         row.handed_off_at = now
         if row.end <= now:
-            record_event(
-                session, ticket_id=None, actor=SYSTEM, action="rota.handoff_missed", at=now, duty=row.id
-            )
+            _system_event(session, "rota.handoff_missed", now, duty=row.id)
             continue
         before = session.scalar(select(RotaDuty).where(RotaDuty.end == row.start).limit(1))
         after = session.scalar(select(RotaDuty).where(RotaDuty.start == row.end).limit(1))
         previous = before.user_id if before is not None and before.user_id != row.user_id else None
-        record_event(
+        _system_event(
             session,
-            ticket_id=None,
-            actor=SYSTEM,
-            action="rota.handoff",
-            at=now,
+            "rota.handoff",
+            now,
             duty=row.id,
             user=row.user_id,
             previous=previous,
@@ -92,3 +80,8 @@ def due_handoffs(session: Session, now: datetime) -> list[HandOff]:
             HandOff(_duty_view(row), previous, after.start if after is not None else None, continues)
         )
     return handoffs
+
+
+def _system_event(session: Session, action: str, now: datetime, **data: object) -> None:
+    """A rota event the scheduler caused, about no ticket."""
+    record_event(session, ticket_id=None, actor=SYSTEM, action=action, at=now, **data)

@@ -83,9 +83,7 @@ def settle_duties(
             created_by=SYSTEM,
             created_at=now,
         )
-        session.add(line)
-        session.flush()
-        written.append(_line_view(line))
+        written.append(_kept(session, line))
     return written
 
 
@@ -130,9 +128,7 @@ def settle_pages(
             created_by=SYSTEM,
             created_at=now,
         )
-        session.add(line)
-        session.flush()
-        written.append(_line_view(line))
+        written.append(_kept(session, line))
     return written
 
 
@@ -156,10 +152,9 @@ def take_days(
         created_by=by,
         created_at=now,
     )
-    session.add(line)
-    session.flush()
+    view = _kept(session, line)
     record_event(session, ticket_id=None, actor=by, action="rota.comp_taken", at=now, user=user_id, note=note)
-    return _line_view(line)
+    return view
 
 
 def adjust(
@@ -181,8 +176,7 @@ def adjust(
         created_by=by,
         created_at=now,
     )
-    session.add(line)
-    session.flush()
+    view = _kept(session, line)
     record_event(
         session,
         ticket_id=None,
@@ -192,7 +186,7 @@ def adjust(
         user=user_id,
         amount=str(amount),
     )
-    return _line_view(line)
+    return view
 
 
 def lines(session: Session, *, user_id: str | None = None) -> list[LineView]:
@@ -244,6 +238,13 @@ def _plain(amount: Decimal) -> str:
 def _csv_safe(text: str) -> str:
     # A note starting with = + - @ would run as a formula when the export is opened in a spreadsheet.
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _kept(session: Session, line: LedgerLine) -> LineView:
+    """Add the line and flush it, so its view carries the id it was given."""
+    session.add(line)
+    session.flush()
+    return _line_view(line)
 
 
 def _line_view(line: LedgerLine) -> LineView:

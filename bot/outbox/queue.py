@@ -134,6 +134,33 @@ def drop_work_signal(event: threading.Event) -> None:
         _listeners.discard(event)
 
 
+class SignalledWorker:
+    """A daemon thread running `run` until `stop`; its work signal wakes it as soon as rows
+    are committed, and `stop` sets it too, so a worker asleep until its next poll ends at once."""
+
+    thread_name = "worker"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._signal = work_signal()
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._signal.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        drop_work_signal(self._signal)
+
+
 def enqueue(
     session: Session,
     *,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from bot.outbox.pacing import (
     TokenBucket,
     next_in_lane,
 )
-from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_POST, drop_work_signal, work_signal
+from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_POST, SignalledWorker
 from bot.storage.db import reading, transaction
 from bot.storage.models import OutboxItem
 
@@ -80,7 +79,7 @@ class Backoff:
 MAX_RESTARTS = 3
 
 
-class OutboxWorker:
+class OutboxWorker(SignalledWorker):
     def __init__(
         self,
         factory: sessionmaker[Session],
@@ -113,23 +112,13 @@ class OutboxWorker:
         self._paused_until: dict[str, datetime] = {}
         self._restarts = 0
         self.observer = observer
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._signal = work_signal()
+        super().__init__()
 
     # -- lifecycle -------------------------------------------------------------
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name=f"outbox-{self.lane_prefix}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._signal.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        drop_work_signal(self._signal)
+    @property
+    def thread_name(self) -> str:  # type: ignore[override]
+        return f"outbox-{self.lane_prefix}"
 
     def run(self) -> None:
         while not self._stop.is_set():

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from bot.slack.render import Block, escape, fit, packed_sections, slack_date, truncate
+from bot.slack.render import Block, button, escape, fit, modal, packed_sections, slack_date, truncate
 from bot.tickets.automation import WHENS, Automation, TemplateStats
 from bot.tickets.urgency import Rule
 
@@ -95,7 +94,7 @@ def automation_blocks(
         if current is not None:
             blocks.append(_automated_section(line, current))
         elif item.uses >= min_uses and item.rate >= min_rate:
-            blocks.append(_section(line, _button("Automate…", ACTION_AUTOMATE, item.name, "primary")))
+            blocks.append(_section(line, button("Automate…", ACTION_AUTOMATE, item.name, "primary")))
         else:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line}})
     for current in automated:
@@ -109,7 +108,7 @@ def _automated_section(line: str, current: Automation) -> Block:
         f"{line}\n:robot_face: Automatic {escape(truncate(current.describe(), 400))}, "
         f"since {slack_date(current.enabled_at)} by <@{current.enabled_by}>"
     )
-    return _section(text, _button("Turn off", ACTION_AUTOMATION_OFF, current.name, "danger"))
+    return _section(text, button("Turn off", ACTION_AUTOMATION_OFF, current.name, "danger"))
 
 
 def _section(text: str, accessory: Block) -> Block:
@@ -120,20 +119,23 @@ def _section(text: str, accessory: Block) -> Block:
     }
 
 
-def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
-    button: Block = {
-        "type": "button",
-        "text": {"type": "plain_text", "text": text},
-        "action_id": action_id,
-        "value": value,
-    }
-    if style:
-        button["style"] = style
-    return button
-
-
 def _option(value: str, label: str) -> Block:
     return {"text": {"type": "plain_text", "text": label}, "value": value}
+
+
+def _choice(block_id: str, label: str, options: list[Block], chosen: str) -> Block:
+    """A required drop-down whose `chosen` value (one of the options') is picked already."""
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "label": {"type": "plain_text", "text": label},
+        "element": {
+            "type": "static_select",
+            "action_id": "value",
+            "options": options,
+            "initial_option": next(o for o in options if o["value"] == chosen),
+        },
+    }
 
 
 def automation_modal(name: str, stats: TemplateStats | None, current: Automation | None) -> dict[str, Any]:
@@ -149,50 +151,23 @@ def automation_modal(name: str, stats: TemplateStats | None, current: Automation
         if stats
         else f"`{escape(name)}`"
     )
-    return {
-        "type": "modal",
-        "callback_id": AUTOMATION_CALLBACK,
-        "title": {"type": "plain_text", "text": "Automate template"},
-        "submit": {"type": "plain_text", "text": "Automate"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "private_metadata": json.dumps({"name": name}),
-        "blocks": [
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": f"{summary}\nMatching new tickets get this template by email at once, "
-                    "recorded as an automatic reply. Turn it off any time from `/support automation`.",
-                },
+    blocks: list[Block] = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"{summary}\nMatching new tickets get this template by email at once, "
+                "recorded as an automatic reply. Turn it off any time from `/support automation`.",
             },
-            {
-                "type": "input",
-                "block_id": WHEN_BLOCK,
-                "label": {"type": "plain_text", "text": "When"},
-                "element": {
-                    "type": "static_select",
-                    "action_id": "value",
-                    "options": when_options,
-                    "initial_option": next(o for o in when_options if o["value"] == when),
-                },
-            },
-            {
-                "type": "input",
-                "block_id": MATCH_KIND_BLOCK,
-                "label": {"type": "plain_text", "text": "Which tickets"},
-                "element": {
-                    "type": "static_select",
-                    "action_id": "value",
-                    "options": kind_options,
-                    "initial_option": next(o for o in kind_options if o["value"] == kind),
-                },
-            },
-            {
-                "type": "input",
-                "block_id": PATTERN_BLOCK,
-                "label": {"type": "plain_text", "text": "Tag or keyword"},
-                "hint": {"type": "plain_text", "text": "e.g. password, or a phrase like “reset my password”"},
-                "element": pattern,
-            },
-        ],
-    }
+        },
+        _choice(WHEN_BLOCK, "When", when_options, when),
+        _choice(MATCH_KIND_BLOCK, "Which tickets", kind_options, kind),
+        {
+            "type": "input",
+            "block_id": PATTERN_BLOCK,
+            "label": {"type": "plain_text", "text": "Tag or keyword"},
+            "hint": {"type": "plain_text", "text": "e.g. password, or a phrase like “reset my password”"},
+            "element": pattern,
+        },
+    ]
+    return modal(AUTOMATION_CALLBACK, "Automate template", "Automate", blocks, {"name": name})

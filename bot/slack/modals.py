@@ -6,12 +6,11 @@ wherever it lands in mrkdwn; plain_text fields are shown by Slack as written.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.slack.render import Block, escape, fit, truncate
+from bot.slack.render import Block, escape, fit, modal, truncate
 
 # The reply form keeps the rendered template's digest: the rule using it is the domain's.
 from bot.tickets.agent_reply import text_digest as text_digest
@@ -114,15 +113,9 @@ def reply_modal(
                 "elements": [{"type": "mrkdwn", "text": fit(f":warning: {escape(truncate(error, 1000))}")}],
             }
         )
-    element: Block = {
-        "type": "plain_text_input",
-        "action_id": BODY_ACTION,
-        "multiline": True,
-        "max_length": INPUT_LIMIT,
-        "placeholder": {"type": "plain_text", "text": "Write to the customer, or pick a template above"},
-    }
-    if body:
-        element["initial_value"] = body[:INPUT_LIMIT]
+    element = _limited_input(
+        BODY_ACTION, "Write to the customer, or pick a template above", body, multiline=True
+    )
     blocks.append(
         {
             "type": "input",
@@ -131,15 +124,7 @@ def reply_modal(
             "element": element,
         }
     )
-    cc_element: Block = {
-        "type": "plain_text_input",
-        "action_id": CC_ACTION,
-        "multiline": False,
-        "max_length": INPUT_LIMIT,
-        "placeholder": {"type": "plain_text", "text": "Nobody; add addresses separated by commas"},
-    }
-    if cc:
-        cc_element["initial_value"] = cc[:INPUT_LIMIT]
+    cc_element = _limited_input(CC_ACTION, "Nobody; add addresses separated by commas", cc, multiline=False)
     blocks.append(
         {
             "type": "input",
@@ -155,15 +140,21 @@ def reply_modal(
             "element": cc_element,
         }
     )
-    return {
-        "type": "modal",
-        "callback_id": REPLY_CALLBACK,
-        "title": {"type": "plain_text", "text": truncate(f"Reply to #{number}", 24)},
-        "submit": {"type": "plain_text", "text": "Send"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "private_metadata": json.dumps(metadata),
-        "blocks": blocks,
+    return modal(REPLY_CALLBACK, f"Reply to #{number}", "Send", blocks, metadata)
+
+
+def _limited_input(action_id: str, placeholder: str, initial: str | None, *, multiline: bool) -> Block:
+    """A text box held to Slack's limit, prefilled with what the person typed before (cut to fit)."""
+    element: Block = {
+        "type": "plain_text_input",
+        "action_id": action_id,
+        "multiline": multiline,
+        "max_length": INPUT_LIMIT,
+        "placeholder": {"type": "plain_text", "text": placeholder},
     }
+    if initial:
+        element["initial_value"] = initial[:INPUT_LIMIT]
+    return element
 
 
 def _template_select(templates: Sequence[TemplateChoice], selected: str | None) -> Block:
@@ -233,37 +224,20 @@ def tags_modal(
             "element": {"type": "plain_text_input", "action_id": "names"},
         }
     )
-    return {
-        "type": "modal",
-        "callback_id": TAGS_CALLBACK,
-        "title": {"type": "plain_text", "text": truncate(f"Tags of #{number}", 24)},
-        "submit": {"type": "plain_text", "text": "Save"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "private_metadata": json.dumps({"ticket_id": ticket_id}),
-        "blocks": blocks,
-    }
+    return modal(TAGS_CALLBACK, f"Tags of #{number}", "Save", blocks, {"ticket_id": ticket_id})
 
 
 def reassign_modal(*, ticket_id: int, number: int, owner: str | None) -> dict[str, Any]:
     element: Block = {"type": "users_select", "action_id": "user"}
     if owner:
         element["initial_user"] = owner
-    return {
-        "type": "modal",
-        "callback_id": REASSIGN_CALLBACK,
-        "title": {"type": "plain_text", "text": truncate(f"Reassign #{number}", 24)},
-        "submit": {"type": "plain_text", "text": "Reassign"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "private_metadata": json.dumps({"ticket_id": ticket_id}),
-        "blocks": [
-            {
-                "type": "input",
-                "block_id": ASSIGNEE_BLOCK,
-                "label": {"type": "plain_text", "text": "New owner"},
-                "element": element,
-            }
-        ],
+    assignee = {
+        "type": "input",
+        "block_id": ASSIGNEE_BLOCK,
+        "label": {"type": "plain_text", "text": "New owner"},
+        "element": element,
     }
+    return modal(REASSIGN_CALLBACK, f"Reassign #{number}", "Reassign", [assignee], {"ticket_id": ticket_id})
 
 
 @dataclass(frozen=True)
@@ -300,28 +274,22 @@ def template_editor(draft: TemplateDraft, *, editing: bool) -> dict[str, Any]:
             block_def["hint"] = {"type": "plain_text", "text": hint}
         return block_def
 
-    return {
-        "type": "modal",
-        "callback_id": TEMPLATE_EDIT_CALLBACK,
-        "title": {"type": "plain_text", "text": "Edit template" if editing else "New template"},
-        "submit": {"type": "plain_text", "text": "Save"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "private_metadata": json.dumps({"editing": draft.name if editing else None}),
-        "blocks": [
-            text_input("name", "Name", draft.name, hint="Lowercase, e.g. password_reset.en"),
-            text_input("title", "Title", draft.title),
-            text_input("language", "Language", draft.language, hint="e.g. en, it"),
-            text_input("tags", "Tags", ", ".join(draft.tags), optional=True, hint="Comma-separated"),
-            text_input(
-                "text",
-                "Text",
-                draft.text,
-                multiline=True,
-                hint="Jinja2: {{ customer_first_name }}, {{ ticket_number }}, {{ agent_name }}…",
-            ),
-            text_input("html", "HTML version", draft.html or "", multiline=True, optional=True),
-        ],
-    }
+    blocks = [
+        text_input("name", "Name", draft.name, hint="Lowercase, e.g. password_reset.en"),
+        text_input("title", "Title", draft.title),
+        text_input("language", "Language", draft.language, hint="e.g. en, it"),
+        text_input("tags", "Tags", ", ".join(draft.tags), optional=True, hint="Comma-separated"),
+        text_input(
+            "text",
+            "Text",
+            draft.text,
+            multiline=True,
+            hint="Jinja2: {{ customer_first_name }}, {{ ticket_number }}, {{ agent_name }}…",
+        ),
+        text_input("html", "HTML version", draft.html or "", multiline=True, optional=True),
+    ]
+    title = "Edit template" if editing else "New template"
+    return modal(TEMPLATE_EDIT_CALLBACK, title, "Save", blocks, {"editing": draft.name if editing else None})
 
 
 def state_value(view: dict[str, Any], block_id: str, action_id: str = "value") -> Any:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.slack.render import Block, escape, fit, packed_sections, truncate
+from bot.slack.render import Block, button, escape, fit, modal, packed_sections, truncate
 from rota.ledger import LineView
 from rota.store import DutyView, MemberView, TimeOffView
 from rota.swaps import SwapView
@@ -112,18 +112,6 @@ def header(text: str) -> Block:
 
 def context(text: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(text)}]}
-
-
-def button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
-    element: Block = {
-        "type": "button",
-        "text": {"type": "plain_text", "text": text},
-        "action_id": action_id,
-        "value": value,
-    }
-    if style:
-        element["style"] = style
-    return element
 
 
 def actions(block_id: str, *elements: Block) -> Block:
@@ -299,39 +287,33 @@ def swap_modal(duties: Sequence[DutyView], tz: ZoneInfo, selected: int | None = 
     chosen = next((o for o in options if o["value"] == str(selected)), None)
     if chosen is not None:
         duty_select["initial_option"] = chosen
-    return {
-        "type": "modal",
-        "callback_id": SWAP_CALLBACK,
-        "title": {"type": "plain_text", "text": "Offer a duty"},
-        "submit": {"type": "plain_text", "text": "Offer"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            {
-                "type": "input",
-                "block_id": SWAP_DUTY_BLOCK,
-                "label": {"type": "plain_text", "text": "Your duty"},
-                "element": duty_select,
+    blocks: list[Block] = [
+        {
+            "type": "input",
+            "block_id": SWAP_DUTY_BLOCK,
+            "label": {"type": "plain_text", "text": "Your duty"},
+            "element": duty_select,
+        },
+        {
+            "type": "input",
+            "block_id": SWAP_TO_BLOCK,
+            "label": {"type": "plain_text", "text": "Colleague"},
+            "element": {"type": "users_select", "action_id": "user"},
+        },
+        {
+            "type": "input",
+            "block_id": SWAP_NOTE_BLOCK,
+            "optional": True,
+            "label": {"type": "plain_text", "text": "Note"},
+            "element": {
+                "type": "plain_text_input",
+                "action_id": "value",
+                "multiline": True,
+                "max_length": 500,
             },
-            {
-                "type": "input",
-                "block_id": SWAP_TO_BLOCK,
-                "label": {"type": "plain_text", "text": "Colleague"},
-                "element": {"type": "users_select", "action_id": "user"},
-            },
-            {
-                "type": "input",
-                "block_id": SWAP_NOTE_BLOCK,
-                "optional": True,
-                "label": {"type": "plain_text", "text": "Note"},
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": "value",
-                    "multiline": True,
-                    "max_length": 500,
-                },
-            },
-        ],
-    }
+        },
+    ]
+    return modal(SWAP_CALLBACK, "Offer a duty", "Offer", blocks)
 
 
 def answer_buttons(swap_id: int) -> Block:

@@ -155,12 +155,16 @@ def _ended(
             now=now,
             dedupe_key=f"page:{step.page_id}:{step.step}:exhausted-channel",
         )
+    _stand_down(session, notice, f"Paging for ticket #{ticket.number} stopped ({stop_reason(step)})", now)
+
+
+def _stand_down(session: Session, notice: PagingEnded | PageAcknowledged, why: str, now: datetime) -> None:
+    """One DM to each person the notice stands down: `why` they need not act any more."""
     for user in notice.stand_down:
         enqueue_post(
             session,
             user,
-            f":white_check_mark: Paging for ticket #{ticket.number} stopped ({stop_reason(step)}); "
-            "you can stand down.",
+            f":white_check_mark: {why}; you can stand down.",
             now=now,
             dedupe_key=f"{notice.key}:{user}",
         )
@@ -175,15 +179,7 @@ def _acknowledged(session: Session, ticket: Ticket, notice: PageAcknowledged, no
         now,
         notice.key,
     )
-    for user in notice.stand_down:
-        enqueue_post(
-            session,
-            user,
-            f":white_check_mark: <@{ack.by}> acknowledged urgent ticket #{ticket.number}; "
-            "you can stand down.",
-            now=now,
-            dedupe_key=f"{notice.key}:{user}",
-        )
+    _stand_down(session, notice, f"<@{ack.by}> acknowledged urgent ticket #{ticket.number}", now)
 
 
 def _dnd(session: Session, ticket: Ticket, notice: DndNoticed, now: datetime) -> None:

@@ -22,10 +22,8 @@ class PlainPostHandler(SlackHandler):
             opened = call_slack(self.client.conversations_open, users=channel)
             channel = (opened.get("channel") or {}).get("id") or channel
         thread_ts = payload.get("thread_ts")
-        if item.attempts > 1:
-            ts = self.find_posted(channel, item, thread_ts=thread_ts)
-            if ts is not None:
-                return {"channel": channel, "ts": ts, "adopted": True}
+        if (adopted := self.earlier_post(channel, item, thread_ts=thread_ts)) is not None:
+            return adopted
         metadata = {"event_type": "supportbot_notice", "event_payload": {"outbox_id": item.id}}
         data = self.post(channel, metadata=metadata, unfurl_links=False, **payload)
         return {"channel": data.get("channel", channel), "ts": data["ts"]}

@@ -6,6 +6,7 @@ exactly once, here, so `<!channel>` in a subject is shown, never acted on.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -72,6 +73,35 @@ def escape(text: str) -> str:
 def truncate(text: str, limit: int) -> str:
     """Raw text cut to `limit` characters; for outside text, cut it before `escape`."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
+    element: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        element["style"] = style
+    return element
+
+
+def modal(
+    callback_id: str, title: str, submit: str, blocks: list[Block], metadata: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A modal view: the title cut to Slack's 24 characters; `metadata`, what the submission
+    must carry back (the modal's private_metadata), as JSON."""
+    view: dict[str, Any] = {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": {"type": "plain_text", "text": truncate(title, 24)},
+        "submit": {"type": "plain_text", "text": submit},
+        "close": {"type": "plain_text", "text": "Cancel"},
+    }
+    if metadata is not None:
+        view["private_metadata"] = json.dumps(metadata)
+    return {**view, "blocks": blocks}
 
 
 def fit(mrkdwn: str, limit: int = SECTION_LIMIT) -> str:
@@ -209,11 +239,11 @@ def ticket_message(card: TicketCard) -> tuple[str, list[Block]]:
     value = str(card.id)
     buttons: list[Block] = []
     if card.status != TicketStatus.RESOLVED and not card.owner:
-        buttons.append(_button("Claim", ACTION_CLAIM, value, style="primary"))
-    buttons.append(_button("Reply", ACTION_REPLY, value))
-    buttons.append(_button("Tag", ACTION_TAG, value))
+        buttons.append(button("Claim", ACTION_CLAIM, value, style="primary"))
+    buttons.append(button("Reply", ACTION_REPLY, value))
+    buttons.append(button("Tag", ACTION_TAG, value))
     if card.status != TicketStatus.RESOLVED:
-        buttons.append(_button("Resolve", ACTION_RESOLVE, value))
+        buttons.append(button("Resolve", ACTION_RESOLVE, value))
     buttons.append(_more_menu(card))
     blocks.append({"type": "actions", "block_id": f"ticket:{card.id}:actions", "elements": buttons})
     return fallback, blocks
@@ -266,22 +296,10 @@ def spam_message(card: TicketCard) -> tuple[str, list[Block]]:
             "type": "section",
             "block_id": f"ticket:{card.id}:spam",
             "text": {"type": "mrkdwn", "text": line},
-            "accessory": _button("Not spam", ACTION_NOT_SPAM, str(card.id)),
+            "accessory": button("Not spam", ACTION_NOT_SPAM, str(card.id)),
         }
     ]
     return fit(line, _FALLBACK_LIMIT), blocks
-
-
-def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
-    button: Block = {
-        "type": "button",
-        "text": {"type": "plain_text", "text": text},
-        "action_id": action_id,
-        "value": value,
-    }
-    if style:
-        button["style"] = style
-    return button
 
 
 def thread_message(card: MessageCard) -> tuple[str, list[Block]]:

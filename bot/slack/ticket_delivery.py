@@ -103,10 +103,8 @@ class ThreadMessageHandler(SlackHandler):
         if parent is None:
             # Rows ahead in this lane post the ticket first; if that was set aside, wait for a person.
             raise RetryLater("the ticket's own message is not posted yet", after=30)
-        if item.attempts > 1:
-            ts = self.find_posted(channel, item, thread_ts=parent)
-            if ts is not None:
-                return {"channel": channel, "ts": ts, "adopted": True}
+        if (adopted := self.earlier_post(channel, item, thread_ts=parent)) is not None:
+            return adopted
         text, blocks = render.thread_message(card)
         data = self.post(
             channel,
@@ -135,10 +133,8 @@ class TicketNoticeHandler(SlackHandler):
             raise PermanentFailure(f"ticket {item.ticket_id} no longer exists")
         if parent is None:
             raise RetryLater("the ticket's own message is not posted yet", after=5)
-        if item.attempts > 1:
-            ts = self.find_posted(channel, item, thread_ts=parent)
-            if ts is not None:
-                return {"channel": channel, "ts": ts, "adopted": True}
+        if (adopted := self.earlier_post(channel, item, thread_ts=parent)) is not None:
+            return adopted
         metadata = {"event_type": "supportbot_notice", "event_payload": {"outbox_id": item.id}}
         data = self.post(channel, thread_ts=parent, text=item.payload["text"], metadata=metadata)
         return {"channel": channel, "ts": data["ts"]}

@@ -70,6 +70,17 @@ class SlackHandler:
         call_slack(self.client.conversations_join, channel=channel)
         return call_slack(self.client.chat_postMessage, channel=channel, **kwargs)
 
+    def earlier_post(
+        self, channel: str, item: OutboxItem, thread_ts: str | None = None
+    ) -> dict[str, Any] | None:
+        """On a retry, the result of an earlier try that got through (its message is adopted,
+        not posted twice); None on the first try or when no earlier try posted."""
+        if item.attempts > 1:
+            ts = self.find_posted(channel, item, thread_ts=thread_ts)
+            if ts is not None:
+                return {"channel": channel, "ts": ts, "adopted": True}
+        return None
+
     def find_posted(self, channel: str, item: OutboxItem, thread_ts: str | None = None) -> str | None:
         """The ts of a message this row already posted, if an earlier try got through."""
         for message in self._recent(channel, item, thread_ts):

@@ -9,20 +9,20 @@ must not leave every later one untriaged.
 from __future__ import annotations
 
 import logging
-import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.outbox.queue import drop_work_signal, notify_workers, work_signal
+from bot.outbox.queue import SignalledWorker, notify_workers
 from bot.storage.db import reading, transaction
 from bot.tickets.triage import Pager, TriageResult, has_untriaged, triage_pending
 
 log = logging.getLogger(__name__)
 
 
-class TriageWorker:
+class TriageWorker(SignalledWorker):
+    thread_name = "triage"
     # Small batches hold the write lock briefly, so a mailbox backlog keeps flowing in meanwhile.
     batch = 50
 
@@ -41,22 +41,8 @@ class TriageWorker:
         self.calendar = settings.calendar()
         self.clock = clock
         self.poll_seconds = poll_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._signal = work_signal()
         self._seeded = False
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="triage", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._signal.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        drop_work_signal(self._signal)
+        super().__init__()
 
     def run(self) -> None:
         while not self._stop.is_set():

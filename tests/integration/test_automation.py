@@ -7,17 +7,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.app import SupportBot
 from bot.clock import FrozenClock
 from bot.config import Settings
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
-from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.storage.models import AutoReply, Event, Message, TemplateAutomation, Ticket
 from bot.tickets.automation import (
     Automation,
@@ -40,10 +39,10 @@ from tests.integration.test_triage import (
     ingest,
     triage,
 )
-from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.desk import Desk, add_people, running_desk
+from tests.support.harness import CHANNEL, wait_until
 from tests.support.mail import customer_mail
 from tests.support.settings import make_settings
-from tests.support.slack_requests import SlackUser
 
 NOW = NIGHT
 _numbers = itertools.count(1000)
@@ -66,38 +65,26 @@ class History:
         return ticket.id
 
     def reply(self, ticket_id: int, template: str, at: datetime, *, status: str = "sent") -> None:
-        key = f"reply-{next(_keys)}"
-        self.session.add(
-            Message(
-                ticket_id=ticket_id,
-                direction="out",
-                mailbox="sent",
-                dedupe_key=key,
-                message_id=key,
-                author="U0AGENT",
-                template_name=template,
-                created_at=at,
-                delivery_status=status,
-                references=[],
-                headers=[],
-                defects=[],
-            )
-        )
+        fields = {"author": "U0AGENT", "template_name": template, "delivery_status": status}
+        self._message(ticket_id, at, "out", "sent", **fields)
 
     def customer(self, ticket_id: int, at: datetime, *, auto_reason: str | None = None) -> None:
-        key = f"in-{next(_keys)}"
+        self._message(ticket_id, at, "in", "box", auto_reason=auto_reason)
+
+    def _message(self, ticket_id: int, at: datetime, direction: str, mailbox: str, **fields: Any) -> None:
+        key = f"{direction}-{next(_keys)}"
         self.session.add(
             Message(
                 ticket_id=ticket_id,
-                direction="in",
-                mailbox="box",
+                direction=direction,
+                mailbox=mailbox,
                 dedupe_key=key,
                 message_id=key,
                 created_at=at,
-                auto_reason=auto_reason,
                 references=[],
                 headers=[],
                 defects=[],
+                **fields,
             )
         )
 
@@ -323,30 +310,13 @@ def test_tag_automations_match_tags() -> None:
 # -- managers in Slack ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Desk:
-    bot: SupportBot
-    slack: SlackStandIn
-
-    def user(self, user_id: str) -> SlackUser:
-        return SlackUser(self.bot.url, self.slack, user_id)
-
-
 @pytest.fixture
 def desk(imap: PymapServer, slack: SlackStandIn, database_url: str) -> Iterator[Desk]:
-    for user, name in ((STAFF, "ada"), (MANAGER, "may")):
-        slack.add_user(user, name, name.title() + " Staff", channels=(CHANNEL,))
-    with SmtpCatcher() as smtp:
-        env = bot_env(
-            slack_url=slack.base_url,
-            imap=imap,
-            database_url=database_url,
-            smtp_port=smtp.port,
-            MANAGERS=MANAGER,
-            AUTOMATION_MIN_USES="3",
-        )
-        with running_bot(env, clock=FrozenClock(NOW)) as bot:
-            yield Desk(bot, slack)
+    add_people(slack, {STAFF: "ada", MANAGER: "may"})
+    with running_desk(
+        slack, imap, database_url, clock=FrozenClock(NOW), MANAGERS=MANAGER, AUTOMATION_MIN_USES="3"
+    ) as running:
+        yield running
 
 
 @pytest.mark.timeout(120)

@@ -55,7 +55,8 @@ from tests.support.crash_loop import (
     bare_id,
 )
 from tests.support.databases import backend
-from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.desk import add_people, desk_env
+from tests.support.harness import CHANNEL, running_bot, wait_until
 from tests.support.mail import customer_mail
 from tests.support.settings import settings_for
 
@@ -166,9 +167,7 @@ def test_sigkill_rounds_while_mail_arrives_replies_go_out_and_pages_escalate(
     rng = random.Random(seed)
     began = time.monotonic()
 
-    for user, name in ((ADA, "ada"), (BOB, "bob")):
-        slack.add_user(user, name, f"{name.title()} Staff", channels=(CHANNEL,))
-    slack.add_user(MAY, "may", "May Manager")
+    add_people(slack, {ADA: "ada", BOB: "bob"}, managers={MAY: "may"})
     rules = tmp_path / "urgency.toml"
     rules.write_text(f'[[rule]]\nkind = "keyword"\npattern = "{URGENT_WORD}"\n')
     business_hours = always_after_hours("Europe/Rome")
@@ -177,11 +176,11 @@ def test_sigkill_rounds_while_mail_arrives_replies_go_out_and_pages_escalate(
     publish_rota(factory, database_url, business_hours)
 
     with TimedSmtpCatcher() as smtp:
-        env = bot_env(
-            slack_url=slack.base_url,
-            imap=imap,
-            database_url=database_url,
-            smtp_port=smtp.port,
+        env = desk_env(
+            slack,
+            imap,
+            database_url,
+            smtp,
             MANAGERS=MAY,
             BUSINESS_HOURS=business_hours,
             URGENCY_RULES_FILE=str(rules),
@@ -398,8 +397,7 @@ def test_a_page_step_due_while_the_bot_was_down_is_taken_as_it_starts(
 ) -> None:
     """The scheduler's interval restarts with every new leader: without catching up at
     once, a step due during the downtime would wait a whole tick more (15 s by default)."""
-    for user, name in ((ADA, "ada"), (BOB, "bob")):
-        slack.add_user(user, name, f"{name.title()} Staff", channels=(CHANNEL,))
+    add_people(slack, {ADA: "ada", BOB: "bob"})
     business_hours = always_after_hours("Europe/Rome")
     engine = make_engine(database_url)
     factory = make_sessionmaker(engine)
@@ -413,9 +411,7 @@ def test_a_page_step_due_while_the_bot_was_down_is_taken_as_it_starts(
         first = start_page(session, ticket_id=ticket_id, now=paged_at, settings=settings)
         assert first is not None
         step_effects(session, settings, first, paged_at)
-    env = bot_env(
-        slack_url=slack.base_url, imap=imap, database_url=database_url, BUSINESS_HOURS=business_hours
-    )
+    env = desk_env(slack, imap, database_url, BUSINESS_HOURS=business_hours)
 
     def repeated() -> bool:
         with reading(factory) as session:

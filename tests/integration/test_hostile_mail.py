@@ -34,6 +34,7 @@ from bot.slack.render import thread_message, ticket_message
 from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import Attachment, Customer, Message, OutboxItem, Ticket
 from bot.tickets.views import message_card, ticket_card
+from tests.support.block_kit import texts_of_type
 from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
 from tests.support.mime_strategies import (
@@ -56,15 +57,6 @@ _folders = itertools.count()
 
 
 # -- checks ------------------------------------------------------------------------------
-
-
-def texts_of_type(node: Any, kind: str) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["text"]] if node.get("type") == kind and isinstance(node.get("text"), str) else []
-        return found + [t for value in node.values() for t in texts_of_type(value, kind)]
-    if isinstance(node, list):
-        return [t for item in node for t in texts_of_type(item, kind)]
-    return []
 
 
 def assert_safe_for_slack(text: str, blocks: list[dict[str, Any]]) -> None:

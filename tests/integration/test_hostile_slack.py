@@ -50,7 +50,6 @@ from bot.storage.models import (
     Base,
     DutySwap,
     Event,
-    OutboxItem,
     SeenSignature,
     Ticket,
     TimeOffRecord,
@@ -59,7 +58,8 @@ from bot.storage.seen_signatures import first_time_seen, purge_seen_signatures
 from handlers import oncall as oncall_handlers
 from rota import store
 from tests.support.databases import DatabaseFactory
-from tests.support.harness import CHANNEL, SIGNING_SECRET, bot_env, running_bot, wait_until
+from tests.support.desk import add_people, desk_env, settle_outbox, wait_for_ticket_post
+from tests.support.harness import CHANNEL, SIGNING_SECRET, running_bot, wait_until
 from tests.support.mail import customer_mail
 from tests.support.slack_requests import APP_ID, Answer, SlackUser
 
@@ -109,14 +109,7 @@ class World:
         return self.user(user_id).command(text, command=command)
 
     def ticket_ts(self, number: int) -> str:
-        def find() -> str | None:
-            for m in self.slack.messages(CHANNEL):
-                payload = (m.get("metadata") or {}).get("event_payload") or {}
-                if payload.get("number") == number:
-                    return str(m["ts"])
-            return None
-
-        return str(wait_until(find, what=f"ticket #{number} in the channel"))
+        return str(wait_for_ticket_post(self.slack, number)["ts"])
 
     def snapshot(self) -> dict[str, list[Any]]:
         """Every row of every table of ours (the outbox by identity, not delivery progress)."""
@@ -134,13 +127,7 @@ class World:
     def settle(self) -> None:
         """Wait until the outbox has delivered everything: the world is still."""
 
-        def quiet() -> bool:
-            with self.factory() as session:
-                return not session.scalar(
-                    select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "pending")
-                )
-
-        wait_until(quiet, timeout=30, what="the outbox to be delivered")
+        settle_outbox(self.factory)
         # Listeners still finishing (a DM rewritten after a click) call Slack without the outbox.
         seen = [-1]
 
@@ -339,17 +326,13 @@ def world(db_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory)
         slack = stack.enter_context(SlackStandIn(channels=(CHANNEL,)))
         imap = stack.enter_context(PymapServer(tmp_path_factory.mktemp("imap")))
         smtp = stack.enter_context(SmtpCatcher())
-        for user, name in STAFF.items():
-            slack.add_user(user, name, name.title() + " Staff", tz="Europe/Rome", channels=(CHANNEL,))
-        # The manager is not in the channel (so not on the rota); managers count as staff anyway.
-        slack.add_user(MAY, "may", "May Manager")
-        slack.add_user(EVE, "eve", "Eve Outsider")
+        add_people(slack, STAFF, managers={MAY: "may"}, outsiders={EVE: "eve"})
         clock = FrozenClock(START)
-        env = bot_env(
-            slack_url=slack.base_url,
-            imap=imap,
-            database_url=database_url,
-            smtp_port=smtp.port,
+        env = desk_env(
+            slack,
+            imap,
+            database_url,
+            smtp,
             MANAGERS=MAY,
             SWAP_APPROVAL="true",
             SWAP_EXPIRY_HOURS="24",

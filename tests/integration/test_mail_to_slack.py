@@ -17,6 +17,7 @@ from bot.mail import watcher
 from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import MailboxCheckpoint, Message, OutboxItem, Ticket
 from bot.tickets import ingest_rows
+from tests.support.block_kit import texts_of_type
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail, message_id_of
 
@@ -33,15 +34,6 @@ def ticket_posts(slack, channel: str = CHANNEL) -> list[dict]:
 
 def ticket_ids(slack) -> list[int]:
     return [m["metadata"]["event_payload"]["ticket_id"] for m in ticket_posts(slack)]
-
-
-def texts_of_type(node, kind: str) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["text"]] if node.get("type") == kind and isinstance(node.get("text"), str) else []
-        return found + [t for value in node.values() for t in texts_of_type(value, kind)]
-    if isinstance(node, list):
-        return [t for item in node for t in texts_of_type(item, kind)]
-    return []
 
 
 def mrkdwn_texts(blocks) -> list[str]:

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app import SupportBot
@@ -38,13 +38,13 @@ from bot.storage.models import (
     Base,
     DutySwap,
     Message,
-    OutboxItem,
     TemplateAutomation,
     TemplateVersion,
     Ticket,
 )
 from tests.support.databases import DatabaseFactory
-from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.desk import add_people, count_rows, desk_env, settle_outbox, ticket_card
+from tests.support.harness import CHANNEL, running_bot, wait_until
 from tests.support.mail import customer_mail
 from tests.support.slack_requests import SlackUser
 
@@ -84,14 +84,7 @@ class World:
         return SlackUser(self.bot.url, self.slack, user_id)
 
     def ticket_message(self, number: int) -> dict[str, Any]:
-        def find() -> dict[str, Any] | None:
-            for m in self.slack.messages(CHANNEL):
-                payload = (m.get("metadata") or {}).get("event_payload") or {}
-                if payload.get("number") == number:
-                    return {**self.slack.thread(CHANNEL, m["ts"])[0], "channel": CHANNEL}
-            return None
-
-        return wait_until(find, what=f"ticket #{number} in the channel")
+        return ticket_card(self.slack, number)
 
     def opened(self, act: Callable[[], object], what: str) -> str:
         """The id of the modal that `act` makes the bot open."""
@@ -114,13 +107,7 @@ class World:
         self.settle()
 
     def settle(self) -> None:
-        def quiet() -> bool:
-            with self.factory() as session:
-                return not session.scalar(
-                    select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "pending")
-                )
-
-        wait_until(quiet, timeout=30, what="the outbox to be delivered")
+        settle_outbox(self.factory)
 
     def snapshot(self) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
@@ -138,8 +125,7 @@ class World:
         return out
 
     def count(self, model: type, *where: Any) -> int:
-        with self.factory() as session:
-            return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+        return count_rows(self.factory, model, *where)
 
 
 @pytest.fixture(scope="module")
@@ -150,14 +136,12 @@ def world(db_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory)
         slack = stack.enter_context(SlackStandIn(channels=(CHANNEL,)))
         imap = stack.enter_context(PymapServer(tmp_path_factory.mktemp("imap")))
         smtp = stack.enter_context(SmtpCatcher())
-        for user, name in ((ADA, "ada"), (BOB, "bob")):
-            slack.add_user(user, name, name.title() + " Staff", tz="Europe/Rome", channels=(CHANNEL,))
-        slack.add_user(MAY, "may", "May Manager")
-        env = bot_env(
-            slack_url=slack.base_url,
-            imap=imap,
-            database_url=database_url,
-            smtp_port=smtp.port,
+        add_people(slack, {ADA: "ada", BOB: "bob"}, managers={MAY: "may"})
+        env = desk_env(
+            slack,
+            imap,
+            database_url,
+            smtp,
             MANAGERS=MAY,
             # One templated reply makes a template eligible, so the automation form can succeed.
             AUTOMATION_MIN_USES="1",

@@ -22,7 +22,8 @@ from bot.sandbox.slack_api import SlackStandIn
 from bot.storage.db import make_engine, make_sessionmaker
 from rota import store
 from rota.store import DutyView
-from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.desk import add_people, desk_env
+from tests.support.harness import CHANNEL, running_bot, wait_until
 from tests.support.slack_requests import SlackUser
 
 pytestmark = pytest.mark.timeout(180)
@@ -128,14 +129,12 @@ def team(
     for user, (name, tz) in STAFF.items():
         slack.add_user(user, name, name.title() + " Staff", tz=tz, channels=(CHANNEL,))
     # The manager plans and approves but is not on the support channel, so not on the rota.
-    slack.add_user(MAY, "may", "May Manager")
-    slack.add_user(MAX, "max", "Max Manager")
-    slack.add_user(EVE, "eve", "Eve Outsider")
+    add_people(slack, {}, managers={MAY: "may", MAX: "max"}, outsiders={EVE: "eve"})
     clock = FrozenClock(START)
-    env = bot_env(
-        slack_url=slack.base_url,
-        imap=imap,
-        database_url=database_url,
+    env = desk_env(
+        slack,
+        imap,
+        database_url,
         MANAGERS=",".join(managers),
         SWAP_APPROVAL="true" if approval else "false",
         SWAP_EXPIRY_HOURS="24",

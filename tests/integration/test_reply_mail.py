@@ -184,6 +184,13 @@ def conversation(session_factory: sessionmaker[Session]) -> tuple[int, str, str]
     return ticket_id, message_id_of(first), message_id_of(second)
 
 
+@pytest.fixture
+def sent(session_factory: sessionmaker[Session], settings: Settings) -> Message:
+    """The agent's reply in the conversation, queued for SMTP and not yet tried."""
+    ticket_id, _, _ = conversation(session_factory)
+    return reply(session_factory, settings, ticket_id)
+
+
 # -- replying with each starter template --------------------------------------------------------
 
 
@@ -304,14 +311,11 @@ def test_subject_and_references_rules() -> None:
 
 def test_smtp_down_then_up_delivers_once_with_the_same_message_id(
     session_factory: sessionmaker[Session],
-    settings: Settings,
     smtp_port: int,
     smtp_worker: OutboxWorker,
     clock: FrozenClock,
+    sent: Message,
 ) -> None:
-    ticket_id, _, _ = conversation(session_factory)
-    sent = reply(session_factory, settings, ticket_id)
-
     smtp_worker.drain()  # nothing listens on the port yet
     [row] = outbox(session_factory, SMTP_SEND)
     assert (row.status, row.attempts) == ("pending", 1)
@@ -388,13 +392,11 @@ def test_undelivered_reply_tells_the_agent_once_after_the_configured_time(
 
 def test_a_temporary_refusal_is_retried(
     session_factory: sessionmaker[Session],
-    settings: Settings,
     smtp: SmtpCatcher,
     smtp_worker: OutboxWorker,
     clock: FrozenClock,
+    sent: Message,
 ) -> None:
-    ticket_id, _, _ = conversation(session_factory)
-    sent = reply(session_factory, settings, ticket_id)
     smtp.refuse_rcpt = "451 4.7.1 Greylisted, please try again later"
     smtp_worker.drain()
     [row] = outbox(session_factory, SMTP_SEND)
@@ -408,12 +410,10 @@ def test_a_temporary_refusal_is_retried(
 
 def test_a_permanent_refusal_fails_the_reply_and_tells_the_thread(
     session_factory: sessionmaker[Session],
-    settings: Settings,
     smtp: SmtpCatcher,
     smtp_worker: OutboxWorker,
+    sent: Message,
 ) -> None:
-    ticket_id, _, _ = conversation(session_factory)
-    sent = reply(session_factory, settings, ticket_id)
     smtp.refuse_rcpt = "550 5.1.1 <maria@example.org>: Recipient address rejected: User unknown"
     smtp_worker.drain()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -15,16 +14,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.app import SupportBot
 from bot.business_hours import BusinessCalendar
 from bot.clock import FrozenClock
 from bot.outbox.queue import SLACK_ATTACHMENT_UPLOAD
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
-from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.slack import stats as stats_ui
 from bot.stats.period import Period
 from bot.stats.report import StatsConfig, build_report
@@ -36,7 +33,6 @@ from bot.storage.models import (
     OutboxItem,
     Page,
     Survey,
-    Ticket,
     TicketTriage,
 )
 from bot.tickets import spam
@@ -44,10 +40,11 @@ from bot.tickets.ingest import ingest_email
 from bot.tickets.replies import send_reply
 from bot.tickets.workflow import resolve_ticket
 from rota.load import LoadWeights
-from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
+from tests.support import desk as support_desk
+from tests.support.desk import add_people, running_desk
+from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, wait_until
 from tests.support.mail import customer_mail, message_id_of
 from tests.support.settings import settings_for
-from tests.support.slack_requests import SlackUser
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -56,48 +53,8 @@ NIGHT = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)  # Monday 22:00 in Rome: after
 SPAMMER = "deals@junk.example"
 
 
-@dataclass
-class Desk:
-    bot: SupportBot
-    slack: SlackStandIn
-    imap: PymapServer
-    smtp: SmtpCatcher
+class Desk(support_desk.Desk):
     clock: FrozenClock
-
-    def user(self, user_id: str) -> SlackUser:
-        return SlackUser(self.bot.url, self.slack, user_id)
-
-    def posted(self, number: int) -> dict[str, Any] | None:
-        for m in self.slack.messages(CHANNEL):
-            payload = (m.get("metadata") or {}).get("event_payload") or {}
-            if (m.get("metadata") or {}).get("event_type") == "supportbot_ticket" and payload.get(
-                "number"
-            ) == number:
-                return {**m, "channel": CHANNEL}
-        return None
-
-    def card(self, number: int) -> dict[str, Any]:
-        """The ticket's channel message as Slack shows it now (after any chat.update)."""
-        first = wait_until(lambda: self.posted(number), what=f"ticket #{number} in the channel")
-        return {**self.slack.thread(CHANNEL, first["ts"])[0], "channel": CHANNEL}
-
-    def ticket(self, number: int) -> Ticket | None:
-        with self.bot.factory() as session:
-            found = session.scalar(select(Ticket).where(Ticket.number == number))
-            if found is not None:
-                session.expunge(found)
-            return found
-
-    def count(self, model: Any, *where: Any) -> int:
-        with self.bot.factory() as session:
-            return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
-
-    def settle(self) -> None:
-        wait_until(
-            lambda: self.count(OutboxItem, OutboxItem.status == "pending") == 0,
-            timeout=30,
-            what="the outbox to be delivered",
-        )
 
     def told(self, user: str, text: str) -> str:
         return str(
@@ -118,21 +75,18 @@ class Desk:
 
 @pytest.fixture
 def desk(imap: PymapServer, slack: SlackStandIn, database_url: str) -> Iterator[Desk]:
-    for user, name in ((ADA, "ada"), (BOB, "bob"), (MAY, "may")):
-        slack.add_user(user, name, name.title() + " Staff", channels=(CHANNEL,))
-    clock = FrozenClock(NIGHT)
-    with SmtpCatcher() as smtp:
-        env = bot_env(
-            slack_url=slack.base_url,
-            imap=imap,
-            database_url=database_url,
-            smtp_port=smtp.port,
-            MANAGERS=MAY,
-            AUTO_ACK="true",
-            SURVEY_DELAY_MINUTES="60",
-        )
-        with running_bot(env, clock=clock) as bot:
-            yield Desk(bot, slack, imap, smtp, clock)
+    add_people(slack, {ADA: "ada", BOB: "bob", MAY: "may"})
+    with running_desk(
+        slack,
+        imap,
+        database_url,
+        clock=FrozenClock(NIGHT),
+        kind=Desk,
+        MANAGERS=MAY,
+        AUTO_ACK="true",
+        SURVEY_DELAY_MINUTES="60",
+    ) as running:
+        yield running
 
 
 def mail_with_attachment(n: int, sender: str, subject: str) -> bytes:

@@ -23,6 +23,7 @@ import struct
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -54,7 +55,8 @@ from bot.storage.models import (
     TicketTag,
 )
 from rota.load import LoadWeights
-from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.desk import add_people, desk_env
+from tests.support.harness import running_bot, wait_until
 from tests.support.slack_requests import SlackUser
 
 pytestmark = pytest.mark.timeout(180)
@@ -149,6 +151,24 @@ class Builder:
         ticket_id = self.tickets[name].id if name else None
         self.session.add(Event(ticket_id=ticket_id, actor=actor, action=action, at=when, data=data))
 
+    def survey(
+        self, name: str, round_: int, agent: str, resolved: datetime, sent: datetime, **answer: Any
+    ) -> None:
+        """A survey of the resolution at `resolved`, sent at `sent`; `answer` holds solved,
+        comment and answered_at once it is answered."""
+        ticket_id = self.tickets[name].id
+        self.session.add(
+            Survey(
+                ticket_id=ticket_id,
+                round=round_,
+                agent=agent,
+                resolved_at=resolved,
+                status="sent",
+                sent_at=sent,
+                **answer,
+            )
+        )
+
 
 def build_dataset(session: Session) -> None:
     b = Builder(session)
@@ -179,63 +199,21 @@ def build_dataset(session: Session) -> None:
     b.ticket("T6", at(30, 10, month=10), tags=("billing", "login"))
     b.ticket("T7", at(11, 10))
 
-    session.add_all(
-        [
-            Survey(
-                ticket_id=b.tickets["T5"].id,
-                round=1,
-                agent=ADA,
-                resolved_at=at(4, 11),
-                status="sent",
-                sent_at=at(4, 12),
-                solved=True,
-                comment="Quick and kind",
-                answered_at=at(4, 18),
-            ),
-            Survey(
-                ticket_id=b.tickets["T2"].id,
-                round=1,
-                agent=BOB,
-                resolved_at=at(4, 12),
-                status="sent",
-                sent_at=at(4, 13),
-                solved=False,
-                comment="Came back <b>broken</b>",
-                answered_at=at(5, 9),
-            ),
-            Survey(
-                ticket_id=b.tickets["T2"].id,
-                round=2,
-                agent=ADA,
-                resolved_at=at(5, 15),
-                status="sent",
-                sent_at=at(5, 16),
-                solved=True,
-                comment=None,
-                answered_at=at(6, 10),
-            ),
-            # Answered after the period, and never answered: neither counts.
-            Survey(
-                ticket_id=b.tickets["T1"].id,
-                round=1,
-                agent=ADA,
-                resolved_at=at(9, 12),
-                status="sent",
-                sent_at=at(9, 13),
-                solved=False,
-                comment="late",
-                answered_at=at(12, 9),
-            ),
-            Survey(
-                ticket_id=b.tickets["T4"].id,
-                round=1,
-                agent=BOB,
-                resolved_at=at(5, 15),
-                status="sent",
-                sent_at=at(5, 16),
-            ),
-        ]
+    b.survey("T5", 1, ADA, at(4, 11), at(4, 12), solved=True, comment="Quick and kind", answered_at=at(4, 18))
+    b.survey(
+        "T2",
+        1,
+        BOB,
+        at(4, 12),
+        at(4, 13),
+        solved=False,
+        comment="Came back <b>broken</b>",
+        answered_at=at(5, 9),
     )
+    b.survey("T2", 2, ADA, at(5, 15), at(5, 16), solved=True, answered_at=at(6, 10))
+    # Answered after the period, and never answered: neither counts.
+    b.survey("T1", 1, ADA, at(9, 12), at(9, 13), solved=False, comment="late", answered_at=at(12, 9))
+    b.survey("T4", 1, BOB, at(5, 15), at(5, 16))
 
     for user, name, weight in ((ADA, "Ada", 1.0), (BOB, "Bob", 1.0), (CY, "Cy", 0.5)):
         session.add(
@@ -536,11 +514,8 @@ def test_exports(factory: sessionmaker[Session]) -> None:
 def bot_url(
     imap: PymapServer, slack: SlackStandIn, database_url: str, factory: sessionmaker[Session]
 ) -> Iterator[str]:
-    for user, name in ((ADA, "ada"), (BOB, "bob"), (CY, "cy")):
-        slack.add_user(user, name, name.title() + " Staff", tz="Europe/Rome", channels=(CHANNEL,))
-    slack.add_user(MAY, "may", "May Manager")
-    slack.add_user(EVE, "eve", "Eve Outsider")
-    env = bot_env(slack_url=slack.base_url, imap=imap, database_url=database_url, MANAGERS=MAY)
+    add_people(slack, {ADA: "ada", BOB: "bob", CY: "cy"}, managers={MAY: "may"}, outsiders={EVE: "eve"})
+    env = desk_env(slack, imap, database_url, MANAGERS=MAY)
     engine: Engine = make_engine(database_url)
     try:
         with running_bot(env, clock=FrozenClock(NOW)) as bot:

@@ -14,7 +14,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -26,26 +25,26 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.app import SupportBot
 from bot.clock import FrozenClock
 from bot.config import ConfigError, Settings
 from bot.outbox.queue import SLACK_TICKET_NOTICE, SMTP_SEND
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
-from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.slack.survey_notices import answer_notice, survey_answer_notice
 from bot.storage.models import AppSecret, Event, Message, OutboxItem, Survey, SurveyOptOut, Ticket
 from bot.survey_http import MaskSurveyPaths
-from bot.tickets.ingest import ingest_email
 from bot.tickets.survey_answers import answered_count, record_answer
 from bot.tickets.survey_links import LinkError, LinkExpired, link_key, read_link, sign_link, survey_key
 from bot.tickets.surveys import CATCH_UP, send_due_surveys
 from bot.tickets.template_store import save_template
 from bot.tickets.workflow import claim_ticket, resolve_ticket, set_status
-from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
+from tests.support import desk as support_desk
+from tests.support.desk import add_people, running_desk
+from tests.support.harness import CHANNEL, wait_until
 from tests.support.mail import customer_mail, message_id_of
 from tests.support.settings import make_settings
 from tests.support.slack_requests import SlackUser
+from tests.support.stored_tickets import ingest_one
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday 11:00 in Rome
 ADA = "U0ADA"
@@ -168,14 +167,7 @@ def settings(database_url: str) -> Settings:
 
 
 def ingest(factory: sessionmaker[Session], raw: bytes, now: datetime = NOW) -> int:
-    with factory.begin() as session:
-        result = ingest_email(
-            session, raw, mailbox="box", channel=CHANNEL, now=now, own_addresses=(SUPPORT_ADDRESS,)
-        )
-        ticket = session.get(Ticket, result.ticket_id)
-        assert ticket is not None
-        ticket.slack_ts = ticket.slack_ts or f"1700000000.{result.ticket_id:06d}"
-        return result.ticket_id
+    return ingest_one(factory, raw, now)
 
 
 def resolve(factory: sessionmaker[Session], ticket_id: int, at: datetime, user: str = ADA) -> None:
@@ -429,26 +421,8 @@ def test_the_notice_quotes_every_line() -> None:
 # -- end to end: the real bot, IMAP in, SMTP out, links over HTTP ----------------------------
 
 
-@dataclass
-class Desk:
-    bot: SupportBot
-    slack: SlackStandIn
-    imap: PymapServer
-    smtp: SmtpCatcher
+class Desk(support_desk.Desk):
     clock: FrozenClock
-
-    def ticket_message(self, number: int) -> dict[str, Any]:
-        def find() -> dict[str, Any] | None:
-            for m in self.slack.messages(CHANNEL):
-                meta = m.get("metadata") or {}
-                if (
-                    meta.get("event_type") == "supportbot_ticket"
-                    and meta["event_payload"].get("number") == number
-                ):
-                    return {**m, "channel": CHANNEL}
-            return None
-
-        return wait_until(find, what=f"ticket #{number} in the channel")
 
     def resolve(self, number: int) -> None:
         message = self.ticket_message(number)
@@ -460,12 +434,6 @@ class Desk:
         latest = wait_until(resolvable, what=f"a Resolve button on #{number}")
         assert SlackUser(self.bot.url, self.slack, ADA).click(latest, "ticket_resolve").status == 200
         wait_until(lambda: self.ticket(number).status == "resolved", what=f"#{number} resolved")
-
-    def ticket(self, number: int) -> Ticket:
-        with self.bot.factory() as session:
-            ticket = session.scalars(select(Ticket).where(Ticket.number == number)).one()
-            session.expunge(ticket)
-            return ticket
 
     def survey(self, number: int, round_: int = 1) -> Survey | None:
         with self.bot.factory() as session:
@@ -517,20 +485,18 @@ def links_of(mail: EmailMessage) -> dict[str, str]:
 
 @pytest.fixture
 def desk(imap: PymapServer, slack: SlackStandIn, database_url: str) -> Iterator[Desk]:
-    slack.add_user(ADA, "ada", "Ada Staff", channels=(CHANNEL,))
-    clock = FrozenClock(NOW)
-    with SmtpCatcher() as smtp:
-        env = bot_env(
-            slack_url=slack.base_url,
-            imap=imap,
-            database_url=database_url,
-            smtp_port=smtp.port,
-            PUBLIC_URL=PUBLIC,
-            AUTO_ACK="false",
-            SURVEY_DELAY_MINUTES="60",
-        )
-        with running_bot(env, clock=clock) as bot:
-            yield Desk(bot, slack, imap, smtp, clock)
+    add_people(slack, {ADA: "ada"})
+    with running_desk(
+        slack,
+        imap,
+        database_url,
+        clock=FrozenClock(NOW),
+        kind=Desk,
+        PUBLIC_URL=PUBLIC,
+        AUTO_ACK="false",
+        SURVEY_DELAY_MINUTES="60",
+    ) as running:
+        yield running
 
 
 @pytest.mark.timeout(180)

@@ -7,22 +7,20 @@ import json
 import shutil
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import SupportBot
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
-from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.storage.db import make_engine, make_sessionmaker
-from bot.storage.models import Event, Message, Ticket
-from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
+from bot.storage.models import Event, Message
+from tests.support import desk as support_desk
+from tests.support.desk import add_people, running_desk
+from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, wait_until
 from tests.support.mail import customer_mail, message_id_of
-from tests.support.slack_requests import SlackUser
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,39 +30,9 @@ STARTERS = sorted(
 )
 
 
-@dataclass
-class Desk:
-    bot: SupportBot
-    slack: SlackStandIn
-    imap: PymapServer
-    smtp: SmtpCatcher
-    database_url: str
-
-    def user(self, user_id: str) -> SlackUser:
-        return SlackUser(self.bot.url, self.slack, user_id)
-
-    def ticket_message(self, number: int = 1) -> dict[str, Any]:
-        def find() -> dict[str, Any] | None:
-            for m in self.slack.messages(CHANNEL):
-                payload = (m.get("metadata") or {}).get("event_payload") or {}
-                if (m.get("metadata") or {}).get("event_type") == "supportbot_ticket" and payload.get(
-                    "number"
-                ) == number:
-                    return {**m, "channel": CHANNEL}
-            return None
-
-        return wait_until(find, what=f"ticket #{number} in the channel")
-
-    def ticket(self, number: int = 1) -> Ticket:
-        factory = make_sessionmaker(make_engine(self.database_url))
-        with factory() as session:
-            ticket = session.scalars(select(Ticket).where(Ticket.number == number)).one()
-            session.expunge(ticket)
-            return ticket
-
+class Desk(support_desk.Desk):
     def events(self, action: str) -> list[Event]:
-        factory = make_sessionmaker(make_engine(self.database_url))
-        with factory() as session:
+        with self.bot.factory() as session:
             return list(session.scalars(select(Event).where(Event.action == action)))
 
     def ephemerals_for(self, user: str, count: int = 1) -> list[dict[str, Any]]:
@@ -88,20 +56,11 @@ def desk(imap: PymapServer, slack: SlackStandIn, database_url: str, tmp_path: Pa
     shutil.copytree(Path(__file__).parents[2] / "templates", templates)
     for name, source in BROKEN_FILES.items():
         (templates / name).write_text(source)
-    for user, name in ((ADA, "ada"), (BOB, "bob"), (MAY, "may")):
-        slack.add_user(user, name, name.title() + " Staff", channels=(CHANNEL,))
-    slack.add_user(EVE, "eve", "Eve Outsider")
-    with SmtpCatcher() as smtp:
-        env = bot_env(
-            slack_url=slack.base_url,
-            imap=imap,
-            database_url=database_url,
-            smtp_port=smtp.port,
-            MANAGERS=MAY,
-            TEMPLATES_DIR=str(templates),
-        )
-        with running_bot(env) as bot:
-            yield Desk(bot, slack, imap, smtp, database_url)
+    add_people(slack, {ADA: "ada", BOB: "bob", MAY: "may"}, outsiders={EVE: "eve"})
+    with running_desk(
+        slack, imap, database_url, kind=Desk, MANAGERS=MAY, TEMPLATES_DIR=str(templates)
+    ) as running:
+        yield running
 
 
 def actions_of(message: dict[str, Any]) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.app import SupportBot
 from bot.clock import FrozenClock
 from bot.config import Settings
 from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_POST, SLACK_TICKET_REFRESH, SMTP_SEND
@@ -28,7 +26,6 @@ from bot.slack.paging import pager
 from bot.slack.render import ticket_message
 from bot.storage.models import AutoReply, Event, Message, OutboxItem, Page, Ticket, TicketTriage, UrgencyRule
 from bot.tickets.autoack import detect_language, format_opening
-from bot.tickets.ingest import ingest_email
 from bot.tickets.triage import TriageResult, triage_pending
 from bot.tickets.urgency import (
     Rule,
@@ -44,10 +41,11 @@ from bot.tickets.urgency import (
     seed_rules,
 )
 from bot.tickets.views import ticket_card
-from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, bot_env, running_bot, wait_until
+from tests.support.desk import Desk, add_people, running_desk
+from tests.support.harness import bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
 from tests.support.settings import make_settings
-from tests.support.slack_requests import SlackUser
+from tests.support.stored_tickets import ingest_posted
 
 NIGHT = datetime(2026, 11, 23, 21, 0, tzinfo=UTC)  # Monday 22:00 in Rome
 DAY = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # Monday 11:00 in Rome
@@ -68,18 +66,13 @@ def settings(database_url: str) -> Settings:
 
 def ingest(factory: sessionmaker[Session], raw: bytes, now: datetime) -> int:
     with factory.begin() as session:
-        result = ingest_email(
-            session, raw, mailbox="box", channel=CHANNEL, now=now, own_addresses=(SUPPORT_ADDRESS,)
-        )
-        ticket = session.get(Ticket, result.ticket_id)
-        assert ticket is not None
-        # As if the ticket's channel message had been delivered: later changes are refreshes.
-        ticket.slack_ts = ticket.slack_ts or f"1700000000.{result.ticket_id:06d}"
+        ticket_id = ingest_posted(session, raw, now).ticket_id
+        # Its post delivered too, so only what triage queues is left in the outbox.
         for item in session.scalars(
-            select(OutboxItem).where(OutboxItem.ticket_id == ticket.id, OutboxItem.kind == SLACK_TICKET_POST)
+            select(OutboxItem).where(OutboxItem.ticket_id == ticket_id, OutboxItem.kind == SLACK_TICKET_POST)
         ):
             item.status = "done"
-        return result.ticket_id
+        return ticket_id
 
 
 def triage(factory: sessionmaker[Session], settings: Settings, now: datetime) -> list[TriageResult]:
@@ -486,32 +479,18 @@ def test_rules_file_is_read_at_the_first_triage(
 # -- end to end: an email at night, an acknowledgement in the customer's inbox ---------------------
 
 
-@dataclass
-class Desk:
-    bot: SupportBot
-    smtp: SmtpCatcher
-    imap: PymapServer
-    slack: SlackStandIn
-
-    def user(self, user_id: str) -> SlackUser:
-        return SlackUser(self.bot.url, self.slack, user_id)
-
-
 @pytest.fixture
 def night_desk(imap: PymapServer, slack: SlackStandIn, database_url: str) -> Iterator[Desk]:
-    for user, name in ((STAFF, "ada"), (MANAGER, "may")):
-        slack.add_user(user, name, name.title() + " Staff", channels=(CHANNEL,))
-    with SmtpCatcher() as smtp:
-        env = bot_env(
-            slack_url=slack.base_url,
-            imap=imap,
-            database_url=database_url,
-            smtp_port=smtp.port,
-            MANAGERS=MANAGER,
-            AUTO_ACK="true",  # said out loud: the harness may turn it off for the rest of the suite
-        )
-        with running_bot(env, clock=FrozenClock(NIGHT)) as bot:
-            yield Desk(bot, smtp, imap, slack)
+    add_people(slack, {STAFF: "ada", MANAGER: "may"})
+    with running_desk(
+        slack,
+        imap,
+        database_url,
+        clock=FrozenClock(NIGHT),
+        MANAGERS=MANAGER,
+        AUTO_ACK="true",  # said out loud: the harness may turn it off for the rest of the suite
+    ) as desk:
+        yield desk
 
 
 @pytest.mark.timeout(120)

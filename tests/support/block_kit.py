@@ -86,6 +86,16 @@ def injection_problems(text: str) -> list[str]:
     return problems
 
 
+def texts_of_type(node: Any, kind: str) -> list[str]:
+    """Every text of Block Kit element type `kind` ("mrkdwn", "plain_text") anywhere in `node`."""
+    if isinstance(node, dict):
+        found = [node["text"]] if node.get("type") == kind and isinstance(node.get("text"), str) else []
+        return found + [t for value in node.values() for t in texts_of_type(value, kind)]
+    if isinstance(node, list):
+        return [t for item in node for t in texts_of_type(item, kind)]
+    return []
+
+
 def mrkdwn_texts(value: Any) -> Iterator[str]:
     """Every mrkdwn text object's text in blocks or a view."""
     for obj in text_objects(value):

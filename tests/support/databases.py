@@ -42,18 +42,24 @@ class DatabaseFactory:
             _pg_url(make_url(TEST_DATABASE_URL).database or "postgres"), isolation_level="AUTOCOMMIT"
         )
 
+    def _create(self, name: str, template: str | None = None) -> str:
+        """A fresh PostgreSQL database `name`, a copy of `template` if given (one left by a
+        crashed run is dropped first), noted for dropping at the end."""
+        copy = f' TEMPLATE "{template}"' if template else ""
+        admin = self._admin()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
+        admin.dispose()
+        self.created.append(name)
+        return name
+
     def _template(self) -> str:
         if self.template is not None:
             return self.template
         if backend() == "postgresql":
-            name = f"{self.prefix}_template"
-            admin = self._admin()
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            admin.dispose()
+            name = self._create(f"{self.prefix}_template")
             upgrade(_pg_url(name))
-            self.created.append(name)
             self.template = name
         else:
             path = self.workdir / "template.sqlite3"
@@ -65,14 +71,7 @@ class DatabaseFactory:
         template = self._template()
         n = next(self.counter)
         if backend() == "postgresql":
-            name = f"{self.prefix}_{n}"
-            admin = self._admin()
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-                conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-            admin.dispose()
-            self.created.append(name)
-            return _pg_url(name)
+            return _pg_url(self._create(f"{self.prefix}_{n}", template))
         path = self.workdir / f"db{n}.sqlite3"
         shutil.copyfile(template, path)
         return f"sqlite:///{path}"

@@ -21,6 +21,7 @@ from bot.config import ConfigError, load_settings
 from rota.compensation import LedgerEntry, earned_entries, page_work_earning
 from rota.duties import Duty
 from rota.pay_rules import PayRules, parse_pay_rules
+from tests.support.pay_reference import pay_by_the_minute
 
 ROME = ZoneInfo("Europe/Rome")
 # Christmas Eve is no Italian public holiday; the company gives it as a day off.
@@ -192,25 +193,6 @@ def test_splitting_a_duty_anywhere_keeps_the_persons_total(
     assert total(earned_entries(pieces, _MIXED, CALENDAR)) == whole
 
 
-def _rate_of_minute(rules: PayRules, moment: datetime) -> Decimal:
-    """The reference: the first rule matching one minute, read off the wall clock."""
-    local = moment.astimezone(ROME)
-    minute = local.hour * 60 + local.minute
-    today, yesterday = local.date(), local.date() - timedelta(days=1)
-    for rule in rules.in_order:
-        for day, carried in ((today, False), (yesterday, True)):
-            kind = "holiday" if CALENDAR.is_holiday(day) else "weekend" if day.weekday() >= 5 else "weeknight"
-            if not rule.matches_day(day.weekday(), kind, day):  # type: ignore[arg-type]
-                continue
-            start, end = rule.window or (0, 24 * 60)
-            overnight = end <= start
-            if (not carried and start <= minute < (24 * 60 if overnight else end)) or (
-                carried and overnight and minute < end
-            ):
-                return rule.rate
-    return Decimal(0)
-
-
 @settings(max_examples=40, deadline=None)
 @given(
     # Away from DST changes, where a wall-clock reading of minutes is ambiguous.
@@ -220,11 +202,7 @@ def _rate_of_minute(rules: PayRules, moment: datetime) -> Decimal:
     minutes=st.integers(min_value=1, max_value=3 * 24 * 60),
 )
 def test_the_rules_pay_what_a_minute_by_minute_reading_pays(start: datetime, minutes: int) -> None:
-    expected = Fraction(0)
-    for n in range(minutes):
-        moment = start + timedelta(minutes=n)
-        if not CALENDAR.is_open(moment):
-            expected += Fraction(_rate_of_minute(_MIXED, moment)) / 60
+    expected = pay_by_the_minute(_MIXED, start, minutes, CALENDAR)
     assert _MIXED.exact_pay(start, start + timedelta(minutes=minutes), CALENDAR) == expected
 
 

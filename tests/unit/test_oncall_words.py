@@ -4,6 +4,7 @@ form's box it marks, and the notices queued in the outbox with the change."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,6 +16,7 @@ from bot.slack.oncall_errors import rota_error_text, swap_block_to_blame
 from bot.slack.oncall_notices import queue_notices, swap_reply
 from bot.storage.db import transaction
 from bot.storage.models import OutboxItem
+from handlers.oncall_words import BadInput, number_arg
 from rota import errors
 from rota.notices import SwapNews, SwapNotice
 from rota.store import DutyView
@@ -83,3 +85,15 @@ def test_approved_swap_notices_are_queued_in_the_same_session(session_factory: s
     assert sent[0][1].endswith(" from now (approved by <@UMAY>).")
     assert sent[1][1].startswith("<@UMAY> approved the swap of the on-call duty <!date^")
     assert reply.startswith("Approved: <@UBOB> holds <!date^") and reply.endswith(" from now (was <@UADA>).")
+
+
+def test_a_typed_number_is_read_as_the_kind_asked_for() -> None:
+    assert number_arg("0.5", float, "a number") == 0.5
+    assert number_arg("-1.5", Decimal, "an amount") == Decimal("-1.5")
+
+
+@pytest.mark.parametrize("kind", [float, Decimal])
+def test_a_word_that_is_no_number_is_refused_saying_what_was_wanted(kind: type) -> None:
+    with pytest.raises(BadInput) as refused:
+        number_arg("<lots>", kind, "an amount; write it like 1.5")
+    assert str(refused.value) == "`&lt;lots&gt;` is not an amount; write it like 1.5."

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,7 +21,8 @@ from bot.business_hours import BusinessCalendar
 from bot.wall_clock import wall_clock_stretches
 from rota.compensation import earned_entries
 from rota.duties import Duty
-from rota.pay_rules import PayRules, parse_pay_rules
+from rota.pay_rules import parse_pay_rules
+from tests.support.pay_reference import pay_by_the_minute
 
 ROME = ZoneInfo("Europe/Rome")
 SANTIAGO = ZoneInfo("America/Santiago")
@@ -134,25 +134,6 @@ _MIXED = parse_pay_rules(
 )
 
 
-def _rate_of_minute(rules: PayRules, moment: datetime, calendar: BusinessCalendar) -> Decimal:
-    """The reference: the first rule whose window holds what the clock reads at `moment`."""
-    local = moment.astimezone(calendar.tz)
-    minute = local.hour * 60 + local.minute
-    today, yesterday = local.date(), local.date() - timedelta(days=1)
-    for rule in rules.in_order:
-        for day, carried in ((today, False), (yesterday, True)):
-            kind = "weekend" if day.weekday() >= 5 else "weeknight"
-            if not rule.matches_day(day.weekday(), kind, day):  # type: ignore[arg-type]
-                continue
-            start, end = rule.window or (0, 24 * 60)
-            overnight = end <= start
-            if (not carried and start <= minute < (24 * 60 if overnight else end)) or (
-                carried and overnight and minute < end
-            ):
-                return rule.rate
-    return Decimal(0)
-
-
 _CHANGES = [date(2026, 3, 29), date(2026, 10, 25), date(2026, 4, 5), date(2026, 9, 6)]
 
 
@@ -173,9 +154,5 @@ def test_the_rules_pay_what_the_wall_clock_reads_minute_by_minute(
     start = datetime(change.year, change.month, change.day, tzinfo=UTC) - timedelta(
         hours=hours_before, minutes=minute
     )
-    expected = Fraction(0)
-    for n in range(minutes):
-        moment = start + timedelta(minutes=n)
-        if not calendar.is_open(moment):
-            expected += Fraction(_rate_of_minute(_MIXED, moment, calendar)) / 60
+    expected = pay_by_the_minute(_MIXED, start, minutes, calendar)
     assert _MIXED.exact_pay(start, start + timedelta(minutes=minutes), calendar) == expected

@@ -81,12 +81,17 @@ def test_the_managers_paused_phones_are_noticed_without_escalating(night: sessio
     assert [n.escalated for n in notices] == [False]
 
 
+def page_everyone_in_turn(session: Session, ticket_id: int) -> None:
+    """A page started at NIGHT, stepped on every five minutes until all on the chain were woken."""
+    paging.start_page(session, ticket_id=ticket_id, now=NIGHT, policy=POLICY)
+    for minutes in (5, 10, 15, 20):
+        paging.due_steps(session, NIGHT + timedelta(minutes=minutes), POLICY)
+
+
 def test_stopping_a_page_stands_down_everyone_it_woke(night: sessionmaker[Session]) -> None:
     ticket_id = urgent_ticket(night)
     with transaction(night) as session:
-        paging.start_page(session, ticket_id=ticket_id, now=NIGHT, policy=POLICY)
-        for minutes in (5, 10, 15, 20):
-            paging.due_steps(session, NIGHT + timedelta(minutes=minutes), POLICY)
+        page_everyone_in_turn(session, ticket_id)
         [ended] = stop_paging(
             session, ticket_id, NIGHT + timedelta(minutes=21), "the ticket was marked as spam"
         )
@@ -112,9 +117,7 @@ def test_a_chain_that_runs_out_asks_the_channel(night: sessionmaker[Session]) ->
 def test_only_the_first_acknowledgement_stands_the_others_down(night: sessionmaker[Session]) -> None:
     ticket_id = urgent_ticket(night)
     with transaction(night) as session:
-        paging.start_page(session, ticket_id=ticket_id, now=NIGHT, policy=POLICY)
-        for minutes in (5, 10, 15, 20):
-            paging.due_steps(session, NIGHT + timedelta(minutes=minutes), POLICY)
+        page_everyone_in_turn(session, ticket_id)
         first = paging.acknowledge(session, 1, user=BOB, now=NIGHT + timedelta(minutes=21))
         later = paging.acknowledge(session, 1, user=ADA, now=NIGHT + timedelta(minutes=22))
     [notice] = acknowledged(first)

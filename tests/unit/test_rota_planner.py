@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -312,8 +312,8 @@ def scenarios(draw: st.DrawFn) -> dict:
     }
 
 
-def run(scenario: dict) -> RotaPlan:
-    return plan_rota(
+def run(scenario: dict, planner: Callable[..., RotaPlan] = plan_rota) -> RotaPlan:
+    return planner(
         scenario["people"],
         scenario["duties"],
         CALENDAR,
@@ -324,14 +324,7 @@ def run(scenario: dict) -> RotaPlan:
 
 
 def run_greedy(scenario: dict) -> RotaPlan:
-    return plan_rota_greedy(
-        scenario["people"],
-        scenario["duties"],
-        CALENDAR,
-        replan_from=scenario["replan_from"],
-        time_off=scenario["time_off"],
-        config=scenario["config"],
-    )
+    return run(scenario, plan_rota_greedy)
 
 
 def on_time_off(scenario: dict, person: str, duty: Duty) -> bool:

@@ -55,14 +55,26 @@ def offer_ada_to_bob(session: Session, policy: SwapPolicy = FREE) -> swap_flow.S
     return swap_flow.offer(session, duty.id, user="UADA", to_user="UBOB", note="", now=MONDAY, policy=policy)
 
 
+def bob_answers(
+    session: Session, offered: swap_flow.SwapResult, *, accept: bool, policy: SwapPolicy = FREE
+) -> swap_flow.SwapResult:
+    return swap_flow.answer(session, offered.swap.id, user="UBOB", accept=accept, now=MONDAY, policy=policy)
+
+
+def manager_decides(
+    session: Session, offered: swap_flow.SwapResult, manager: str, *, approve: bool
+) -> swap_flow.SwapResult:
+    return swap_flow.decide(
+        session, offered.swap.id, manager=manager, approve=approve, now=MONDAY, policy=APPROVED
+    )
+
+
 def test_an_offer_tells_the_colleague_and_an_accept_tells_the_offerer(db: sessionmaker[Session]) -> None:
     with transaction(db) as session:
         offered = offer_ada_to_bob(session)
         assert told(offered) == [("UBOB", SwapNews.OFFERED)]
         assert offered.notices[0].swap.id == offered.swap.id
-        accepted = swap_flow.answer(
-            session, offered.swap.id, user="UBOB", accept=True, now=MONDAY, policy=FREE
-        )
+        accepted = bob_answers(session, offered, accept=True)
     assert told(accepted) == [("UADA", SwapNews.HANDED_OVER)]
     assert accepted.duty.user_id == "UBOB" and not accepted.by_manager
     assert not accepted.notices[0].approved and not accepted.notices[0].under_way
@@ -71,9 +83,7 @@ def test_an_offer_tells_the_colleague_and_an_accept_tells_the_offerer(db: sessio
 def test_a_decline_tells_only_the_offerer(db: sessionmaker[Session]) -> None:
     with transaction(db) as session:
         offered = offer_ada_to_bob(session)
-        declined = swap_flow.answer(
-            session, offered.swap.id, user="UBOB", accept=False, now=MONDAY, policy=FREE
-        )
+        declined = bob_answers(session, offered, accept=False)
     assert told(declined) == [("UADA", SwapNews.DECLINED)]
     assert declined.swap.status == "declined" and declined.duty.user_id == "UADA"
 
@@ -81,17 +91,13 @@ def test_a_decline_tells_only_the_offerer(db: sessionmaker[Session]) -> None:
 def test_with_approval_managers_are_asked_then_the_others_stand_down(db: sessionmaker[Session]) -> None:
     with transaction(db) as session:
         offered = offer_ada_to_bob(session, APPROVED)
-        accepted = swap_flow.answer(
-            session, offered.swap.id, user="UBOB", accept=True, now=MONDAY, policy=APPROVED
-        )
+        accepted = bob_answers(session, offered, accept=True, policy=APPROVED)
         assert told(accepted) == [
             ("UMAX", SwapNews.NEEDS_APPROVAL),
             ("UMAY", SwapNews.NEEDS_APPROVAL),
             ("UADA", SwapNews.ACCEPTED_AWAITS_MANAGER),
         ]
-        approved = swap_flow.decide(
-            session, offered.swap.id, manager="UMAY", approve=True, now=MONDAY, policy=APPROVED
-        )
+        approved = manager_decides(session, offered, "UMAY", approve=True)
     assert told(approved) == [
         ("UMAX", SwapNews.DECIDED_ELSEWHERE),
         ("UADA", SwapNews.HANDED_OVER),
@@ -104,10 +110,8 @@ def test_with_approval_managers_are_asked_then_the_others_stand_down(db: session
 def test_a_rejection_tells_both_people_in_the_request(db: sessionmaker[Session]) -> None:
     with transaction(db) as session:
         offered = offer_ada_to_bob(session, APPROVED)
-        swap_flow.answer(session, offered.swap.id, user="UBOB", accept=True, now=MONDAY, policy=APPROVED)
-        rejected = swap_flow.decide(
-            session, offered.swap.id, manager="UMAX", approve=False, now=MONDAY, policy=APPROVED
-        )
+        bob_answers(session, offered, accept=True, policy=APPROVED)
+        rejected = manager_decides(session, offered, "UMAX", approve=False)
     assert told(rejected) == [
         ("UMAY", SwapNews.DECIDED_ELSEWHERE),
         ("UADA", SwapNews.REJECTED),
