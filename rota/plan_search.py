@@ -217,7 +217,11 @@ class _Search:
         # Only transfers from heavier to lighter that leave them no further apart: the score
         # counts two people at 0 as even, so it can rise by piling duties on a few while others
         # hold none; such a move would never be one a manager calls evening out.
-        evening = (vb <= self.x[a] + _SLACK) & (va >= self.x[bs] - _SLACK)
+        # An exchange of duties of different loads can carry load either way: the giver is `a`
+        # when `shift` is positive and the one in `bs` when it is negative.
+        forward = (vb <= self.x[a] + _SLACK) & (va >= self.x[bs] - _SLACK)
+        backward = (va <= self.x[bs] + _SLACK) & (vb >= self.x[a] - _SLACK)
+        evening = np.where(np.asarray(shift) >= 0, forward, backward)
         return np.where(evening, gain / self.pairs, -np.inf)
 
     def _changed(self, duty: int, person: int) -> int:

@@ -10,7 +10,7 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.business_hours import BusinessCalendar
@@ -611,7 +611,7 @@ def test_the_search_evens_out_what_the_greedy_pass_cannot_see_coming() -> None:
     )
     plan = plan_rota(CHRISTMAS_TEAM, christmas_weeks(), CALENDAR, replan_from=AUTUMN, time_off=CHRISTMAS_AWAY)
     assert balance_of(greedy, CHRISTMAS_TEAM) == pytest.approx(0.930, abs=5e-4)
-    assert balance_of(plan, CHRISTMAS_TEAM) == pytest.approx(0.980, abs=5e-4)
+    assert balance_of(plan, CHRISTMAS_TEAM) == pytest.approx(0.972, abs=5e-4)
     moved = [
         a for a, g in zip(plan.assignments, greedy.assignments, strict=True) if a.duty.person != g.duty.person
     ]
@@ -722,8 +722,26 @@ def unpublished(scenario: dict) -> dict:
     return {**scenario, "duties": duties}
 
 
+def _exchange_that_widened_the_gap() -> dict:
+    # Found by hypothesis: five part-timers and one full-timer, six weeks, the last an hour
+    # short (DST). Exchanging the full-timer's first week for a part-timer's last raised the
+    # score a little, but carried load from the lighter to the heavier and widened the spread.
+    utc = ZoneInfo("UTC")
+    people = [Person(f"U{n}", 0.5, utc) for n in range(1, 6)] + [Person("U6", 1.0, utc)]
+    starts = [datetime(2026, 2, 16, 8, tzinfo=UTC) + timedelta(weeks=k) for k in range(6)]
+    ends = [*starts[1:], datetime(2026, 3, 30, 7, tzinfo=UTC)]
+    return {
+        "people": people,
+        "duties": [Duty(start, end, None, False) for start, end in zip(starts, ends, strict=True)],
+        "time_off": [],
+        "replan_from": starts[0],
+        "config": PlanConfig(unit="week"),
+    }
+
+
 @EXAMPLES
 @given(scenarios())
+@example(_exchange_that_widened_the_gap())
 def test_property_the_search_only_evens_out(scenario: dict) -> None:
     # Moves go from heavier to lighter, so the spread of normalised loads never grows.
     ours, greedy = run(unpublished(scenario)), run_greedy(unpublished(scenario))
