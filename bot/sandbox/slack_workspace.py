@@ -82,6 +82,8 @@ class Workspace:
         self.ids = itertools.count(1)
         # Where the stand-in listens ("http://127.0.0.1:<port>"), for the URLs it hands out.
         self.root_url = ""
+        # The wss:// URL `apps.connections.open` hands out, when a Socket Mode stand-in is attached.
+        self.socket_url: Callable[[], str] | None = None
         self.posts: dict[str, list[Posted]] = {c: [] for c in channels}
         self.members: dict[str, set[str]] = {c: {BOT_USER} for c in channels}
         self.topics: dict[str, str] = {}
