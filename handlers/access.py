@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -20,11 +18,13 @@ from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from handlers.common import fields_with_nul
+from handlers.kept_fresh import KeptFresh
 
 log = logging.getLogger(__name__)
 
 Permission = Literal["anyone", "staff", "manager"]
 _CACHE_SECONDS = 60.0
+_FIRST_FETCH_SECONDS = 2.0
 SORRY = "Sorry, that went wrong on our side; it is logged. Nothing was changed by this request."
 
 
@@ -32,9 +32,9 @@ class Access:
     def __init__(self, settings: Settings, client: WebClient) -> None:
         self.settings = settings
         self.client = client
-        self._members: frozenset[str] = frozenset()
-        self._fetched_at = -_CACHE_SECONDS
-        self._lock = threading.Lock()
+        # Membership changes rarely; asking Slack on every click would hit rate limits, and
+        # asking before acknowledging would make every click as slow as Slack.
+        self._members = KeptFresh(lambda: frozenset(self._fetch()), _CACHE_SECONDS, "the staff list")
 
     def is_manager(self, user: str) -> bool:
         return user in self.settings.managers
@@ -61,24 +61,13 @@ class Access:
         return f"Only support staff can work on tickets: ask to be added to {where}."
 
     def forget(self) -> None:
-        """Drop the cached staff list (someone joined or left the channel)."""
-        with self._lock:
-            self._fetched_at = -_CACHE_SECONDS
+        """Someone joined or left the channel: read the staff list again (in the background)."""
+        self._members.forget()
 
     def _staff(self) -> frozenset[str]:
-        # Membership changes rarely; asking Slack on every click would hit rate limits.
-        with self._lock:
-            if time.monotonic() - self._fetched_at < _CACHE_SECONDS:
-                return self._members
-            try:
-                members = self._fetch()
-            except SlackApiError as exc:
-                # Keep the last known list rather than locking everyone out during a Slack hiccup.
-                log.warning("cannot read the staff list from Slack (%s); using the last one", exc)
-                return self._members
-            self._members = frozenset(members)
-            self._fetched_at = time.monotonic()
-            return self._members
+        # Only a process's very first check waits for Slack: one call, which nothing can
+        # answer in its place; after that, a stale list is refreshed in the background.
+        return self._members.get(first_wait=_FIRST_FETCH_SECONDS) or frozenset()
 
     def _fetch(self) -> set[str]:
         client = self.client

@@ -163,6 +163,7 @@ class SlackStandIn(Workspace):
         with self._lock:
             trigger = f"{next(self.ids)}.{int(time.time())}.sandbox"
             self.trigger_users[trigger] = user
+            self.trigger_issued[trigger] = time.monotonic()
             return trigger
 
     def issue_response_url(self, user: str, channel: str) -> str:

@@ -72,6 +72,9 @@ class Posted:
         return out
 
 
+TRIGGER_SECONDS = 3.0
+
+
 class Workspace:
     """What Slack would hold for the bot's workspace; the lock guards all of it."""
 
@@ -100,6 +103,8 @@ class Workspace:
         # Who sees which modal: a trigger_id names the user who acted, as in Slack, and the
         # views opened or pushed with it stack up in front of that user until closed.
         self.trigger_users: dict[str, str] = {}
+        # When each trigger_id was handed out: Slack accepts one for three seconds only.
+        self.trigger_issued: dict[str, float] = {}
         self.modal_stacks: dict[str, list[str]] = {}
         self.modal_errors: dict[str, dict[str, str]] = {}
         # What was refused as `invalid_blocks`, and why: real Slack refuses such a post

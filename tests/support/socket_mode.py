@@ -179,9 +179,10 @@ class SocketModeStandIn:
                 self._changed.wait(left)
             return self._acks[envelope_id]
 
-    def acked(self, envelope_id: str) -> Ack | None:
+    def acks(self) -> list[Ack]:
+        """Every acknowledgement so far, in the order they came (dicts keep insertion order)."""
         with self._changed:
-            return self._acks.get(envelope_id)
+            return list(self._acks.values())
 
     def request(self, kind: str, payload: Json, timeout: float = 10.0) -> Answer:
         """Deliver an envelope and read the acknowledgement as Slack would show it."""
