@@ -112,8 +112,8 @@ class SupportBot:
         self.engine = engine or make_engine(settings.database_url)
         self.factory = make_sessionmaker(self.engine)
         self.client = make_web_client(settings)
-        self.services, access, people = make_services(settings, self.factory, self.clock, self.client)
-        self.bolt = make_bolt_app(self.services, access, people)
+        self.services, self.access, people = make_services(settings, self.factory, self.clock, self.client)
+        self.bolt = make_bolt_app(self.services, self.access, people)
         self.http: HttpServer | None = None
         self.socket_mode: Any = None
         self.watcher: MailboxWatcher | None = None
@@ -129,6 +129,8 @@ class SupportBot:
     def start(self) -> None:
         self.http = HttpServer(self._router(), self.settings.http_host, self.settings.http_port)
         self.http.start()
+        # In the background: the first permission check would otherwise wait for Slack.
+        self.access.warm()
         if self.settings.socket_mode:
             # slack_sdk's built-in client notices a socket cut without a closing handshake only
             # when its pings go unanswered (about five of them): every 2 s, not Bolt's 10 s, so

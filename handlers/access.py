@@ -60,6 +60,10 @@ class Access:
         )
         return f"Only support staff can work on tickets: ask to be added to {where}."
 
+    def warm(self) -> None:
+        """Start reading the staff list now, so the first person to act does not wait for it."""
+        self._members.get(first_wait=0)
+
     def forget(self) -> None:
         """Someone joined or left the channel: read the staff list again (in the background)."""
         self._members.forget()

@@ -50,11 +50,13 @@ class RosterSync:
     def __init__(self, services: Services, every: float = ROSTER_FRESH_SECONDS) -> None:
         self.services = services
         self._synced = KeptFresh(self._sync, every, "the roster")
+        self._first_wait = FIRST_SYNC_SECONDS
 
     def ensure_fresh(self) -> None:
-        # The first command of a process gives a quick Slack time to bring the roster up to
-        # date; a slow one finishes in the background.
-        self._synced.get(first_wait=FIRST_SYNC_SECONDS)
+        # The first command of a process gives a quick Slack a moment to bring the roster up
+        # to date; a slow one finishes in the background, and nobody after waits for it.
+        wait, self._first_wait = self._first_wait, 0.0
+        self._synced.get(first_wait=wait)
 
     def _sync(self) -> bool:
         staff = fetch_staff(self.services.client, self.services.settings)
