@@ -13,6 +13,8 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.logger import get_bolt_logger
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine, text
@@ -57,8 +59,19 @@ def make_services(
     return services, access, people
 
 
+class _TokenFromEnvironment(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment by itself and, given our client too,
+    warns at every start that the token is unused: our client holds that very token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
 def make_bolt_app(services: Services, access: Access, people: People) -> App:
     settings = services.settings
+    bolt_log = get_bolt_logger(App)
+    if not any(isinstance(f, _TokenFromEnvironment) for f in bolt_log.filters):
+        bolt_log.addFilter(_TokenFromEnvironment())
     app = App(
         client=services.client,
         signing_secret=settings.slack_signing_secret or None,
