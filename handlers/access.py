@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
+from bot.slack.refusals import refusal_text
 from handlers.common import fields_with_nul
 from handlers.kept_fresh import KeptFresh
 
@@ -124,14 +125,19 @@ def guarded(access: Access, permission: Permission, listener: Callable[..., None
         available = {"ack": ack, "body": body, "client": client, "context": context, "logger": logger}
         try:
             listener(**{name: value for name, value in available.items() if name in wanted})
-        except Exception:
+        except Exception as exc:
             # A payload we could not read (or a bug) must not leave Slack with a 500 and the
-            # person with nothing: say so where they acted, and keep the traceback.
-            log.exception("%s failed for %s", run.__name__, user)
-            if getattr(ack, "response", None) is None:
-                refuse(ack, body, client, SORRY)
+            # person with nothing: say so where they acted, and keep the traceback. When Slack
+            # refused our answer for a reason the person can act on, say that instead.
+            said = refusal_text(exc)
+            if said is not None:
+                log.warning("%s for %s: Slack refused the answer (%s)", run.__name__, user, exc)
             else:
-                tell(client, body, SORRY)
+                log.exception("%s failed for %s", run.__name__, user)
+            if getattr(ack, "response", None) is None:
+                refuse(ack, body, client, said or SORRY)
+            else:
+                tell(client, body, said or SORRY)
 
     run.__name__ = getattr(listener, "__name__", "listener")
     # Read by tests/integration/test_hostile_slack.py: every listener declares who may use it.
