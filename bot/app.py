@@ -13,6 +13,8 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.logger import get_bolt_logger
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine, text
@@ -32,6 +34,7 @@ from bot.services import Services, make_web_client
 from bot.slack.delivery import attachment_refused, slack_handlers
 from bot.slack.mail_notices import burst_post, reply_notice
 from bot.slack.paging import pager
+from bot.socket_mode import first_delivery_only
 from bot.storage.db import make_engine, make_sessionmaker, upgrade
 from bot.survey_http import survey_app
 from bot.tickets.triage_worker import TriageWorker
@@ -57,8 +60,19 @@ def make_services(
     return services, access, people
 
 
+class _TokenFromEnvironment(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment by itself and, given our client too,
+    warns at every start that the token is unused: our client holds that very token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
 def make_bolt_app(services: Services, access: Access, people: People, metrics: Metrics) -> App:
     settings = services.settings
+    bolt_log = get_bolt_logger(App)
+    if not any(isinstance(f, _TokenFromEnvironment) for f in bolt_log.filters):
+        bolt_log.addFilter(_TokenFromEnvironment())
     app = MeasuredApp(
         client=services.client,
         signing_secret=settings.slack_signing_secret or None,
@@ -70,6 +84,9 @@ def make_bolt_app(services: Services, access: Access, people: People, metrics: M
         listener_executor=ThreadPoolExecutor(max_workers=48, thread_name_prefix="bolt-listener"),
     )
     app.use(ack_timer(metrics, app))
+    if settings.socket_mode:
+        # Before any listener: Slack redelivers over the socket what it thinks went unanswered.
+        app.use(first_delivery_only(services.factory))
     register_all(app, services, access, people)
     app.error(_unreadable_request)
     return app
@@ -81,6 +98,8 @@ def _unreadable_request(error: Exception) -> BoltResponse:
     log.error("a Slack request could not be handled", exc_info=error)
     return BoltResponse(status=400, body="")
 
+
+SOCKET_PING_SECONDS = 2.0
 
 _REFUSED_TOKEN = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 
@@ -108,9 +127,9 @@ class SupportBot:
         self.engine = engine or make_engine(settings.database_url)
         self.factory = make_sessionmaker(self.engine)
         self.client = make_web_client(settings)
-        self.services, access, people = make_services(settings, self.factory, self.clock, self.client)
+        self.services, self.access, people = make_services(settings, self.factory, self.clock, self.client)
         self.metrics = Metrics()
-        self.bolt = make_bolt_app(self.services, access, people, self.metrics)
+        self.bolt = make_bolt_app(self.services, self.access, people, self.metrics)
         self.metrics.registry.register(
             StateCollector(
                 self.factory,
@@ -141,8 +160,15 @@ class SupportBot:
             metrics_only.add("/metrics", metrics_endpoint(self.metrics, self.settings.metrics_token))
             self.metrics_http = HttpServer(metrics_only, self.settings.http_host, self.settings.metrics_port)
             self.metrics_http.start()
+        # In the background: the first permission check would otherwise wait for Slack.
+        self.access.warm()
         if self.settings.socket_mode:
-            self.socket_mode = SocketModeHandler(self.bolt, self.settings.slack_app_token)
+            # slack_sdk's built-in client notices a socket cut without a closing handshake only
+            # when its pings go unanswered (about five of them): every 2 s, not Bolt's 10 s, so
+            # the bot is back within seconds instead of most of a minute.
+            self.socket_mode = SocketModeHandler(
+                self.bolt, self.settings.slack_app_token, ping_interval=SOCKET_PING_SECONDS
+            )
             try:
                 self.socket_mode.connect()
             except SlackApiError as exc:

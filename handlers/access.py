@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -19,12 +17,15 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
+from bot.slack.refusals import refusal_text
 from handlers.common import fields_with_nul
+from handlers.kept_fresh import KeptFresh
 
 log = logging.getLogger(__name__)
 
 Permission = Literal["anyone", "staff", "manager"]
 _CACHE_SECONDS = 60.0
+_FIRST_FETCH_SECONDS = 2.0
 SORRY = "Sorry, that went wrong on our side; it is logged. Nothing was changed by this request."
 
 
@@ -32,9 +33,9 @@ class Access:
     def __init__(self, settings: Settings, client: WebClient) -> None:
         self.settings = settings
         self.client = client
-        self._members: frozenset[str] = frozenset()
-        self._fetched_at = -_CACHE_SECONDS
-        self._lock = threading.Lock()
+        # Membership changes rarely; asking Slack on every click would hit rate limits, and
+        # asking before acknowledging would make every click as slow as Slack.
+        self._members = KeptFresh(lambda: frozenset(self._fetch()), _CACHE_SECONDS, "the staff list")
 
     def is_manager(self, user: str) -> bool:
         return user in self.settings.managers
@@ -60,25 +61,18 @@ class Access:
         )
         return f"Only support staff can work on tickets: ask to be added to {where}."
 
+    def warm(self) -> None:
+        """Start reading the staff list now, so the first person to act does not wait for it."""
+        self._members.get(first_wait=0)
+
     def forget(self) -> None:
-        """Drop the cached staff list (someone joined or left the channel)."""
-        with self._lock:
-            self._fetched_at = -_CACHE_SECONDS
+        """Someone joined or left the channel: read the staff list again (in the background)."""
+        self._members.forget()
 
     def _staff(self) -> frozenset[str]:
-        # Membership changes rarely; asking Slack on every click would hit rate limits.
-        with self._lock:
-            if time.monotonic() - self._fetched_at < _CACHE_SECONDS:
-                return self._members
-            try:
-                members = self._fetch()
-            except SlackApiError as exc:
-                # Keep the last known list rather than locking everyone out during a Slack hiccup.
-                log.warning("cannot read the staff list from Slack (%s); using the last one", exc)
-                return self._members
-            self._members = frozenset(members)
-            self._fetched_at = time.monotonic()
-            return self._members
+        # Only a process's very first check waits for Slack: one call, which nothing can
+        # answer in its place; after that, a stale list is refreshed in the background.
+        return self._members.get(first_wait=_FIRST_FETCH_SECONDS) or frozenset()
 
     def _fetch(self) -> set[str]:
         client = self.client
@@ -131,14 +125,19 @@ def guarded(access: Access, permission: Permission, listener: Callable[..., None
         available = {"ack": ack, "body": body, "client": client, "context": context, "logger": logger}
         try:
             listener(**{name: value for name, value in available.items() if name in wanted})
-        except Exception:
+        except Exception as exc:
             # A payload we could not read (or a bug) must not leave Slack with a 500 and the
-            # person with nothing: say so where they acted, and keep the traceback.
-            log.exception("%s failed for %s", run.__name__, user)
-            if getattr(ack, "response", None) is None:
-                refuse(ack, body, client, SORRY)
+            # person with nothing: say so where they acted, and keep the traceback. When Slack
+            # refused our answer for a reason the person can act on, say that instead.
+            said = refusal_text(exc)
+            if said is not None:
+                log.warning("%s for %s: Slack refused the answer (%s)", run.__name__, user, exc)
             else:
-                tell(client, body, SORRY)
+                log.exception("%s failed for %s", run.__name__, user)
+            if getattr(ack, "response", None) is None:
+                refuse(ack, body, client, said or SORRY)
+            else:
+                tell(client, body, said or SORRY)
 
     run.__name__ = getattr(listener, "__name__", "listener")
     # Read by tests/integration/test_hostile_slack.py: every listener declares who may use it.

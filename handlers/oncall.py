@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from bot.slack import oncall as ui
 from bot.slack.modals import state_value
 from bot.slack.oncall_errors import rota_error_text, swap_block_to_blame
+from bot.slack.refusals import refusal_text
 from bot.slack.render import escape
 from handlers.access import Access, acting_user, guarded, tell
 from handlers.common import action_value, id_of, unstorable
@@ -105,9 +106,11 @@ def register(app: App, services: Services, access: Access) -> None:
         if reply.then is not None:
             try:
                 reply.then()
-            except SlackApiError:
+            except SlackApiError as exc:
                 log.exception("/oncall %s: the follow-up Slack call failed", verb)
-                tell(client, body, "Sorry, Slack refused that just now; please try again.")
+                tell(
+                    client, body, refusal_text(exc) or "Sorry, Slack refused that just now; please try again."
+                )
 
     def dispatch(verb: str, user: str, args: list[str], body: dict[str, Any], client: Any) -> Reply:
         if verb == "":

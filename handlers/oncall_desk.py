@@ -8,15 +8,12 @@ and who is told what are in `rota/`, the words in `bot/slack/oncall*`.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from bot.slack import oncall as ui
@@ -26,6 +23,7 @@ from bot.slack.render import Block, escape
 from bot.slack.staff import fetch_staff
 from handlers.access import Access
 from handlers.common import run_domain
+from handlers.kept_fresh import KeptFresh
 from handlers.oncall_words import BadInput, NotAllowed, Reply, day_arg, number_arg, user_arg, whole_arg
 from rota import comp_adjustments, feeds, ledger, publishing, store, swap_flow, swaps, time_off
 from rota.errors import NoPersonalFeed
@@ -39,31 +37,31 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROSTER_FRESH_SECONDS = 5 * 60.0
+FIRST_SYNC_SECONDS = 0.25
 DEFAULT_FAIRNESS_DAYS = 90
 
 
 class RosterSync:
-    """Keeps the roster following Slack's staff list, asking Slack at most every five minutes."""
+    """Keeps the roster following Slack's staff list, asking Slack at most every five minutes,
+    never while someone waits for an answer: the sync (one `users.info` per person) runs in
+    the background, and `/oncall` reads the roster as the database holds it. The leader also
+    syncs it at start-up and hourly (`ScheduledJobs.sync_roster`)."""
 
     def __init__(self, services: Services, every: float = ROSTER_FRESH_SECONDS) -> None:
         self.services = services
-        self.every = every
-        self._synced_at: float | None = None
-        self._lock = threading.Lock()
+        self._synced = KeptFresh(self._sync, every, "the roster")
+        self._first_wait = FIRST_SYNC_SECONDS
 
     def ensure_fresh(self) -> None:
-        # One caller syncs; the others wait for it rather than ask Slack again.
-        with self._lock:
-            if self._synced_at is not None and time.monotonic() - self._synced_at < self.every:
-                return
-            try:
-                staff = fetch_staff(self.services.client, self.services.settings)
-            except SlackApiError as exc:
-                # A stale roster beats refusing the command; the next one tries again.
-                log.warning("cannot read the staff list from Slack (%s); roster not synced", exc)
-                return
-            run_domain(self.services, lambda s: store.sync_roster(s, staff, self.services.clock.now()))
-            self._synced_at = time.monotonic()
+        # The first command of a process gives a quick Slack a moment to bring the roster up
+        # to date; a slow one finishes in the background, and nobody after waits for it.
+        wait, self._first_wait = self._first_wait, 0.0
+        self._synced.get(first_wait=wait)
+
+    def _sync(self) -> bool:
+        staff = fetch_staff(self.services.client, self.services.settings)
+        run_domain(self.services, lambda s: store.sync_roster(s, staff, self.services.clock.now()))
+        return True
 
 
 class OncallDesk:

@@ -64,6 +64,8 @@ class SlackStandIn(Workspace):
         self._calls: list[Call] = []
         self._faults: list[Fault] = []
         self.upload_seconds = 0.0  # how long the upload URL takes to answer (step 2 of a file upload)
+        # Added to every Web API call, as a far-away or busy Slack takes (set per test).
+        self.latency = 0.0
         self._down = False
         self._response_urls: dict[str, tuple[str, str]] = {}
         self.add_user(BOT_USER, "supportbot", "supportbot", is_bot=True)
@@ -161,6 +163,7 @@ class SlackStandIn(Workspace):
         with self._lock:
             trigger = f"{next(self.ids)}.{int(time.time())}.sandbox"
             self.trigger_users[trigger] = user
+            self.trigger_issued[trigger] = time.monotonic()
             return trigger
 
     def issue_response_url(self, user: str, channel: str) -> str:
@@ -409,6 +412,9 @@ class SlackStandIn(Workspace):
         return Handler
 
     def _dispatch(self, method: str, args: Json) -> tuple[int, Json, dict[str, str]]:
+        if self.latency:
+            # Outside the lock: calls from several threads are slow side by side, not in a queue.
+            time.sleep(self.latency)
         with self._changed:
             status, payload, headers = self._fault_for(method)
             if status == 200 and not payload:

@@ -17,6 +17,14 @@ def auth_test(ws: Workspace, args: Json) -> Json:
     }
 
 
+def apps_connections_open(ws: Workspace, args: Json) -> Json:
+    """A fresh WebSocket URL for Socket Mode (each call a new one, as Slack's carry a ticket)."""
+    if ws.socket_url is None:
+        # Slack's answer when the app has Socket Mode turned off.
+        raise SlackError("not_allowed_token_type")
+    return {"ok": True, "url": ws.socket_url()}
+
+
 def users_info(ws: Workspace, args: Json) -> Json:
     user = ws.users.get(str(args.get("user")))
     if user is None:
@@ -64,6 +72,7 @@ def usergroups_users_list(ws: Workspace, args: Json) -> Json:
 
 
 METHODS: dict[str, Method] = {
+    "apps.connections.open": apps_connections_open,
     "auth.test": auth_test,
     "users.info": users_info,
     "users.list": users_list,

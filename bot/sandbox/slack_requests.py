@@ -102,8 +102,22 @@ class SlackUser:
 
     def _interaction(self, payload: Json, **signing: Any) -> Answer:
         base = {"team": {"id": TEAM}, "user": self._user(), "api_app_id": APP_ID, "token": "legacy"}
-        body = urllib.parse.urlencode({"payload": json.dumps({**base, **payload})}).encode()
+        return self.send_interaction({**base, **payload}, **signing)
+
+    # How each kind of request reaches the bot: over HTTP here; a Socket Mode user
+    # (tests/support/socket_mode.py) sends the same payloads in envelopes instead.
+
+    def send_interaction(self, payload: Json, **signing: Any) -> Answer:
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
         return self._post(body, "application/x-www-form-urlencoded", **signing)
+
+    def send_command(self, fields: dict[str, str], **signing: Any) -> Answer:
+        return self._post(
+            urllib.parse.urlencode(fields).encode(), "application/x-www-form-urlencoded", **signing
+        )
+
+    def send_event(self, envelope: Json) -> Answer:
+        return self._post(json.dumps(envelope).encode(), "application/json")
 
     def _trigger(self) -> str:
         # Issued by the stand-in, so the modal a views.open brings up is shown to this user.
@@ -202,7 +216,7 @@ class SlackUser:
         self, text: str, command: str = "/support", *, channel: str | None = None, **signing: Any
     ) -> Answer:
         channel = channel or self.channel
-        body = urllib.parse.urlencode(
+        return self.send_command(
             {
                 "token": "legacy",
                 "team_id": TEAM,
@@ -215,9 +229,9 @@ class SlackUser:
                 "api_app_id": APP_ID,
                 "response_url": self.slack.issue_response_url(self.id, channel),
                 "trigger_id": self._trigger(),
-            }
-        ).encode()
-        return self._post(body, "application/x-www-form-urlencoded", **signing)
+            },
+            **signing,
+        )
 
     def event(self, event: Json) -> Answer:
         envelope = {
@@ -229,7 +243,7 @@ class SlackUser:
             "event_time": int(time.time()),
             "event": event,
         }
-        return self._post(json.dumps(envelope).encode(), "application/json")
+        return self.send_event(envelope)
 
     def write(self, channel: str, text: str, thread_ts: str | None = None) -> Answer:
         """Write a message (in a thread when `thread_ts`), in the stand-in as Slack would store

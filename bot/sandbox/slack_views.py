@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from bot.sandbox.slack_workspace import Json, Method, SlackError, Workspace
+import time
+
+from bot.sandbox.slack_workspace import TRIGGER_SECONDS, Json, Method, SlackError, Workspace
+
+
+def _check_trigger(ws: Workspace, args: Json) -> None:
+    if not args.get("trigger_id"):
+        raise SlackError("invalid_trigger_id")
+    issued = ws.trigger_issued.get(str(args["trigger_id"]))
+    if issued is not None and time.monotonic() - issued > TRIGGER_SECONDS:
+        raise SlackError("expired_trigger_id")
 
 
 def views_open(ws: Workspace, args: Json) -> Json:
-    if not args.get("trigger_id"):
-        raise SlackError("invalid_trigger_id")
+    _check_trigger(ws, args)
     view = ws.store_view(args.get("view"))
     user = ws.trigger_users.get(str(args["trigger_id"]))
     if user is not None:
@@ -16,8 +25,7 @@ def views_open(ws: Workspace, args: Json) -> Json:
 
 
 def views_push(ws: Workspace, args: Json) -> Json:
-    if not args.get("trigger_id"):
-        raise SlackError("invalid_trigger_id")
+    _check_trigger(ws, args)
     view = ws.store_view(args.get("view"))
     user = ws.trigger_users.get(str(args["trigger_id"]))
     if user is not None:

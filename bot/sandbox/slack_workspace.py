@@ -72,6 +72,9 @@ class Posted:
         return out
 
 
+TRIGGER_SECONDS = 3.0
+
+
 class Workspace:
     """What Slack would hold for the bot's workspace; the lock guards all of it."""
 
@@ -82,6 +85,8 @@ class Workspace:
         self.ids = itertools.count(1)
         # Where the stand-in listens ("http://127.0.0.1:<port>"), for the URLs it hands out.
         self.root_url = ""
+        # The wss:// URL `apps.connections.open` hands out, when a Socket Mode stand-in is attached.
+        self.socket_url: Callable[[], str] | None = None
         self.posts: dict[str, list[Posted]] = {c: [] for c in channels}
         self.members: dict[str, set[str]] = {c: {BOT_USER} for c in channels}
         self.topics: dict[str, str] = {}
@@ -98,6 +103,8 @@ class Workspace:
         # Who sees which modal: a trigger_id names the user who acted, as in Slack, and the
         # views opened or pushed with it stack up in front of that user until closed.
         self.trigger_users: dict[str, str] = {}
+        # When each trigger_id was handed out: Slack accepts one for three seconds only.
+        self.trigger_issued: dict[str, float] = {}
         self.modal_stacks: dict[str, list[str]] = {}
         self.modal_errors: dict[str, dict[str, str]] = {}
         # What was refused as `invalid_blocks`, and why: real Slack refuses such a post
