@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.app import make_bolt_app, make_services
 from bot.clock import SystemClock
 from bot.config import load_settings
+from bot.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = yaml.safe_load((ROOT / "slack-manifest.yml").read_text())
@@ -91,5 +92,5 @@ def test_building_the_app_warns_about_nothing(
     settings = load_settings(env)
     client = WebClient(token=settings.slack_bot_token, base_url="http://127.0.0.1:9/api/")
     caplog.set_level(logging.WARNING)
-    make_bolt_app(*make_services(settings, session_factory, SystemClock(), client))
+    make_bolt_app(*make_services(settings, session_factory, SystemClock(), client), Metrics())
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
