@@ -251,10 +251,16 @@ def test_a_page_reaches_the_on_call_dm_and_acknowledge_stops_it(live: Night) -> 
         lambda: any("You acknowledged this page" in str(m.get("blocks")) for m in live.slack.dms(ADA)),
         what="the page DM shows the acknowledgement",
     )
-    with live.bot.factory() as session:
-        ticket = session.get(Ticket, ticket_id)
-        assert ticket is not None and ticket.slack_ts is not None
-        thread = live.slack.thread(CHANNEL, ticket.slack_ts)
+
+    # The page DM goes before anything in the outbox, so the acknowledgement may come before
+    # the ticket's own post is recorded (triage may hold the ticket's row meanwhile): wait for it.
+    def posted_ts() -> str | None:
+        with live.bot.factory() as session:
+            ticket = session.get(Ticket, ticket_id)
+            assert ticket is not None
+            return ticket.slack_ts
+
+    thread = live.slack.thread(CHANNEL, wait_until(posted_ts, what="the ticket's post"))
     wait_until(
         lambda: any(
             "acknowledged the page after" in m["text"] for m in live.slack.thread(CHANNEL, thread[0]["ts"])
