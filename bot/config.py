@@ -23,6 +23,7 @@ from dotenv import dotenv_values
 
 from bot.business_hours import BusinessCalendar, parse_business_hours
 from bot.logs import redact
+from bot.resources import templates_dir
 from bot.sandbox.team import sandbox_settings
 from rota.compensation import CompensationPolicy, DaysInLieu, PayPerWeightedHour
 from rota.duties import DUTY_UNITS, DutyUnit
@@ -32,7 +33,8 @@ from rota.planner import PlanConfig
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_FILE = "supportbot.sqlite3"
-DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+# Shipped in the package (see bot/resources): the same directory from a checkout and a wheel.
+DEFAULT_TEMPLATES_DIR = templates_dir()
 DEFAULT_BUSINESS_HOURS = "mon-fri 09:00-18:00"
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
+from bot.resources import migrations_dir
+
 _READ_ONLY = "supportbot_read_only"
 
 
@@ -87,7 +87,8 @@ def alembic_config(url: str) -> Any:
     from alembic.config import Config  # why: heavy, see above
 
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Shipped in the package (see bot/resources): found the same from a checkout and a wheel.
+    config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
