@@ -132,7 +132,9 @@ class Sandbox:
 
 def run_sandbox(settings: Settings) -> int:
     """What `supportbot run` does when no SLACK_BOT_TOKEN is configured."""
-    configure_logging(settings.log_level, secrets=[settings.slack_signing_secret])
+    configure_logging(
+        settings.log_level, secrets=[settings.slack_signing_secret], log_format=settings.log_format
+    )
     # aiosmtpd logs every connection at INFO; in the sandbox that drowns the bot's own lines.
     logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().level))
     # The first line a newcomer sees must be where to click: hold start-up's log lines
