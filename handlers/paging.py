@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.slack.errors import ticket_error_text
 from bot.slack.paging import ACTION_ACK, ACTION_CLAIM, queue_paging_notices
 from bot.tickets.workflow import TicketError, claim_ticket
 from handlers.access import Access, acting_user, guarded, tell
@@ -48,7 +49,10 @@ def register(app: App, services: Services, access: Access) -> None:
 
         try:
             ack, other_owner = run_domain(services, act)
-        except (PagingError, TicketError) as exc:
+        except TicketError as exc:
+            tell(client, body, ticket_error_text(exc))
+            return
+        except PagingError as exc:
             tell(client, body, str(exc))
             return
         if ack.first:

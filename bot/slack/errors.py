@@ -6,7 +6,7 @@ and the mentions in them, are written here, at the Slack edge.
 
 from __future__ import annotations
 
-from bot.tickets.workflow import AlreadyOwnedBy, NotYourTicket, TicketError
+from bot.tickets.workflow import AlreadyOwnedBy, NotYourTicket, SetAsideAsSpam, SpamIsNotAStatus, TicketError
 
 
 def ticket_error_text(error: TicketError) -> str:
@@ -16,4 +16,8 @@ def ticket_error_text(error: TicketError) -> str:
             return f"Ticket #{number} belongs to <@{owner}>; only they or a manager can {action} it."
         case AlreadyOwnedBy(number=number, owner=owner):
             return f"Ticket #{number} already belongs to <@{owner}>."
+        case SetAsideAsSpam(number=number):
+            return f"Ticket #{number} is marked as spam; use *Not spam* on its card first."
+        case SpamIsNotAStatus():
+            return "Use *Mark as spam* in the ticket's ⋯ menu: it also blocks the sender."
     return str(error)

@@ -22,7 +22,6 @@ from bot.tickets.status import STATUSES, TicketStatus
 # Spam is entered and left only through bot/tickets/spam.py (Mark as spam, Not spam): those
 # also block and unblock the sender, which a bare status change would skip.
 SPAM = TicketStatus.SPAM
-_SPAM_ASIDE = "Ticket #{number} is marked as spam; use *Not spam* on its card first."
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,39}$")
 
 
@@ -45,6 +44,21 @@ class AlreadyOwnedBy(TicketError):
     def __init__(self, number: int, owner: str) -> None:
         super().__init__(f"Ticket #{number} already belongs to {owner}.")
         self.number, self.owner = number, owner
+
+
+class SetAsideAsSpam(TicketError):
+    """The ticket is spam: only Not spam brings it back to work."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"Ticket #{number} is marked as spam; use Not spam on its card first.")
+        self.number = number
+
+
+class SpamIsNotAStatus(TicketError):
+    """Spam is set by Mark as spam, which also blocks the sender, not as a plain status."""
+
+    def __init__(self) -> None:
+        super().__init__("Use Mark as spam in the ticket's ⋯ menu: it also blocks the sender.")
 
 
 @dataclass(frozen=True)
@@ -90,7 +104,7 @@ def claim_ticket(session: Session, ticket_id: int, user: str, now: datetime) -> 
     session.refresh(ticket)
     if not won:
         if ticket.status == SPAM:
-            raise TicketError(_SPAM_ASIDE.format(number=ticket.number))
+            raise SetAsideAsSpam(ticket.number)
         if ticket.status == TicketStatus.RESOLVED:
             raise TicketError(f"Ticket #{ticket.number} is resolved; reopen it first.")
         return ClaimResult(False, ticket.owner, ticket.number)
@@ -123,7 +137,7 @@ def reassign_ticket(
 ) -> None:
     ticket = _ticket(session, ticket_id)
     if ticket.status == SPAM:
-        raise TicketError(_SPAM_ASIDE.format(number=ticket.number))
+        raise SetAsideAsSpam(ticket.number)
     if ticket.status == TicketStatus.RESOLVED:
         raise TicketError(f"Ticket #{ticket.number} is resolved; reopen it first.")
     # Handing a colleague's ticket on is releasing it: the same people as for unclaim.
@@ -152,10 +166,10 @@ def set_status(session: Session, ticket_id: int, user: str, status: str, now: da
     if status not in STATUSES:
         raise TicketError(f"Unknown status {status!r}; use one of {', '.join(STATUSES)}.")
     if status == SPAM:
-        raise TicketError("Use *Mark as spam* in the ticket's ⋯ menu: it also blocks the sender.")
+        raise SpamIsNotAStatus()
     ticket = _ticket(session, ticket_id)
     if ticket.status == SPAM:
-        raise TicketError(_SPAM_ASIDE.format(number=ticket.number))
+        raise SetAsideAsSpam(ticket.number)
     if ticket.status == status:
         raise TicketError(f"Ticket #{ticket.number} is already {status}.")
     previous = ticket.status
