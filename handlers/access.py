@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 Permission = Literal["anyone", "staff", "manager"]
 _CACHE_SECONDS = 60.0
 _FIRST_FETCH_SECONDS = 2.0
+_RECHECK_AFTER_SECONDS = 0.0
+_RECHECK_WAIT_SECONDS = 0.8
 SORRY = "Sorry, that went wrong on our side; it is logged. Nothing was changed by this request."
 
 
@@ -41,7 +43,11 @@ class Access:
         return user in self.settings.managers
 
     def is_staff(self, user: str) -> bool:
-        return self.is_manager(user) or user in self._staff()
+        if self.is_manager(user) or user in self._staff():
+            return True
+        # Not in the list we hold: they may have joined since it was read. Ask Slack again (one
+        # call, shared by misses that come together) before refusing, within the ack's time.
+        return user in (self._members.recheck(_RECHECK_AFTER_SECONDS, _RECHECK_WAIT_SECONDS) or frozenset())
 
     def allows(self, permission: Permission, user: str) -> bool:
         if permission == "manager":

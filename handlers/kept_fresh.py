@@ -48,6 +48,22 @@ class KeptFresh(Generic[T]):
                 )
             return self._value
 
+    def recheck(self, older_than: float, wait: float) -> T | None:
+        """A fresh value for a caller the last one failed (someone who just joined is not in a
+        list read a minute ago): refetch if the value is older than `older_than` seconds, and
+        wait for it up to `wait` seconds. `older_than` keeps a flood of misses to one fetch."""
+        with self._attempt_done:
+            fetched_at = self._fetched_at
+            if fetched_at is not None and time.monotonic() - fetched_at < older_than:
+                return self._value
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._refresh, name=f"refresh-{self.what}", daemon=True).start()
+            self._attempt_done.wait_for(
+                lambda: self._fetched_at != fetched_at or not self._running, timeout=wait
+            )
+            return self._value
+
     def forget(self) -> None:
         """The value is known to be out of date: refresh it now, in the background."""
         with self._attempt_done:

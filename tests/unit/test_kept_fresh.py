@@ -68,3 +68,24 @@ def test_a_failed_refresh_keeps_the_last_value() -> None:
         assert kept.get(first_wait=0) == 1
         time.sleep(0.02)
     assert lookup.calls > 1
+
+
+def test_a_miss_reads_again_and_waits_for_it_once_the_value_is_old_enough() -> None:
+    # Someone who joined after the list was read is not refused on the strength of an old list.
+    members = {"UADA"}
+    fetches: list[float] = []
+
+    def fetch() -> frozenset[str]:
+        fetches.append(time.monotonic())
+        return frozenset(members)
+
+    kept = KeptFresh(fetch, every=60.0, what="the staff list")
+    assert kept.get(first_wait=2.0) == {"UADA"}
+    members.add("UBOB")
+    # Within `older_than` of the last read, a miss is answered from memory (a flood of misses
+    # costs no more than one read)…
+    assert kept.recheck(older_than=60.0, wait=1.0) == {"UADA"}
+    assert len(fetches) == 1
+    # …past it, the miss waits for a fresh read.
+    assert kept.recheck(older_than=0.0, wait=2.0) == {"UADA", "UBOB"}
+    assert len(fetches) == 2
