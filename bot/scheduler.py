@@ -14,8 +14,12 @@ their markers in the database make each step happen once.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Concatenate, ParamSpec, TypeVar
 
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -41,6 +45,40 @@ log = logging.getLogger(__name__)
 DELIVERED_RETENTION = timedelta(days=30)
 
 
+JOB_NAMES = (
+    "nudge_unclaimed_tickets",
+    "rota_tick",
+    "paging_tick",
+    "sync_roster",
+    "purge_delivered_outbox",
+    "purge_seen_signatures",
+    "send_surveys",
+)
+P = ParamSpec("P")
+R = TypeVar("R")
+Job = Callable[Concatenate["ScheduledJobs", P], R]
+
+
+def one_at_a_time(job: Job[P, R]) -> Job[P, R]:
+    """Run a job alone within this bot, reading the clock only once it has its turn.
+
+    APScheduler's max_instances keeps the scheduler from overlapping itself, but a job is
+    also run by hand (the sandbox's clock, tests, an operator). Two runs at once would each
+    skip what the other holds locked (rota/paging.py takes due pages SKIP LOCKED, which is
+    right between replicas), and the one holding it may have read the clock before it was
+    moved on: the later run would then miss a step that had fallen due. Waiting for the
+    earlier run to commit makes the later one see, and take, what is due by its own time.
+    Per instance: two bots in one process are two replicas and must not wait for each other.
+    """
+
+    @functools.wraps(job)
+    def run(self: ScheduledJobs, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.turns[job.__name__]:
+            return job(self, *args, **kwargs)
+
+    return run
+
+
 class ScheduledJobs:
     """The periodic jobs, over the services the composition root built."""
 
@@ -56,7 +94,10 @@ class ScheduledJobs:
         self.settings = settings
         self.calendar = settings.calendar()
         self.client = client
+        # One lock per job, made up front so no two threads race to create one.
+        self.turns: dict[str, threading.Lock] = {name: threading.Lock() for name in JOB_NAMES}
 
+    @one_at_a_time
     def nudge_unclaimed_tickets(self) -> list[int]:
         """Remind the channel of tickets nobody has claimed (see bot/tickets/reminders.py)."""
         with transaction(self.factory) as session:
@@ -67,6 +108,7 @@ class ScheduledJobs:
             notify_workers()
         return nudged
 
+    @one_at_a_time
     def rota_tick(self) -> None:
         """Swap expiry, reminders, hand-offs, the ledger, and the rota kept planned ahead."""
         with transaction(self.factory) as session:
@@ -80,6 +122,7 @@ class ScheduledJobs:
             )
         notify_workers()
 
+    @one_at_a_time
     def paging_tick(self) -> None:
         """Repeat and escalate unacknowledged pages; the morning hand-over at opening."""
         now = self.clock.now()
@@ -91,6 +134,7 @@ class ScheduledJobs:
         if steps or morning:
             notify_workers()
 
+    @one_at_a_time
     def sync_roster(self) -> None:
         """The roster follows the support staff in Slack (joins, leavers, names, time zones)."""
         if self.client is None:
@@ -101,6 +145,7 @@ class ScheduledJobs:
         if changes.added or changes.left:
             log.info("roster: joined %s, left %s", list(changes.added), list(changes.left))
 
+    @one_at_a_time
     def purge_delivered_outbox(self) -> int:
         """Delivered outbox rows are history the audit log already holds; keep a month of them."""
         cutoff = self.clock.now() - DELIVERED_RETENTION
@@ -112,12 +157,14 @@ class ScheduledJobs:
             log.info("purged %s delivered outbox rows older than %s", removed, DELIVERED_RETENTION)
         return int(removed or 0)
 
+    @one_at_a_time
     def purge_seen_signatures(self) -> int:
         """Slack signatures old enough that Slack's own freshness check refuses them (bot/web.py)."""
         # Wall-clock time, as the signatures were stamped: the bot's clock may be moved (sandbox).
         with transaction(self.factory) as session:
             return purge_seen_signatures(session, datetime.now(UTC))
 
+    @one_at_a_time
     def send_surveys(self) -> None:
         """Satisfaction surveys for resolutions that are SURVEY_DELAY_MINUTES old (bot/tickets/surveys.py)."""
         with transaction(self.factory) as session:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -301,6 +301,40 @@ def test_claim_from_the_page_and_a_late_click_by_someone_else(live: Night) -> No
         ),
         what="Ada sees Bob got there first",
     )
+
+
+def test_a_tick_run_by_hand_waits_for_one_under_way_and_takes_what_fell_due_since(live: Night) -> None:
+    """The scheduler's own tick may hold the page, at the time it read, when a tick is run by
+    hand after the clock moved (the sandbox's clock, an operator): the second must not skip
+    the page the first holds, or the step due by its later time waits a whole interval."""
+    start(live)  # Ada paged: step 0
+    live.clock.advance(timedelta(minutes=5))  # her first repeat falls due
+    holding, release = threading.Event(), threading.Event()
+    first = threading.Thread(target=live.bot.jobs.paging_tick)
+
+    def hold_after_reading_pages(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if threading.current_thread() is first and "FROM pages" in statement and not holding.is_set():
+            holding.set()
+            release.wait(15)
+
+    event.listen(live.bot.engine, "after_cursor_execute", hold_after_reading_pages)
+    try:
+        first.start()
+        assert holding.wait(15), "the first tick never read the pages"
+        live.clock.advance(timedelta(minutes=5))  # her second repeat falls due too
+        second = threading.Thread(target=live.bot.jobs.paging_tick)
+        second.start()
+        # Waiting its turn, it cannot finish while the first is held; a tick that skipped the
+        # held page would have finished by now, having taken nothing.
+        second.join(1.0)
+        assert second.is_alive()
+        release.set()
+        first.join(15)
+        second.join(15)
+    finally:
+        release.set()
+        event.remove(live.bot.engine, "after_cursor_execute", hold_after_reading_pages)
+    assert [(step, user) for step, _, user in attempts(live.bot.factory)] == [(0, ADA), (1, ADA), (2, ADA)]
 
 
 def test_do_not_disturb_is_noticed_and_the_backup_paged_sooner(live: Night) -> None:
