@@ -22,7 +22,11 @@ import holidays
 from dotenv import dotenv_values
 
 from bot.business_hours import BusinessCalendar, parse_business_hours
+from bot.env_reader import ConfigError, EnvReader
 from bot.logs import redact
+from bot.mail.oauth_settings import MailOAuthSettings, load_mail_oauth
+from bot.phone.settings import PhoneSettings, load_phone_settings
+from bot.privacy.settings import PrivacySettings, load_privacy_settings
 from bot.resources import templates_dir
 from bot.sandbox.team import sandbox_settings
 from rota.compensation import CompensationPolicy, DaysInLieu, PayPerWeightedHour
@@ -43,10 +47,6 @@ def _default_weights() -> LoadWeights:
 
 
 SmtpSecurity = Literal["none", "starttls", "ssl"]
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,10 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     metrics_port: int | None = None
     metrics_token: str | None = field(default=None, repr=False)
+    # Each feature's own settings, read by its own module (secrets included: each says which).
+    mail_oauth: MailOAuthSettings | None = None  # None: IMAP and SMTP log in with passwords
+    phone: PhoneSettings | None = None  # None: pages go by Slack only
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
     def calendar(self) -> BusinessCalendar:
         """The team's working calendar: opening hours, time zone, public holidays, company days off."""
@@ -171,6 +175,8 @@ class Settings:
             self.survey_secret,
             self.metrics_token,
             url_password(self.database_url),
+            *(self.mail_oauth.secrets() if self.mail_oauth else ()),
+            *(self.phone.secrets() if self.phone else ()),
         ]
         # SMTP AUTH PLAIN and LOGIN send these base64 blobs; a server may quote them back.
         if self.smtp_user and self.smtp_password:
@@ -223,62 +229,6 @@ _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _SLACK_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def raw(self, name: str) -> str | None:
-        value = self.env.get(name)
-        if value is None:
-            return None
-        value = value.strip()
-        return value or None
-
-    def required(self, name: str, hint: str) -> str:
-        value = self.raw(name)
-        if value is None:
-            raise ConfigError(f"{name} is not set: {hint}")
-        return value
-
-    def text(self, name: str, default: str) -> str:
-        return self.raw(name) or default
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
-        if not low <= number <= high:
-            raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
-        return number
-
-    def number(self, name: str, default: float, low: float, high: float) -> float:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number, got {value!r}") from None
-        if not low <= number <= high:
-            raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
-        return number
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.raw(name)
-        if value is None:
-            return default
-        lowered = value.lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-
-
 def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None = None) -> Settings:
     """Read and validate settings; raises ConfigError naming the first bad one.
 
@@ -301,14 +251,14 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
 
 
 def _settings_from(env: Mapping[str, str]) -> Settings:
-    r = _Reader(env)
+    r = EnvReader(env)
 
     # No bot token means nobody has created a Slack app yet: run the local sandbox, whose
     # stand-ins supply every Slack, mailbox and SMTP setting. A token means a real
     # deployment, where each missing setting below is an error naming it.
     sandbox = r.raw("SLACK_BOT_TOKEN") is None
     if sandbox:
-        r = _Reader({**env, **sandbox_settings()})
+        r = EnvReader({**env, **sandbox_settings()})
 
     bot_token = r.required("SLACK_BOT_TOKEN", "the Bot User OAuth Token (xoxb-…) of your Slack app")
     if not bot_token.startswith("xoxb-"):
@@ -352,7 +302,13 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
     imap_host = r.required("IMAP_HOST", "the support mailbox's IMAP server")
     imap_port = r.integer("IMAP_PORT", 993 if imap_ssl else 143, 1, 65535)
     imap_user = r.required("IMAP_USER", "the support mailbox's login")
-    imap_password = r.required("IMAP_PASSWORD", "the support mailbox's password")
+    mail_oauth = load_mail_oauth(r)
+    # With OAuth (MAIL_AUTH) the mailbox and the mail server take a token instead.
+    imap_password = (
+        (r.raw("IMAP_PASSWORD") or "")
+        if mail_oauth
+        else r.required("IMAP_PASSWORD", "the support mailbox's password (or set MAIL_AUTH for OAuth)")
+    )
 
     security = r.text("SMTP_SECURITY", "starttls").lower()
     if security not in {"none", "starttls", "ssl"}:
@@ -442,10 +398,13 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         **rota,
         **_survey_settings(r),
         **_operations_settings(r),
+        mail_oauth=mail_oauth,
+        phone=load_phone_settings(r),
+        privacy=load_privacy_settings(r),
     )
 
 
-def _rota_settings(r: _Reader) -> dict[str, object]:
+def _rota_settings(r: EnvReader) -> dict[str, object]:
     unit = r.text("ROTA_UNIT", "week").lower()
     if unit not in DUTY_UNITS:
         raise ConfigError(f"ROTA_UNIT must be one of {', '.join(DUTY_UNITS)}, got {unit!r}")
@@ -519,7 +478,7 @@ def _rota_settings(r: _Reader) -> dict[str, object]:
     }
 
 
-def _pay_rules_setting(r: _Reader, policy: str, has_days_off: bool) -> str | None:
+def _pay_rules_setting(r: EnvReader, policy: str, has_days_off: bool) -> str | None:
     spec = r.raw("COMP_PAY_RULES")
     if spec is None:
         return None
@@ -544,7 +503,7 @@ def _pay_rules_setting(r: _Reader, policy: str, has_days_off: bool) -> str | Non
     return spec
 
 
-def _after_hours_settings(r: _Reader) -> dict[str, object]:
+def _after_hours_settings(r: EnvReader) -> dict[str, object]:
     rules_file = r.raw("URGENCY_RULES_FILE")
     if rules_file is not None and not Path(rules_file).is_file():
         raise ConfigError(f"URGENCY_RULES_FILE must be a file of urgency rules, got {rules_file!r}")
@@ -569,7 +528,7 @@ def _after_hours_settings(r: _Reader) -> dict[str, object]:
     }
 
 
-def _survey_settings(r: _Reader) -> dict[str, object]:
+def _survey_settings(r: EnvReader) -> dict[str, object]:
     secret = r.raw("SURVEY_SECRET")
     # Anyone who knows the key can answer any survey; a short one can be guessed offline
     # from a single link, since the link carries its own MAC.
@@ -583,7 +542,7 @@ def _survey_settings(r: _Reader) -> dict[str, object]:
     }
 
 
-def _operations_settings(r: _Reader) -> dict[str, object]:
+def _operations_settings(r: EnvReader) -> dict[str, object]:
     log_format = r.text("LOG_FORMAT", "text").lower()
     if log_format not in ("text", "json"):
         raise ConfigError(f"LOG_FORMAT must be text or json, got {log_format!r}")
