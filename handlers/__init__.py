@@ -9,7 +9,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.services import Services
-from handlers import actions, automation, commands, events, oncall, paging, views
+from handlers import actions, automation, commands, events, oncall, paging, privacy, views
 from handlers.access import Access
 from handlers.common import People
 
@@ -22,3 +22,4 @@ def register_all(app: App, services: Services, access: Access, people: People) -
     automation.register(app, services, access)
     oncall.register(app, services, access)
     paging.register(app, services, access)
+    privacy.register(app, services, access)

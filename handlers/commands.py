@@ -23,7 +23,7 @@ from bot.tickets.workflow import (
     ticket_by_number,
     unclaim_ticket,
 )
-from handlers import automation, rules, spam, stats
+from handlers import automation, privacy, rules, spam, stats
 from handlers.access import Access, acting_user, guarded
 from handlers.common import id_of, read_domain, run_domain, unstorable
 
@@ -43,6 +43,8 @@ def _number(args: list[str]) -> int:
 
 
 def register(app: App, services: Services, access: Access) -> None:
+    customer = privacy.CustomerCommand(services, access)
+
     def by_number(args: list[str], change: Callable[[Session, int], Any]) -> Any:
         number = _number(args)
         return run_domain(services, lambda s: change(s, ticket_by_number(s, number).id))
@@ -82,16 +84,7 @@ def register(app: App, services: Services, access: Access) -> None:
                 timeline = read_domain(services, lambda s: queries.timeline(s, number))
                 ack(text=f"Timeline of #{number}", blocks=lists.timeline_blocks(timeline))
             elif verb == "customer":
-                if len(args) != 1:
-                    raise TicketError("Give one email address, like `/support customer ada@example.com`.")
-                address = args[0].strip("<>").removeprefix("mailto:").split("|")[0]
-                lines = read_domain(services, lambda s: queries.customer_tickets(s, address))
-                ack(
-                    text=f"Tickets from {escape(truncate(address, 320))}",
-                    blocks=lists.ticket_lines(
-                        f"Tickets from {address}"[:150], lines, now, empty="No tickets from that address."
-                    ),
-                )
+                customer(ack, body, client, user, args)
             elif verb == "search":
                 query_text = (body.get("text") or "").strip()[len(words[0]) :]
                 tz = services.settings.timezone

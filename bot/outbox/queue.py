@@ -30,6 +30,9 @@ SLACK_DND_CHECK = (
 SLACK_ATTACHMENT_UPLOAD = (
     "slack.attachment_upload"  # a customer's attachment, uploaded as a file into the ticket's thread
 )
+SLACK_CUSTOMER_EXPORT = (
+    "slack.customer_export"  # a customer's data as a ZIP, built at delivery, uploaded to a manager's DM
+)
 SMTP_SEND = "smtp.send"  # an outgoing reply (a stored Message), sent by bot/mail/sender.py
 
 

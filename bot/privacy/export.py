@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.mail.attachments import attachment_parts
+from bot.outbox.queue import SLACK_CUSTOMER_EXPORT, enqueue, files_lane, slack_lane
 from bot.privacy.holdings import customer_address
 from bot.storage.models import Attachment, Base, Message, Ticket
 
@@ -59,8 +60,28 @@ class ExportContents:
         return any(self.rows.values())
 
 
-def export_filename(address: str, now: datetime) -> str:
-    return f"customer-data-{_safe(address, 60)}-{now:%Y%m%d-%H%M}.zip"
+def export_filename(address: str, now: datetime, serial: int | None = None) -> str:
+    """The ZIP's name: whose, when, and (`serial`) which request, so two never share one."""
+    tail = f"-{serial}" if serial is not None else ""
+    return f"customer-data-{_safe(address, 60)}-{now:%Y%m%d-%H%M}{tail}.zip"
+
+
+def request_export(session: Session, typed: str, *, manager: str, now: datetime) -> str:
+    """Queue the export of a customer's data to `manager`'s DM; the address as stored.
+
+    The ZIP is built when the outbox delivers the row (bot/slack/export_delivery.py), in its
+    files lane: the asker is answered at once, and a crash meanwhile loses nothing.
+    Raises NotAnAddress.
+    """
+    address = customer_address(typed)
+    enqueue(
+        session,
+        kind=SLACK_CUSTOMER_EXPORT,
+        lane=files_lane(slack_lane(manager)),
+        now=now,
+        payload={"user": manager, "address": address},
+    )
+    return address
 
 
 def write_export(

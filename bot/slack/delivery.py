@@ -3,7 +3,8 @@
 Each lives with its kind: a ticket's own messages (bot/slack/ticket_delivery.py), plain
 posts, topics and user groups (bot/slack/post_delivery.py), attachments
 (bot/slack/upload_delivery.py), and pages with their Do Not Disturb look-ups
-(bot/slack/page_delivery.py), all over bot/slack/web_api.py.
+(bot/slack/page_delivery.py), customers' data exports (bot/slack/export_delivery.py),
+all over bot/slack/web_api.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import Settings
 from bot.outbox.queue import (
     SLACK_ATTACHMENT_UPLOAD,
+    SLACK_CUSTOMER_EXPORT,
     SLACK_DND_CHECK,
     SLACK_PAGE,
     SLACK_POST,
@@ -25,6 +27,7 @@ from bot.outbox.queue import (
     SLACK_USERGROUP,
 )
 from bot.outbox.worker import Handler
+from bot.slack.export_delivery import CustomerExportHandler
 from bot.slack.page_delivery import DndCheckHandler, PageHandler
 from bot.slack.post_delivery import PlainPostHandler, TopicHandler, UsergroupHandler
 from bot.slack.ticket_delivery import (
@@ -53,4 +56,5 @@ def slack_handlers(
         SLACK_THREAD_MESSAGE: ThreadMessageHandler(client, factory),
         SLACK_POST: PlainPostHandler(client, factory),
         SLACK_ATTACHMENT_UPLOAD: AttachmentUploadHandler(client, factory, settings),
+        SLACK_CUSTOMER_EXPORT: CustomerExportHandler(client, factory),
     }

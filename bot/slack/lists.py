@@ -23,7 +23,9 @@ SUPPORT_USAGE = """*`/support` commands*
 • `/support open`: unclaimed tickets, oldest first
 • `/support mine`: tickets you own
 • `/support ticket 123`: the full timeline of #123
-• `/support customer someone@example.com`: that customer's tickets
+• `/support customer someone@example.com`: what we hold about that customer, their tickets first
+• `/support customer export someone@example.com` · `customer erase someone@example.com`: their data \
+as a ZIP in your DMs, or erased after you confirm (managers)
 • `/support search refund "credit card" from:ada@example.com tag:billing status:open owner:me \
 after:2026-01-01 before:2026-02-01 #123`: find tickets, newest first (words match the subject, \
 the customer and the messages)

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.app import SupportBot
 from bot.clock import FrozenClock
 from bot.config import load_settings
+from bot.privacy.erasure import ErasurePreview
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.slack_requests import sign, view_state
@@ -45,6 +46,7 @@ from bot.sandbox.slack_workspace import TEAM
 from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.slack import after_hours, modals
 from bot.slack import oncall as oncall_ui
+from bot.slack import privacy as privacy_ui
 from bot.storage.db import make_engine, make_sessionmaker, transaction
 from bot.storage.models import (
     Base,
@@ -298,6 +300,13 @@ def automation_view() -> dict[str, Any]:
     return {**after_hours.automation_modal("greeting.en", None, None), "id": "VAUTO", "hash": "h"}
 
 
+def erase_view() -> dict[str, Any]:
+    preview = ErasurePreview(
+        tickets=1, messages=1, attachments=0, surveys=0, auto_replies=0, blocks=0, slack_posts=1, files=0
+    )
+    return {**privacy_ui.erase_modal("c1@example.org", preview), "id": "VERASE", "hash": "h"}
+
+
 def swap_view(world: World, holder: str) -> dict[str, Any]:
     with world.factory() as session:
         duties = store.duties_of(session, holder, since=world.clock.now())
@@ -541,6 +550,8 @@ TICKET_VIEWS: dict[str, tuple[Callable[[World], dict[str, Any]], dict[str, Any]]
 MANAGER_VIEWS: dict[str, tuple[Callable[[World], dict[str, Any]], dict[str, Any]]] = {
     modals.TEMPLATE_EDIT_CALLBACK: (lambda w: template_view(), TEMPLATE_FIELDS),
     after_hours.AUTOMATION_CALLBACK: (lambda w: automation_view(), AUTOMATION_FIELDS),
+    # Typed exactly as asked: only the permission stands between it and an erasure.
+    privacy_ui.ERASE_CALLBACK: (lambda w: erase_view(), {privacy_ui.CONFIRM_BLOCK: "c1@example.org"}),
 }
 
 
@@ -555,6 +566,17 @@ def _outsider_cases() -> list[Case]:
             "answer",
         )
         for verb, text in SUPPORT_VERBS.items()
+    ]
+    cases += [
+        Case(
+            f"outsider /support {t}",
+            ("/support", "customer"),
+            EVE,
+            _cmd(EVE, t, "/support"),
+            OUTSIDER,
+            "answer",
+        )
+        for t in ("customer export c1@example.org", "customer erase c1@example.org")
     ]
     cases += [
         Case(
@@ -667,6 +689,8 @@ def _not_manager_cases() -> list[Case]:
         "export ledger week",
         "spam block-domain example.org",
         "spam unblock-domain example.org",
+        "customer export c1@example.org",
+        "customer erase c1@example.org",
     ]
     oncall = [
         "plan",
