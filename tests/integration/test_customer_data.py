@@ -1,0 +1,150 @@
+"""A customer's data through Slack, as a manager and staff would ask for it: what we hold
+(`/support customer ADDRESS`), the export ZIP in the manager's DM, and the erasure's
+confirmation modal. Mail arrives over IMAP; every request is signed, into the real bot."""
+
+from __future__ import annotations
+
+import email
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.policy import default as default_policy
+
+import pytest
+from sqlalchemy import select
+
+from bot.outbox.queue import SLACK_CUSTOMER_EXPORT
+from bot.sandbox.imap_server import PymapServer
+from bot.sandbox.slack_api import SlackStandIn
+from bot.slack import privacy as privacy_ui
+from bot.storage.models import Attachment, Message, OutboxItem
+from tests.support.desk import Desk, add_people, running_desk
+from tests.support.harness import CHANNEL, wait_until
+from tests.support.mail import customer_mail, message_id_of
+
+pytestmark = pytest.mark.timeout(120)
+
+ADA, MAY, EVE = "U0ADA", "U0MAY", "U0EVE"
+CUSTOMER = "lin@example.org"
+NEIGHBOUR = "lin+shop@example.org"
+PDF = b"%PDF-1.4 the receipt " + bytes(range(256)) * 40
+
+
+def first_mail() -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f'"Lin Customer" <{CUSTOMER}>'
+    msg["To"] = "support@example.com"
+    msg["Subject"] = "Charged twice"
+    msg["Date"] = "Fri, 20 Nov 2026 09:00:00 +0000"
+    msg["Message-ID"] = "<charged-twice@example.org>"
+    msg.set_content("I was charged twice for the blue kettle.\n")
+    msg.add_attachment(PDF, maintype="application", subtype="pdf", filename="receipt.pdf")
+    return bytes(msg)
+
+
+@pytest.fixture
+def desk(slack: SlackStandIn, imap: PymapServer, database_url: str) -> Iterator[Desk]:
+    add_people(slack, {ADA: "ada"}, managers={MAY: "may"}, outsiders={EVE: "eve"})
+    with running_desk(slack, imap, database_url, MANAGERS=MAY) as running:
+        first = first_mail()
+        follow_up = customer_mail(
+            1,
+            sender=CUSTOMER,
+            subject="Re: Charged twice",
+            body="Still waiting.\n",
+            in_reply_to=message_id_of(first),
+        )
+        running.imap.append_many(
+            [first, customer_mail(2, sender=NEIGHBOUR, subject="Neighbour's secret", body="Only mine.\n")]
+        )
+        running.ticket_message(2)
+        running.imap.append(follow_up)
+        wait_until(lambda: running.count(Message) == 3, what="the follow-up")
+        running.settle()
+        yield running
+
+
+def test_staff_see_what_we_hold_with_links_to_the_posts(desk: Desk) -> None:
+    answer = desk.user(ADA).command("customer <mailto:Lin@Example.org|Lin@Example.org>").json()
+    shown = json.dumps(answer["blocks"])
+    assert "What we hold about lin@example.org" in shown
+    assert "*1* ticket" in shown and "*2* messages (2 with the original email)" in shown
+    assert "*1* attachment" in shown and "*1* file uploaded" in shown
+    ticket = desk.ticket(1)
+    assert ticket is not None and ticket.slack_ts
+    link = f"https://sandbox.slack.test/archives/{CHANNEL}/p{ticket.slack_ts.replace('.', '')}|#1>"
+    assert link in shown
+    assert "Neighbour" not in shown and "export" not in shown  # staff are not offered the managers' commands
+    assert "customer export lin@example.org" in json.dumps(
+        desk.user(MAY).command(f"customer {CUSTOMER}").json()
+    )
+    nothing = json.dumps(desk.user(ADA).command("customer nobody@example.org").json()["blocks"])
+    assert "Nothing: no ticket" in nothing
+    assert "not an email address" in desk.user(ADA).command("customer lin").json()["text"]
+
+
+def test_the_export_reaches_the_managers_dm_and_holds_only_theirs(desk: Desk) -> None:
+    answer = desk.user(MAY).command(f"customer export {CUSTOMER.upper()}").json()
+    assert "being gathered" in answer["text"]
+    dm = lambda: desk.slack.dm_channels.get(MAY)  # noqa: E731
+    upload = wait_until(
+        lambda: next((f for f in desk.slack.files if f["channel"] == dm()), None), what="the export in the DM"
+    )
+    assert upload["name"].startswith("customer-data-lin_example.org-") and upload["name"].endswith(".zip")
+    assert "within a month" in upload["initial_comment"]
+
+    archive = zipfile.ZipFile(io.BytesIO(upload["content"]))
+    tables = json.loads(archive.read("data.json"))["tables"]
+    assert [t["subject"] for t in tables["tickets"]] == ["Charged twice"]
+    with desk.bot.factory() as session:
+        stored = {m.id: m for m in session.scalars(select(Message).where(Message.from_address == CUSTOMER))}
+        file_id = session.scalar(select(Attachment.slack_file_id))
+    assert {m["id"] for m in tables["messages"]} == set(stored)
+    for row in tables["messages"]:
+        eml = archive.read(row["file_in_this_zip"])
+        assert eml == stored[row["id"]].raw
+        assert email.message_from_bytes(eml, policy=default_policy)["Subject"] == stored[row["id"]].subject
+    [attachment] = tables["attachments"]
+    assert archive.read(attachment["file_in_this_zip"]) == PDF and attachment["slack_file_id"] == file_id
+    assert "Charged twice" in archive.read("summary.md").decode()
+    everything = b"".join(archive.read(name) for name in archive.namelist())
+    assert b"Neighbour" not in everything and NEIGHBOUR.encode() not in everything
+
+    # Answered: the outbox no longer says whose data it was.
+    with desk.bot.factory() as session:
+        row = session.scalar(select(OutboxItem).where(OutboxItem.kind == SLACK_CUSTOMER_EXPORT))
+    assert row is not None and row.status == "done" and CUSTOMER not in json.dumps(row.payload)
+
+
+def test_only_managers_export_or_erase_and_refusals_change_nothing(desk: Desk) -> None:
+    calls_before = len(desk.slack.calls("views.open"))
+    for user, refusal in ((ADA, "Only managers"), (EVE, "Only support staff")):
+        for verb in ("export", "erase"):
+            answer = desk.user(user).command(f"customer {verb} {CUSTOMER}").json()
+            assert refusal in answer["text"] and "blocks" not in answer
+    assert desk.count(OutboxItem, OutboxItem.kind == SLACK_CUSTOMER_EXPORT) == 0
+    assert all(f["channel"] == CHANNEL for f in desk.slack.files)  # the ticket's attachment only
+    assert len(desk.slack.calls("views.open")) == calls_before
+    assert "Only support staff" in desk.user(EVE).command(f"customer {CUSTOMER}").json()["text"]
+
+
+def test_the_erasure_asks_for_the_address_typed_again(desk: Desk) -> None:
+    may = desk.user(MAY)
+    assert may.command(f"customer erase {CUSTOMER}").status == 200
+    modal = wait_until(lambda: desk.slack.open_modal(MAY), what="the confirmation modal")
+    said = json.dumps(modal["blocks"])
+    assert modal["callback_id"] == privacy_ui.ERASE_CALLBACK
+    assert (
+        "*1* ticket" in said and "*2* messages" in said and "*1* file" in said and "lin@example.org" in said
+    )
+
+    wrong = may.submit(modal["id"], {privacy_ui.CONFIRM_BLOCK: NEIGHBOUR}).json()
+    assert wrong["response_action"] == "errors" and privacy_ui.CONFIRM_BLOCK in wrong["errors"]
+    assert desk.ticket(1) is not None  # nothing erased
+
+    done = may.submit(modal["id"], {privacy_ui.CONFIRM_BLOCK: " LIN@example.org "}).json()
+    assert done["response_action"] == "update", done
+    assert CUSTOMER not in json.dumps(done["view"])  # nothing said afterwards keeps the address
+    assert "nothing to erase" in may.command("customer erase nobody@example.org").json()["text"]
