@@ -34,6 +34,12 @@ SLACK_CUSTOMER_EXPORT = (
     "slack.customer_export"  # a customer's data as a ZIP, built at delivery, uploaded to a manager's DM
 )
 SMTP_SEND = "smtp.send"  # an outgoing reply (a stored Message), sent by bot/mail/sender.py
+# An erasure's effects (bot/privacy/erasure.py): a Slack message replaced by "erased on request",
+# a Slack file deleted, the customer's mail flagged (or deleted) in the mailbox.
+SLACK_ERASE_MESSAGE = "slack.erase_message"
+SLACK_DELETE_FILE = "slack.delete_file"
+IMAP_ERASE = "imap.erase"
+IMAP_LANE_PREFIX = "imap:"
 
 
 def slack_lane(channel: str) -> str:

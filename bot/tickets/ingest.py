@@ -21,11 +21,15 @@ from datetime import datetime
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from bot.privacy.tombstones import erased_mails
 from bot.tickets.ingest_plan import BatchPlan
 from bot.tickets.ingest_rows import write_batch
 from bot.tickets.prepared_mail import IngestResult, PreparedMail, prepare_mail
 
 log = logging.getLogger(__name__)
+
+# What storing an erased mail gives: nothing, as for a mail already stored.
+ERASED = IngestResult("duplicate", 0, 0, 0)
 
 
 def ingest_email(
@@ -49,11 +53,20 @@ def store_mails(
     """Store a batch of prepared mails in order; one result per mail, in the same order."""
     if not mails:
         return []
-    batch = BatchPlan(session, mailbox=mailbox, channel=channel, now=now)
-    batch.look_up(mails)
-    outcomes = [batch.plan(mail) for mail in mails]
-    write_batch(batch)
-    return [outcome.result() for outcome in outcomes]
+    # Mail a customer's erasure removed stays removed, whatever re-reads the mailbox.
+    erased = erased_mails(session, mails)
+    kept = [mail for index, mail in enumerate(mails) if index not in erased]
+    results: list[IngestResult] = []
+    if kept:
+        batch = BatchPlan(session, mailbox=mailbox, channel=channel, now=now)
+        batch.look_up(kept)
+        outcomes = [batch.plan(mail) for mail in kept]
+        write_batch(batch)
+        results = [outcome.result() for outcome in outcomes]
+    if not erased:
+        return results
+    stored = iter(results)
+    return [ERASED if index in erased else next(stored) for index in range(len(mails))]
 
 
 def store_mails_one_by_one(

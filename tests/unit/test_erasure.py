@@ -1,0 +1,249 @@
+"""Erasing a customer from the database: nothing of them left, the anonymous figures kept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.outbox.queue import IMAP_ERASE, SLACK_DELETE_FILE, SLACK_ERASE_MESSAGE
+from bot.privacy.erasure import NothingToErase, erasure_preview, start_erasure
+from bot.privacy.erasure_effects import finish_erasures
+from bot.stats import queries
+from bot.storage.models import (
+    Attachment,
+    AutoReply,
+    BlockedSender,
+    Customer,
+    Event,
+    MailboxCheckpoint,
+    Message,
+    OutboxItem,
+    Survey,
+    Ticket,
+)
+from bot.storage.models_privacy import Erasure
+from bot.tickets.ingest import ingest_email
+from bot.tickets.replies import send_reply
+from bot.tickets.workflow import resolve_ticket, set_tags
+from tests.support.erasure_scan import find_anywhere
+from tests.support.settings import CHANNEL, SUPPORT_ADDRESS, make_settings
+
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+ADDRESS = "maria.rossi@example.org"
+NAME = "Maria Rossi"
+SUBJECTS = ("Fattura sbagliata", "Ordine 4471 in ritardo", "Password dimenticata")
+PHRASE = "il mio numero cliente"
+COMMENT = "servizio lentissimo"
+FILENAME = "contratto-rossi.pdf"
+NEEDLES = (ADDRESS, NAME, *SUBJECTS, PHRASE, COMMENT, FILENAME)
+
+
+def mail(n: int, subject: str, *, reply_to: str | None = None, attach: bool = False) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f'"{NAME}" <{ADDRESS}>'
+    msg["To"] = SUPPORT_ADDRESS
+    msg["Subject"] = subject if reply_to is None else f"Re: {subject}"
+    msg["Date"] = format_datetime(NOW + timedelta(minutes=n))
+    msg["Message-ID"] = make_msgid(f"rossi{n}", domain="example.org")
+    if reply_to:
+        msg["In-Reply-To"] = reply_to
+    msg.set_content(f"Buongiorno, {PHRASE} è 8812. Messaggio {n}.\n")
+    if attach:
+        msg.add_attachment(b"%PDF-1.4 fake", maintype="application", subtype="pdf", filename=FILENAME)
+    return bytes(msg)
+
+
+RAWS: list[bytes] = []
+
+
+def seed_customer(factory: sessionmaker[Session], database_url: str) -> list[int]:
+    """Three tickets with follow-ups, replies, tags, an attachment in Slack, a survey answer with
+    a comment, an automatic reply, a block; plus another customer who must stay untouched."""
+    settings = make_settings(database_url)
+    tickets = []
+    RAWS.clear()
+    with factory.begin() as session:
+        session.add(MailboxCheckpoint(mailbox="box", uidvalidity=7, last_uid=0, updated_at=NOW))
+        for n, subject in enumerate(SUBJECTS):
+            first = mail(10 * n, subject, attach=n == 0)
+            RAWS.append(first)
+            result = ingest_email(session, first, mailbox="box", channel=CHANNEL, now=NOW, uid=10 * n + 1)
+            msg_id = session.get(Message, result.message_id).message_id
+            RAWS.append(mail(10 * n + 1, subject, reply_to=msg_id))
+            ingest_email(
+                session,
+                RAWS[-1],
+                mailbox="box",
+                channel=CHANNEL,
+                now=NOW + timedelta(minutes=5),
+                uid=10 * n + 2,
+            )
+            ticket = session.get(Ticket, result.ticket_id)
+            ticket.slack_ts = f"1700000000.{result.ticket_id:06d}"
+            ticket.slack_channel = CHANNEL
+            tickets.append(result.ticket_id)
+        session.flush()
+        for ticket_id in tickets:
+            send_reply(
+                session,
+                ticket_id=ticket_id,
+                agent_id="U0AGENT",
+                agent_name="Agent",
+                text=f"Gentile {NAME}, abbiamo risolto.",
+                template_name="thanks",
+                now=NOW + timedelta(minutes=30),
+                settings=settings,
+            )
+            set_tags(session, ticket_id, "U0AGENT", ["billing"], NOW + timedelta(minutes=31))
+            resolve_ticket(session, ticket_id, "U0AGENT", NOW + timedelta(hours=1))
+        for message in session.scalars(select(Message).where(Message.ticket_id.in_(tickets))):
+            message.slack_ts = f"1700000001.{message.id:06d}"
+        for attachment in session.scalars(select(Attachment)):
+            attachment.slack_file_id = f"F{attachment.id:07d}"
+        session.add(
+            Survey(
+                ticket_id=tickets[0],
+                round=1,
+                agent="U0AGENT",
+                resolved_at=NOW + timedelta(hours=1),
+                status="sent",
+                sent_at=NOW + timedelta(hours=2),
+                solved=False,
+                comment=COMMENT,
+                answered_at=NOW + timedelta(hours=3),
+            )
+        )
+        session.add(AutoReply(ticket_id=tickets[1], address=ADDRESS, kind="ack", sent_at=NOW))
+        session.add(
+            BlockedSender(
+                kind="address", value=ADDRESS, blocked_by="U0MANAGER", blocked_at=NOW, ticket_id=None
+            )
+        )
+        session.add(
+            Event(
+                ticket_id=None, actor="U0MANAGER", action="sender_blocked", at=NOW, data={"address": ADDRESS}
+            )
+        )
+        # Someone else's ticket, which must not be touched.
+        other = EmailMessage()
+        other["From"] = "Luca Bianchi <luca@example.net>"
+        other["To"] = SUPPORT_ADDRESS
+        other["Subject"] = "Altro problema"
+        other["Message-ID"] = make_msgid("luca", domain="example.net")
+        other.set_content("Ciao")
+        ingest_email(session, bytes(other), mailbox="box", channel=CHANNEL, now=NOW, uid=99)
+    return tickets
+
+
+def stats(factory: sessionmaker[Session]) -> tuple:
+    start, end = NOW - timedelta(days=1), NOW + timedelta(days=1)
+    with factory() as session:
+        return (
+            sorted(
+                (round(r.created), -1 if r.first_reply is None else round(r.first_reply))
+                for r in queries.first_responses(session, start, end)
+            ),
+            sorted((round(r.created), round(r.resolved)) for r in queries.resolutions(session, start, end)),
+            queries.survey_totals(session, start, end),
+            queries.tag_counts(session, start - timedelta(days=1), start, end),
+            queries.template_uses(session, start, end),
+            sorted(queries.work_by_person(session, start, end).items()),
+            sorted(queries.created_since(session, start)),
+        )
+
+
+def test_erasing_a_customer_leaves_nothing_of_them_and_keeps_the_anonymous_figures(
+    session_factory, database_url
+):
+    tickets = seed_customer(session_factory, database_url)
+    before = stats(session_factory)
+    assert find_anywhere(session_factory.kw["bind"], NEEDLES)  # the scan does see them before
+
+    with session_factory.begin() as session:
+        preview = erasure_preview(session, ADDRESS.upper())
+        started = start_erasure(session, ADDRESS, by="U0MANAGER", now=NOW + timedelta(days=2))
+
+    assert (preview.tickets, preview.messages, preview.attachments) == (3, 9, 1)
+    assert (preview.surveys, preview.auto_replies, preview.blocks, preview.files) == (1, 1, 1, 1)
+    assert preview.slack_posts == 3 + 9
+    assert started.effects == preview.slack_posts + preview.files + 1 and not started.already_running
+    assert find_anywhere(session_factory.kw["bind"], NEEDLES) == []
+    assert stats(session_factory) == before
+    with session_factory() as session:
+        kinds = session.execute(
+            select(OutboxItem.kind, func.count())
+            .where(OutboxItem.status == "pending")
+            .group_by(OutboxItem.kind)
+        ).all()
+        assert dict(kinds) == {
+            SLACK_ERASE_MESSAGE: 12,
+            SLACK_DELETE_FILE: 1,
+            IMAP_ERASE: 1,
+            "slack.ticket_post": 1,
+        }
+        imap = session.scalar(select(OutboxItem).where(OutboxItem.kind == IMAP_ERASE))
+        assert imap.payload["uids"] == [1, 2, 11, 12, 21, 22] and imap.payload["uidvalidity"] == 7
+        # The other customer's ticket post is still on its way; the erased ones' are cancelled.
+        assert session.scalar(select(func.count()).where(OutboxItem.status == "cancelled")) >= 3
+        waiting = select(func.count()).where(
+            OutboxItem.ticket_id.in_(tickets), OutboxItem.status == "pending"
+        )
+        assert session.scalar(waiting) == 0
+        erasure = session.get(Erasure, started.erasure_id)
+        assert (erasure.by, erasure.state, erasure.tickets) == ("U0MANAGER", "running", 3)
+        audit = session.scalar(select(Event).where(Event.action == "customer_erased"))
+        assert audit.actor == "U0MANAGER" and audit.data["address_hash"] == started.address_hash
+        assert session.scalar(select(func.count()).select_from(Customer)) == 1  # Luca's
+        assert {t.subject for t in session.scalars(select(Ticket).where(Ticket.id.in_(tickets)))} == {""}
+
+
+def test_an_erasure_runs_once_per_address_and_finishes_when_its_effects_are_done(
+    session_factory, database_url
+):
+    seed_customer(session_factory, database_url)
+    with session_factory.begin() as session:
+        first = start_erasure(session, ADDRESS, by="U0MANAGER", now=NOW)
+    with session_factory.begin() as session:
+        again = start_erasure(session, ADDRESS, by="U0OTHER", now=NOW)
+    assert again.already_running and again.erasure_id == first.erasure_id
+    with session_factory.begin() as session:
+        for row in session.scalars(select(OutboxItem).where(OutboxItem.dedupe_key.like("erase:%"))):
+            row.status = "done"
+        assert finish_erasures(session, NOW) == [first.erasure_id]
+    with session_factory.begin() as session, pytest.raises(NothingToErase):
+        start_erasure(session, ADDRESS, by="U0MANAGER", now=NOW)
+
+
+def test_nothing_to_erase_for_an_unknown_address(session_factory):
+    with session_factory() as session, pytest.raises(NothingToErase):
+        erasure_preview(session, "nobody@example.org")
+
+
+def test_erased_mail_read_again_is_not_stored_but_new_mail_makes_a_new_customer(
+    session_factory, database_url
+):
+    seed_customer(session_factory, database_url)
+    with session_factory.begin() as session:
+        start_erasure(session, ADDRESS, by="U0MANAGER", now=NOW)
+        tickets_before = session.scalar(select(func.count()).select_from(Ticket))
+    # The erased mails read again, as a re-scan after a UIDVALIDITY change reads them.
+    with session_factory.begin() as session:
+        again = [
+            ingest_email(session, raw, mailbox="box", channel=CHANNEL, now=NOW, uid=900 + i)
+            for i, raw in enumerate(RAWS)
+        ]
+    assert {r.outcome for r in again} == {"duplicate"}
+    assert find_anywhere(session_factory.kw["bind"], NEEDLES) == []
+    with session_factory.begin() as session:
+        fresh = ingest_email(
+            session, mail(77, "Nuova domanda"), mailbox="box", channel=CHANNEL, now=NOW, uid=950
+        )
+    assert fresh.outcome == "new_ticket"
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Ticket)) == tickets_before + 1
+        assert session.scalar(select(Customer.name).where(Customer.email == ADDRESS)) == NAME
