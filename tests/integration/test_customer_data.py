@@ -147,4 +147,8 @@ def test_the_erasure_asks_for_the_address_typed_again(desk: Desk) -> None:
     done = may.submit(modal["id"], {privacy_ui.CONFIRM_BLOCK: " LIN@example.org "}).json()
     assert done["response_action"] == "update", done
     assert CUSTOMER not in json.dumps(done["view"])  # nothing said afterwards keeps the address
+    after = json.dumps(may.command(f"customer {CUSTOMER}").json()["blocks"])
+    assert "Nothing: no ticket" in after
+    assert NEIGHBOUR in json.dumps(may.command(f"customer {NEIGHBOUR}").json()["blocks"])
+    assert "*1* ticket" in json.dumps(may.command(f"customer {NEIGHBOUR}").json()["blocks"])
     assert "nothing to erase" in may.command("customer erase nobody@example.org").json()["text"]
