@@ -127,6 +127,8 @@ def _conditions(table: Table, address: str, held: dict[str, set[int]]) -> list[A
         found.append(table.c.actor == f"customer:{address}")
     if table.name == "blocked_senders":
         found.append(and_(table.c.kind == "address", table.c.value == address))
+    if table.name == "urgency_rules":  # a manager's rule for mail from this very sender
+        found.append(and_(table.c.kind == "sender", table.c.pattern == address))
     return found
 
 

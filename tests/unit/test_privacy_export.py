@@ -20,7 +20,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.privacy.export import export_filename, write_export
 from bot.privacy.holdings import NotAnAddress, customer_holdings
-from bot.storage.models import AutoReply, BlockedSender, Event, Message, Survey, SurveyOptOut, Ticket
+from bot.storage.models import (
+    AutoReply,
+    BlockedSender,
+    Event,
+    Message,
+    Survey,
+    SurveyOptOut,
+    Ticket,
+    UrgencyRule,
+)
 from tests.support.mail import customer_mail, message_id_of
 from tests.support.stored_tickets import ingest_posted
 
@@ -80,6 +89,11 @@ def build(session: Session) -> None:
             BlockedSender(kind="address", value=ADA, blocked_by="U0MAY", blocked_at=NOW),
             BlockedSender(kind="address", value="ada+shop@example.com", blocked_by="U0MAY", blocked_at=NOW),
             SurveyOptOut(email=ADA, at=NOW),
+            UrgencyRule(position=1, kind="sender", pattern=ADA, created_by="U0MAY", created_at=NOW),
+            UrgencyRule(position=2, kind="keyword", pattern=ADA, created_by="U0MAY", created_at=NOW),
+            UrgencyRule(
+                position=3, kind="sender", pattern="xada@example.com", created_by="U0MAY", created_at=NOW
+            ),
             SurveyOptOut(email="xada@example.com", at=NOW),
             Event(ticket_id=None, actor=f"customer:{ADA}", action="survey_opt_out", at=NOW, data={}),
             Event(
@@ -126,6 +140,7 @@ def test_the_export_holds_every_row_about_her_and_her_mail_as_sent(factory: sess
     assert [a["address"] for a in tables["auto_replies"]] == [ADA]
     assert [b["value"] for b in tables["blocked_senders"]] == [ADA]
     assert [o["email"] for o in tables["survey_opt_outs"]] == [ADA]
+    assert [(r["kind"], r["pattern"]) for r in tables["urgency_rules"]] == [("sender", ADA)]
     assert {e["action"] for e in tables["events"]} >= {"ticket_created", "survey_opt_out"}
     assert "ledger_entries" not in tables and tables["counters"] == []
 
