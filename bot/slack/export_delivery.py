@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from bot.outbox.worker import PermanentFailure, RetryLater
 from bot.privacy.export import ExportContents, export_filename, write_export
 from bot.privacy.holdings import NotAnAddress
+from bot.slack.upload_delivery import UPLOAD_SETTLE_SECONDS
 from bot.slack.web_api import SlackHandler, call_slack
 from bot.storage.db import reading
 from bot.storage.models import OutboxItem
@@ -91,12 +92,19 @@ class CustomerExportHandler(SlackHandler):
                 raise PermanentFailure(f"the upload URL refused the file ({exc.code})") from None
             except OSError as exc:
                 raise RetryLater(f"cannot reach the upload URL: {exc}") from None
-        call_slack(
-            self.client.files_completeUploadExternal,
-            files=[{"id": file_id, "title": name}],
-            channel_id=channel,
-            initial_comment=comment,
-        )
+        try:
+            call_slack(
+                self.client.files_completeUploadExternal,
+                files=[{"id": file_id, "title": name}],
+                channel_id=channel,
+                initial_comment=comment,
+            )
+        except RetryLater as exc:
+            if exc.after is not None:
+                raise  # Retry-After: Slack did nothing, and said when to come back
+            # A 5xx or a lost answer may hide a finished upload, which Slack shares a moment
+            # later: the retry looks for it only once it can show.
+            raise RetryLater(exc.reason, after=UPLOAD_SETTLE_SECONDS) from None
         return file_id
 
     def _shared(self, channel: str, item: OutboxItem, name: str) -> str | None:

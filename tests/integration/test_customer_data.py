@@ -118,6 +118,25 @@ def test_the_export_reaches_the_managers_dm_and_holds_only_theirs(desk: Desk) ->
     assert row is not None and row.status == "done" and CUSTOMER not in json.dumps(row.payload)
 
 
+def test_an_export_whose_answer_was_lost_is_not_sent_twice(desk: Desk) -> None:
+    # Slack shares the file, then answers 500: the retry finds it in the DM and adopts it.
+    desk.slack.fail_next("files.completeUploadExternal", status=500, after_effect=True)
+    desk.user(MAY).command(f"customer export {CUSTOMER}")
+
+    def delivered() -> OutboxItem | None:
+        with desk.bot.factory() as session:
+            return session.scalar(
+                select(OutboxItem).where(
+                    OutboxItem.kind == SLACK_CUSTOMER_EXPORT, OutboxItem.status == "done"
+                )
+            )
+
+    row = wait_until(delivered, timeout=40, what="the export delivered")
+    assert row.attempts == 2 and row.result["adopted"] is True
+    shared = [f for f in desk.slack.files if f["channel"] == desk.slack.dm_channels[MAY]]
+    assert len(shared) == 1 and shared[0]["id"] == row.result["file_id"]
+
+
 def test_only_managers_export_or_erase_and_refusals_change_nothing(desk: Desk) -> None:
     calls_before = len(desk.slack.calls("views.open"))
     for user, refusal in ((ADA, "Only managers"), (EVE, "Only support staff")):

@@ -9,13 +9,16 @@ from __future__ import annotations
 import email
 import io
 import json
+import os
+import tracemalloc
 import zipfile
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.privacy.export import export_filename, write_export
@@ -209,3 +212,31 @@ def test_what_is_no_address_is_refused(typed: str, factory: sessionmaker[Session
 def test_the_file_name_is_safe_whatever_the_address() -> None:
     name = export_filename('a/../"<!channel>"@x.org', NOW)
     assert name.endswith("-20261125-1000.zip") and "/" not in name and "<" not in name
+
+
+def test_a_large_export_is_written_one_mail_at_a_time(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    scan = os.urandom(400_000)  # incompressible, like the photos customers send
+    with session_factory.begin() as session:
+        for n in range(40):
+            msg = EmailMessage()
+            msg["From"], msg["To"], msg["Subject"] = ADA, "support@example.com", f"Scan {n}"
+            msg["Message-ID"] = f"<scan-{n}@example.com>"
+            msg.set_content("Here is the scan.\n")
+            msg.add_attachment(scan, maintype="image", subtype="jpeg", filename=f"scan-{n}.jpg")
+            ingest_posted(session, bytes(msg), NOW)
+        stored = session.scalar(select(func.sum(func.length(Message.raw))))
+    assert stored > 20_000_000
+    target = tmp_path / "export.zip"
+    tracemalloc.start()
+    try:
+        with session_factory() as session:
+            contents = write_export(session, ADA, target, now=NOW)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (contents.emails, contents.attachments) == (40, 40)
+    assert target.stat().st_size > 30_000_000  # the mails and their attachments, both
+    # A few mails' worth at most, never the customer's whole history at once.
+    assert peak < 8_000_000, f"peak {peak:,} bytes"
