@@ -33,11 +33,13 @@ _UPLOAD_TIMEOUT = 300.0
 _CHUNK = 1 << 16
 
 
-def export_comment(address: str, contents: ExportContents) -> str:
+def export_comment(contents: ExportContents) -> str:
+    # No address: the file's name says whose it is, and goes when the file is deleted; this
+    # comment would stay in the DM after.
     if not contents.anything:
-        return f"We hold no data about {address}: the archive says so, for your answer to them."
+        return "We hold no data about this address: the archive says so, for your answer to them."
     return (
-        f"Everything we hold about {address}: {sum(contents.rows.values()):,} records, "
+        f"Everything we hold about this customer: {sum(contents.rows.values()):,} records, "
         f"{contents.emails:,} emails and {contents.attachments:,} attachments. Send it to them "
         "(within a month of their request), then delete it here: Slack keeps files until they are deleted."
     )
@@ -63,7 +65,7 @@ class CustomerExportHandler(SlackHandler):
                     contents = write_export(session, address, path, now=item.created_at)
             except NotAnAddress as exc:
                 raise PermanentFailure(str(exc)) from None
-            file_id = self._upload(path, name, channel, export_comment(contents.address, contents))
+            file_id = self._upload(path, name, channel, export_comment(contents))
         return {"channel": channel, "file_id": file_id, "records": sum(contents.rows.values())}
 
     def record(self, session: Session, item: OutboxItem, result: dict[str, Any]) -> None:

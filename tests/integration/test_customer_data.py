@@ -93,7 +93,7 @@ def test_the_export_reaches_the_managers_dm_and_holds_only_theirs(desk: Desk) ->
         lambda: next((f for f in desk.slack.files if f["channel"] == dm()), None), what="the export in the DM"
     )
     assert upload["name"].startswith("customer-data-lin_example.org-") and upload["name"].endswith(".zip")
-    assert "within a month" in upload["initial_comment"]
+    assert "within a month" in upload["initial_comment"] and CUSTOMER not in upload["initial_comment"]
 
     archive = zipfile.ZipFile(io.BytesIO(upload["content"]))
     tables = json.loads(archive.read("data.json"))["tables"]
