@@ -102,7 +102,7 @@ class CustomerCommand:
 
 
 def register(app: App, services: Services, access: Access) -> None:
-    def erase_submitted(ack: Any, body: dict[str, Any]) -> None:
+    def erase_submitted(ack: Any, body: dict[str, Any], client: Any) -> None:
         try:
             address = customer_address(str(view_metadata(body).get("address") or ""))
         except NotAnAddress:
@@ -112,13 +112,16 @@ def register(app: App, services: Services, access: Access) -> None:
         if typed.strip().lower() != address:
             ack(response_action="errors", errors={ui.CONFIRM_BLOCK: ui.confirmation_mismatch(address)})
             return
+        # Confirmed: answer Slack now (its three seconds), erase, then show what was done.
+        # A customer with years of tickets takes longer than Slack waits for an answer.
+        ack(response_action="update", view=ui.erasing())
         user, now = acting_user(body), services.clock.now()
         try:
             started = run_domain(services, lambda s: start_erasure(s, address, by=user, now=now))
         except NothingToErase:
             # Erased by someone else since the modal opened: nothing is left, which is the goal.
-            ack(response_action="errors", errors={ui.CONFIRM_BLOCK: ui.ALREADY_GONE})
+            client.views_update(view_id=body["view"]["id"], view=ui.already_gone())
             return
-        ack(response_action="update", view=ui.erasure_done(started))
+        client.views_update(view_id=body["view"]["id"], view=ui.erasure_done(started))
 
     app.view(ui.ERASE_CALLBACK)(guarded(access, "manager", erase_submitted))

@@ -144,29 +144,38 @@ def confirmation_mismatch(address: str) -> str:
     return truncate(f"That is not the address. Type {address} exactly to erase it.", 150)
 
 
-ALREADY_GONE = "Nothing is held about this customer any more: it was erased meanwhile. Close this form."
 NO_ADDRESS_FORM = "This form does not say whose data it is for; close it and run the command again."
+
+
+def _result(title: str, text: str) -> dict[str, object]:
+    view = modal(
+        ERASE_CALLBACK + "_done", title, "OK", [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    )
+    view.pop("submit")
+    view["close"] = {"type": "plain_text", "text": "Done"}
+    return view
+
+
+def erasing() -> dict[str, object]:
+    return _result("Erasing…", "Erasing what we hold about this customer…")
+
+
+def already_gone() -> dict[str, object]:
+    return _result(
+        "Nothing to erase", "Nothing is held about this customer any more: it was erased meanwhile."
+    )
 
 
 def erasure_done(started: ErasureStarted) -> dict[str, object]:
     """The modal's last page. It names no one: nothing said after an erasure may keep the address."""
     if started.already_running:
-        text = "An erasure of this customer is already under way; it finishes by itself."
-    else:
-        text = (
-            f"Erased: {_plural(started.preview.tickets, 'ticket')}, "
-            f"{_plural(started.preview.messages, 'message')} and everything that hung on them. "
-            f"The Slack posts and files follow over the next minutes ({started.effects:,} changes "
-            "queued, finished after a restart too). The audit log records that you did it."
+        return _result(
+            "Already erasing", "An erasure of this customer is already under way; it finishes by itself."
         )
-    view = modal(
-        ERASE_CALLBACK + "_done",
+    return _result(
         "Customer erased",
-        "OK",
-        [
-            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-        ],
+        f"Erased: {_plural(started.preview.tickets, 'ticket')}, "
+        f"{_plural(started.preview.messages, 'message')} and everything that hung on them. "
+        f"The Slack posts and files follow over the next minutes ({started.effects:,} changes "
+        "queued, finished after a restart too). The audit log records that you did it.",
     )
-    view.pop("submit")
-    view["close"] = {"type": "plain_text", "text": "Done"}
-    return view

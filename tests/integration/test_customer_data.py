@@ -26,7 +26,7 @@ from tests.support.mail import customer_mail, message_id_of
 
 pytestmark = pytest.mark.timeout(120)
 
-ADA, MAY, EVE = "U0ADA", "U0MAY", "U0EVE"
+ADA, MAY, JO, EVE = "U0ADA", "U0MAY", "U0JO", "U0EVE"
 CUSTOMER = "lin@example.org"
 NEIGHBOUR = "lin+shop@example.org"
 PDF = b"%PDF-1.4 the receipt " + bytes(range(256)) * 40
@@ -46,8 +46,8 @@ def first_mail() -> bytes:
 
 @pytest.fixture
 def desk(slack: SlackStandIn, imap: PymapServer, database_url: str) -> Iterator[Desk]:
-    add_people(slack, {ADA: "ada"}, managers={MAY: "may"}, outsiders={EVE: "eve"})
-    with running_desk(slack, imap, database_url, MANAGERS=MAY) as running:
+    add_people(slack, {ADA: "ada"}, managers={MAY: "may", JO: "jo"}, outsiders={EVE: "eve"})
+    with running_desk(slack, imap, database_url, MANAGERS=f"{MAY},{JO}") as running:
         first = first_mail()
         follow_up = customer_mail(
             1,
@@ -159,13 +159,40 @@ def test_the_erasure_asks_for_the_address_typed_again(desk: Desk) -> None:
         "*1* ticket" in said and "*2* messages" in said and "*1* file" in said and "lin@example.org" in said
     )
 
+    desk.user(JO).command(f"customer erase {CUSTOMER}")
+    late = wait_until(lambda: desk.slack.open_modal(JO), what="a second manager's form")
     wrong = may.submit(modal["id"], {privacy_ui.CONFIRM_BLOCK: NEIGHBOUR}).json()
     assert wrong["response_action"] == "errors" and privacy_ui.CONFIRM_BLOCK in wrong["errors"]
     assert desk.ticket(1) is not None  # nothing erased
 
-    done = may.submit(modal["id"], {privacy_ui.CONFIRM_BLOCK: " LIN@example.org "}).json()
-    assert done["response_action"] == "update", done
-    assert CUSTOMER not in json.dumps(done["view"])  # nothing said afterwards keeps the address
+    answered = may.submit(modal["id"], {privacy_ui.CONFIRM_BLOCK: " LIN@example.org "}).json()
+    assert answered["response_action"] == "update", answered
+    done = wait_until(
+        lambda: (
+            "Customer erased" in json.dumps(desk.slack.views[modal["id"]]) and desk.slack.views[modal["id"]]
+        ),
+        what="the modal to say it is done",
+    )
+    assert "*1* ticket" in json.dumps(done["blocks"])
+    assert CUSTOMER not in json.dumps(answered) + json.dumps(
+        done
+    )  # nothing said afterwards keeps the address
+    # A second manager's form, opened before the erasure, erases nothing more.
+    assert "nothing to erase" in may.command(f"customer erase {CUSTOMER}").json()["text"]
+    assert (
+        desk.user(JO).submit(late["id"], {privacy_ui.CONFIRM_BLOCK: CUSTOMER}).json()["response_action"]
+        == "update"
+    )
+    # Nothing left, or (its Slack effects still under way) that erasure running: never a second one.
+    late_answer = wait_until(
+        lambda: (
+            (said := json.dumps(desk.slack.views[late["id"]]))
+            and ("Nothing to erase" in said or "Already erasing" in said)
+            and said
+        ),
+        what="the late form's answer",
+    )
+    assert CUSTOMER not in late_answer
     after = json.dumps(may.command(f"customer {CUSTOMER}").json()["blocks"])
     assert "Nothing: no ticket" in after
     assert NEIGHBOUR in json.dumps(may.command(f"customer {NEIGHBOUR}").json()["blocks"])
