@@ -18,11 +18,14 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.privacy.export import export_filename, write_export
-from bot.privacy.holdings import NotAnAddress, customer_holdings
+from bot.privacy.holdings import NotAnAddress, customer_address, customer_holdings
+from bot.slack.privacy import holdings_blocks
 from bot.storage.models import (
     AutoReply,
     BlockedSender,
@@ -240,3 +243,31 @@ def test_a_large_export_is_written_one_mail_at_a_time(
     assert target.stat().st_size > 30_000_000  # the mails and their attachments, both
     # A few mails' worth at most, never the customer's whole history at once.
     assert peak < 8_000_000, f"peak {peak:,} bytes"
+
+
+@given(st.text(max_size=60))
+def test_an_address_is_read_once_and_for_all(typed: str) -> None:
+    try:
+        address = customer_address(typed)
+    except NotAnAddress:
+        return
+    assert address == address.strip().lower() and address.count("@") == 1
+    assert customer_address(address) == address  # as stored, it reads back as itself
+
+
+def test_what_we_hold_shows_outside_text_as_text(factory: sessionmaker[Session]) -> None:
+    with factory.begin() as session:
+        ingest_posted(
+            session,
+            customer_mail(
+                30,
+                sender="mallory@example.com",
+                sender_name="<!channel> *Mallory*",
+                subject="<!here> <@U0MAY>",
+            ),
+            NOW,
+        )
+        held = customer_holdings(session, "mallory@example.com")
+    shown = json.dumps(holdings_blocks(held, team_url="https://x.slack.com/", manager=True))
+    assert "<!channel>" not in shown and "<!here>" not in shown and "<@U0MAY>" not in shown
+    assert "&lt;!here&gt;" in shown and "https://x.slack.com/archives/" in shown
