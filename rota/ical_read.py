@@ -41,7 +41,13 @@ class CalendarEvent:
     end: datetime
     summary: str
     emails: tuple[str, ...]  # attendees first, then any written in the text, then the organiser
-    all_day: bool
+    # An all-day event's first and last day: whole days wherever the person is, so time
+    # off reads them in the person's own zone (start and end here are in the reader's).
+    days: tuple[date, date] | None = None
+
+    @property
+    def all_day(self) -> bool:
+        return self.days is not None
 
 
 def read_calendar(data: bytes, *, start: datetime, end: datetime, tz: ZoneInfo) -> list[CalendarEvent]:
@@ -55,11 +61,18 @@ def read_calendar(data: bytes, *, start: datetime, end: datetime, tz: ZoneInfo) 
         raise CalendarUnreadable(f"this is not an iCalendar file ({type(exc).__name__})") from None
     if getattr(calendar, "name", "") != "VCALENDAR":
         raise CalendarUnreadable("this is not an iCalendar file (no VCALENDAR)")
+    # The expansion stamps a RECURRENCE-ID on every occurrence, single events too; only a
+    # series (or an override of one) has occurrences to tell apart.
+    series = {
+        str(c.get("UID", ""))
+        for c in calendar.walk("VEVENT")
+        if any(c.get(name) is not None for name in ("RRULE", "RDATE", "RECURRENCE-ID"))
+    }
     try:
         query = recurring_ical_events.of(calendar)
         found: list[CalendarEvent] = []
         for component in query.between(start, end):
-            event = _event(component, tz)
+            event = _event(component, tz, series)
             if event is not None and event.start < end and start < event.end:
                 found.append(event)
             if len(found) > MAX_OCCURRENCES:
@@ -71,7 +84,7 @@ def read_calendar(data: bytes, *, start: datetime, end: datetime, tz: ZoneInfo) 
     return sorted(found, key=lambda e: (e.start, e.end, e.key))
 
 
-def _event(component: Any, tz: ZoneInfo) -> CalendarEvent | None:
+def _event(component: Any, tz: ZoneInfo, series: set[str]) -> CalendarEvent | None:
     if component.name != "VEVENT" or str(component.get("STATUS", "")).upper() == "CANCELLED":
         return None
     begin = component.get("DTSTART")
@@ -86,18 +99,23 @@ def _event(component: Any, tz: ZoneInfo) -> CalendarEvent | None:
     else:
         # RFC 5545 3.6.1: no end means a day for a date, an instant for a date-time.
         last = first + timedelta(days=1) if not isinstance(first, datetime) else first
-    all_day = not isinstance(first, datetime)
+    days = None
+    if not isinstance(first, datetime):
+        last_day = last if not isinstance(last, datetime) else last.date()
+        days = (first, max(first, last_day - timedelta(days=1)))
     start, end = _moment(first, tz), _moment(last, tz)
     if end <= start:
         return None
-    uid = str(component.get("UID", "")) or f"no-uid:{start.isoformat()}"
+    uid = str(component.get("UID", ""))
     recurrence = component.get("RECURRENCE-ID")
-    if recurrence is not None:
-        occurrence = _moment(recurrence.dt, tz).isoformat()
-    elif component.get("RRULE") is not None or component.get("RDATE") is not None:
-        occurrence = start.isoformat()
-    else:
+    if not uid:
+        uid, occurrence = "no-uid", start.isoformat()
+    elif uid not in series:
         occurrence = ""
+    elif recurrence is not None:
+        occurrence = _moment(recurrence.dt, tz).isoformat()
+    else:
+        occurrence = start.isoformat()
     summary = " ".join(str(component.get("SUMMARY", "")).split())
     return CalendarEvent(
         key=f"{uid}#{occurrence}",
@@ -105,7 +123,7 @@ def _event(component: Any, tz: ZoneInfo) -> CalendarEvent | None:
         end=end,
         summary=summary,
         emails=_emails(component, summary),
-        all_day=all_day,
+        days=days,
     )
 
 

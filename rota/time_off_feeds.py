@@ -27,6 +27,7 @@ from rota import store
 from rota.errors import NotOnRota
 from rota.ical_match import Directory, whose
 from rota.ical_read import CalendarEvent
+from rota.roster import Person, TimeOff
 from rota.store import DutyView, TimeOffView
 
 ACTOR = "calendar"  # who recorded feed time off, in the audit log and `created_by`
@@ -199,7 +200,7 @@ def apply_feed(
         )
     for key, (user, event) in wanted.items():
         tz = roster[user].tz
-        first, last = _days(event, tz)
+        first, last, start, end = _span(event, tz)
         link = known.get(key)
         record = session.get(TimeOffRecord, link.time_off_id) if link is not None else None
         if record is not None and record.cancelled_at is not None:
@@ -214,7 +215,7 @@ def apply_feed(
             record = TimeOffRecord(user_id=user, created_by=ACTOR, created_at=now)
             session.add(record)
         was_moved = record.id is not None
-        record.user_id, record.start, record.end = user, event.start, event.end
+        record.user_id, record.start, record.end = user, start, end
         record.first_day, record.last_day = first, last
         session.flush()
         if link is None:
@@ -244,8 +245,12 @@ def apply_feed(
     return FeedApplied(added, moved, removed, tuple(sorted(unmatched)), tuple(news))
 
 
-def _days(event: CalendarEvent, tz: ZoneInfo) -> tuple[date, date]:
-    """The local days the absence touches, first and last, in the person's zone."""
-    start = event.start.astimezone(tz)
-    last = (event.end - timedelta(microseconds=1)).astimezone(tz)
-    return start.date(), max(last.date(), start.date())
+def _span(event: CalendarEvent, tz: ZoneInfo) -> tuple[date, date, datetime, datetime]:
+    """First and last local day, and [start, end) in UTC, in the person's own zone: an
+    all-day absence is whole days where they are, as `/oncall away` records it."""
+    if event.days is not None:
+        off = TimeOff.for_days(Person("feed", 1.0, tz), *event.days)
+        return event.days[0], event.days[1], off.start, off.end
+    first = event.start.astimezone(tz).date()
+    last = (event.end - timedelta(microseconds=1)).astimezone(tz).date()
+    return first, max(first, last), event.start, event.end
