@@ -5,11 +5,9 @@ there, hand-entered time off untouched, and a clash with a duty told to its hold
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +26,7 @@ from bot.storage.models_ical import TimeOffFeed
 from rota import store, time_off_feeds
 from rota.planner import PlanConfig
 from rota.store import StaffMember
+from tests.support.calendar_server import CalendarServer, calendar_server
 from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -43,60 +42,10 @@ TEAM = [
 SECRET_PATH = "/calendar/ical/team%40example.com/private-0123456789abcdef/basic.ics"
 
 
-@dataclass
-class CalendarServer:
-    """Serves one calendar per path, with a strong ETag; 304 when If-None-Match matches."""
-
-    bodies: dict[str, bytes] = field(default_factory=dict)
-    seen: list[dict[str, str]] = field(default_factory=list)
-    status: int = 200
-    url: str = ""
-
-    def etag(self, path: str) -> str:
-        return f'"v{hash(self.bodies[path]) & 0xFFFFFFFF:x}"'
-
-
 @pytest.fixture
 def server() -> Iterator[CalendarServer]:
-    state = CalendarServer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.seen.append({"path": self.path, "if-none-match": self.headers.get("If-None-Match") or ""})
-            if state.status != 200:
-                self.send_response(state.status)
-                self.end_headers()
-                return
-            body = state.bodies.get(self.path)
-            if body is None:
-                self.send_response(404)
-                self.end_headers()
-                return
-            etag = state.etag(self.path)
-            if self.headers.get("If-None-Match") == etag:
-                self.send_response(304)
-                self.send_header("ETag", etag)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/calendar")
-            self.send_header("ETag", etag)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with calendar_server() as running:
+        yield running
 
 
 @pytest.fixture
