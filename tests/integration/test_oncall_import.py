@@ -182,3 +182,20 @@ def test_non_managers_are_refused_and_nothing_changes(team: Team) -> None:
     )
     assert team.duties() == []
     assert len([m for m in team.slack.dms(MAY) if "Rota import (preview)" in m["text"]]) == 1
+
+
+def test_following_your_own_calendar(team: Team) -> None:
+    wait_until(lambda: _on_roster(team, ADA) or None, what="the roster, synced from Slack at start")
+    secret = team.calendars.url + "/private/ada-secret-0123/basic.ics"
+    said = team.oncall(ADA, f"away sync {secret}")["text"]
+    assert "127.0.0.1" in said and "ada-secret-0123" not in said
+    status = team.oncall(ADA, "away sync")["text"]
+    assert "not read yet" in status and "ada-secret-0123" not in status
+    assert "https://" in team.oncall(ADA, "away sync ftp://example.com/x.ics")["text"]
+    assert "no longer followed" in team.oncall(ADA, "away sync off")["text"]
+    assert "No calendar of yours" in team.oncall(ADA, "away sync")["text"]
+
+
+def _on_roster(team: Team, user: str) -> bool:
+    with team.factory() as session:
+        return store.member(session, user) is not None
