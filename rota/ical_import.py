@@ -134,7 +134,8 @@ def publish_import(
     now: datetime,
 ) -> PlanPublished:
     """Apply the import in the caller's transaction; who must hear of it, as publishing says."""
-    staged = _staged(session, import_id)
+    # Locked: two managers clicking Publish at once must not both apply it.
+    staged = _staged(session, import_id, lock=True)
     if staged.decided_at is not None:
         raise ImportDecided(import_id, staged.outcome or "decided")
     slots = _slots(session, calendar, unit, _placed(staged), now=now)
@@ -198,7 +199,7 @@ def publish_import(
 
 
 def cancel_import(session: Session, import_id: int, *, by: str, now: datetime) -> None:
-    staged = _staged(session, import_id)
+    staged = _staged(session, import_id, lock=True)
     if staged.decided_at is not None:
         raise ImportDecided(import_id, staged.outcome or "decided")
     staged.decided_at, staged.decided_by, staged.outcome = now, by, "cancelled"
@@ -207,8 +208,8 @@ def cancel_import(session: Session, import_id: int, *, by: str, now: datetime) -
 # -- laying shifts onto duties ------------------------------------------------------------
 
 
-def _staged(session: Session, import_id: int) -> RotaImport:
-    found = session.get(RotaImport, import_id)
+def _staged(session: Session, import_id: int, *, lock: bool = False) -> RotaImport:
+    found = session.get(RotaImport, import_id, with_for_update=lock)
     if found is None:
         raise ImportNotFound(import_id)
     return found

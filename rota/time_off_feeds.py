@@ -32,8 +32,10 @@ from rota.store import DutyView, TimeOffView
 
 ACTOR = "calendar"  # who recorded feed time off, in the audit log and `created_by`
 READ_EVERY = timedelta(hours=1)
-# How far ahead a feed's absences are brought in (as far as `/oncall away` accepts).
+# How far ahead a feed's absences are brought in, and the longest one taken: as far and
+# as long as `/oncall away` accepts (a "permanent" event is a calendar's mistake).
 AHEAD = timedelta(days=2 * 366)
+LONGEST = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ def apply_feed(
     wanted: dict[str, tuple[str, CalendarEvent]] = {}
     unmatched: set[str] = set()
     for event in events:
-        if event.end <= now:
+        if event.end <= now or event.end - event.start > LONGEST:
             continue
         user = feed.owner if feed.owner is not None else whose(event, directory)
         if user is None or user not in roster:

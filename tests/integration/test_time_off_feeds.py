@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import FrozenClock
+from bot.ical_fetch import FetchFailed, fetch_calendar
 from bot.sandbox.slack_api import SlackStandIn
 from bot.slack.time_off_sync import read_time_off_feeds
 from bot.storage.db import transaction
@@ -204,3 +205,21 @@ def test_a_personal_feed_is_all_its_owners(team: Team) -> None:
     with team.factory() as session:
         errors = {f.label: f.last_error for f in session.scalars(select(TimeOffFeed))}
     assert errors["other"] == "the calendar's address is on a private network"
+
+
+def test_fetching_is_bounded_and_conditional(server: CalendarServer) -> None:
+    server.bodies["/big.ics"] = b"X" * 2048
+    with pytest.raises(FetchFailed, match="larger than"):
+        fetch_calendar(server.url + "/big.ics", allow_private=True, max_bytes=1024)
+    server.bodies["/cal.ics"] = (FIXTURES / "google_time_off.ics").read_bytes()
+    first = fetch_calendar(server.url + "/cal.ics", allow_private=True)
+    assert first.body == server.bodies["/cal.ics"] and first.etag == server.etag("/cal.ics")
+    again = fetch_calendar(server.url + "/cal.ics", etag=first.etag, allow_private=True)
+    assert again.body is None and again.etag == first.etag
+    with pytest.raises(FetchFailed, match="answered 404"):
+        fetch_calendar(server.url + "/missing.ics", allow_private=True)
+    # 127.0.0.1 is this machine: refused unless allowed, before any request is made.
+    asked = len(server.seen)
+    with pytest.raises(FetchFailed, match="private network"):
+        fetch_calendar(server.url + "/cal.ics")
+    assert len(server.seen) == asked
