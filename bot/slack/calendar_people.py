@@ -20,9 +20,14 @@ log = logging.getLogger(__name__)
 MAX_LOOKUPS = 60
 
 
-def directory_for(client: Any, session: Session, emails: Sequence[str]) -> Directory:
-    """The roster's names, and each address Slack knows as someone on the roster."""
-    names = {m.user_id: m.name for m in store.members(session)}
+def roster_names(session: Session) -> dict[str, str]:
+    return {m.user_id: m.name for m in store.members(session)}
+
+
+def directory_for(client: Any, names: dict[str, str], emails: Sequence[str]) -> Directory:
+    """The roster's names, and each address Slack knows as someone on the roster.
+
+    Called outside any transaction: the look-ups are one Slack call each."""
     by_email: dict[str, str] = {}
     for email in list(emails)[:MAX_LOOKUPS]:
         try:

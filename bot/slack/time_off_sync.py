@@ -14,7 +14,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.ical_fetch import FetchFailed, fetch_calendar, mask_url
 from bot.outbox.queue import enqueue_post
-from bot.slack.calendar_people import directory_for
+from bot.slack.calendar_people import directory_for, roster_names
 from bot.slack.oncall_import import absence_clash
 from bot.storage.db import transaction
 from rota import time_off_feeds as feeds
@@ -66,11 +66,12 @@ def _read_one(
         with transaction(factory) as session:
             feeds.record_failure(session, feed.id, str(exc), now=clock.now())
         return 0
+    directory = Directory({}, {})
+    if feed.owner is None and client is not None:
+        with factory() as session:
+            names = roster_names(session)
+        directory = directory_for(client, names, emails_of(events))
     with transaction(factory) as session:
-        if feed.owner is None and client is not None:
-            directory = directory_for(client, session, emails_of(events))
-        else:
-            directory = Directory({}, {})
         applied = feeds.apply_feed(
             session,
             feed.id,
