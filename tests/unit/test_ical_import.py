@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.business_hours import BusinessCalendar
 from bot.storage.db import transaction
-from rota import ical_import, store
+from rota import ical_import, ledger, store
+from rota.compensation import DaysInLieu
 from rota.ical_match import Directory, match_events
 from rota.ical_read import CalendarUnreadable, read_calendar
 from rota.load import LoadWeights
@@ -105,9 +106,12 @@ def test_each_tools_export_imports_as_the_same_rota(db: sessionmaker[Session], e
         # Re-planning keeps every imported duty.
         again = store.preview_plan(session, CALENDAR, WEEK, now=NOW, until=week(12))
         assert not [c for c in again.changes if c.start < week(12)]
-        # History counts for fairness.
+        # History counts for fairness, and the ledger settles it like any duty that ended.
         report = fairness_report(session, CALENDAR, KINDS, now=NOW, days=60)
         assert all(row.past > 0 for row in report.rows)
+        settled = ledger.settle_duties(session, DaysInLieu(), CALENDAR, now=NOW)
+        assert sorted(line.at for line in settled) == [week(n + 1) for n in range(5)]
+        assert [line.user_id for line in sorted(settled, key=lambda x: x.at)] == ROTATION[:5]
 
 
 def test_history_left_out_when_the_manager_says_so(db: sessionmaker[Session]) -> None:
@@ -120,6 +124,7 @@ def test_history_left_out_when_the_manager_says_so(db: sessionmaker[Session]) ->
         report = fairness_report(session, CALENDAR, KINDS, now=NOW, days=60)
         # Only the week under way (published before the import) has been held so far.
         assert sum(1 for row in report.rows if row.past > 0) <= 1
+        assert [line.at for line in ledger.settle_duties(session, DaysInLieu(), CALENDAR, now=NOW)] == []
         with pytest.raises(ical_import.ImportDecided):
             ical_import.publish_import(
                 session, import_id, CALENDAR, "week", KINDS, with_history=True, by="UMGR", now=NOW
