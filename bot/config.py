@@ -23,6 +23,7 @@ from dotenv import dotenv_values
 
 from bot.business_hours import BusinessCalendar, parse_business_hours
 from bot.env_reader import ConfigError, EnvReader
+from bot.ical_feed_settings import CalendarFeedSettings, read_calendar_feed_settings
 from bot.logs import redact
 from bot.mail.oauth_settings import MailOAuthSettings, load_mail_oauth
 from bot.phone.settings import PhoneSettings, load_phone_settings
@@ -132,6 +133,7 @@ class Settings:
     mail_oauth: MailOAuthSettings | None = None  # None: IMAP and SMTP log in with passwords
     phone: PhoneSettings | None = None  # None: pages go by Slack only
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    calendar_feeds: CalendarFeedSettings = field(default_factory=CalendarFeedSettings)
 
     def calendar(self) -> BusinessCalendar:
         """The team's working calendar: opening hours, time zone, public holidays, company days off."""
@@ -177,6 +179,7 @@ class Settings:
             url_password(self.database_url),
             *(self.mail_oauth.secrets() if self.mail_oauth else ()),
             *(self.phone.secrets() if self.phone else ()),
+            *self.calendar_feeds.secrets(),
         ]
         # SMTP AUTH PLAIN and LOGIN send these base64 blobs; a server may quote them back.
         if self.smtp_user and self.smtp_password:
@@ -401,6 +404,7 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         mail_oauth=mail_oauth,
         phone=load_phone_settings(r),
         privacy=load_privacy_settings(r),
+        calendar_feeds=read_calendar_feed_settings(r),
     )
 
 

@@ -33,6 +33,7 @@ from bot.outbox.queue import notify_workers
 from bot.slack.handoffs import rota_tick
 from bot.slack.paging import morning_handover, paging_tick
 from bot.slack.staff import fetch_staff
+from bot.slack.time_off_sync import read_time_off_feeds
 from bot.storage.db import transaction
 from bot.storage.models import OutboxItem
 from bot.storage.seen_signatures import purge_seen_signatures
@@ -53,6 +54,7 @@ JOB_NAMES = (
     "purge_delivered_outbox",
     "purge_seen_signatures",
     "send_surveys",
+    "read_time_off_feeds",
 )
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -179,6 +181,14 @@ class ScheduledJobs:
         repeat = float(self.settings.page_repeat_minutes) * 60
         return min(15.0, max(1.0, repeat / 4))
 
+    @one_at_a_time
+    def read_time_off_feeds(self) -> int:
+        """Time off follows the calendars of absences, each read hourly (bot/slack/time_off_sync.py)."""
+        changed = read_time_off_feeds(self.factory, self.settings, self.clock, self.client)
+        if changed:
+            notify_workers()
+        return changed
+
 
 def make_scheduler() -> BackgroundScheduler:
     return BackgroundScheduler(
@@ -218,6 +228,10 @@ def install_standard_jobs(scheduler: BackgroundScheduler, jobs: ScheduledJobs) -
         next_run_time=datetime.now(UTC),
     )
     scheduler.add_job(jobs.send_surveys, "interval", minutes=1, id="send_surveys", replace_existing=True)
+    # Every 5 minutes, to read a newly given feed soon; each feed itself is read hourly.
+    scheduler.add_job(
+        jobs.read_time_off_feeds, "interval", minutes=5, id="read_time_off_feeds", replace_existing=True
+    )
     scheduler.add_job(
         jobs.purge_seen_signatures, "interval", minutes=10, id="purge_seen_signatures", replace_existing=True
     )

@@ -22,6 +22,7 @@ from bot.slack.modals import state_value
 from bot.slack.oncall_errors import rota_error_text, swap_block_to_blame
 from bot.slack.refusals import refusal_text
 from bot.slack.render import escape
+from handlers import oncall_import
 from handlers.access import Access, acting_user, guarded, tell
 from handlers.common import action_value, id_of, unstorable
 from handlers.oncall_desk import OncallDesk
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MANAGER_VERBS = {"plan", "fairness", "roster", "weight"}
+MANAGER_VERBS = {"plan", "fairness", "roster", "weight", "import"}
 VERBS = {"", "help", "me", "away", "swap", "cover", "comp", "ical", *MANAGER_VERBS}
 
 
@@ -69,6 +70,7 @@ def replace_clicked(body: dict[str, Any], client: Any, context: Any, text: str) 
 
 def register(app: App, services: Services, access: Access) -> None:
     desk = OncallDesk(services, access)
+    calendars = oncall_import.register(app, services, access)
 
     def oncall(ack: Any, body: dict[str, Any], client: Any) -> None:
         user = acting_user(body)
@@ -118,7 +120,11 @@ def register(app: App, services: Services, access: Access) -> None:
         if verb == "me":
             return desk.me(user)
         if verb == "away":
+            if args[:1] == ["sync"]:
+                return calendars.away_sync(user, args[1:])
             return desk.away(user, args)
+        if verb == "import":
+            return calendars.open_import(client, str(body.get("trigger_id") or ""))
         if verb == "swap":
             return desk.swap(user, args, client, str(body.get("trigger_id") or ""))
         if verb == "cover":

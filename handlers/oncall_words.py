@@ -78,6 +78,8 @@ def usage_for(verb: str, args: Sequence[str]) -> str:
     key = verb
     if verb == "away" and args and args[0].startswith("<@"):
         key = "away_for"
+    elif verb == "away" and args[:1] == ["sync"]:
+        key = "away_sync"
     elif verb == "comp" and args[:1] and args[0] in ("all", "adjust", "export"):
         key = "comp_manage"
     return "Usage: " + ui.USAGE_LINES.get(key, ui.USAGE_LINES[""])

@@ -195,8 +195,15 @@ def _element(element: Any) -> list[str]:
             problems.append(f"max_length: {max_length} outside 1..{TEXT_INPUT_MAX}")
         limit = min(int(max_length), TEXT_INPUT_MAX) if max_length else TEXT_INPUT_MAX
         problems += _length("initial_value", element.get("initial_value"), limit)
-    elif kind == "users_select":
+    elif kind in ("users_select", "url_text_input"):
         pass
+    elif kind == "file_input":
+        # Slack's file_input takes 1 to 10 files (max_files, default 10) of the listed types.
+        max_files = element.get("max_files", 10)
+        if not isinstance(max_files, int) or not 1 <= max_files <= 10:
+            problems.append(f"max_files: {max_files!r} outside 1..10")
+        if not isinstance(element.get("filetypes", []), list):
+            problems.append("filetypes: a list of extensions")
     else:
         problems.append(f"unknown element type {kind!r}")
     return problems

@@ -380,6 +380,14 @@ class SlackStandIn(Workspace):
                     self.end_headers()
                     self.wfile.write(data)
                     return
+                if path.startswith("/files-pri/"):
+                    status, data = standin._private_file(path, self.headers.get("Authorization") or "")
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 if path.startswith("/response/"):
                     try:
                         sent = json.loads(body or b"{}")
@@ -480,6 +488,26 @@ class SlackStandIn(Workspace):
             )
             self._changed.notify_all()
             return status, f"OK - {len(body)}" if status == 200 else "error"
+
+    def user_file(self, name: str, content: bytes) -> Json:
+        """A file someone picked in a modal's file_input: what the view_submission carries.
+
+        Slack serves `url_private` only to a request with a token (Authorization: Bearer).
+        """
+        with self._lock:
+            file_id = f"F{next(self.ids):07d}"
+            url = f"{self.root_url}/files-pri/{TEAM}-{file_id}/{name}"
+            record = {"id": file_id, "name": name, "title": name, "size": len(content), "content": content}
+            record.update({"url_private": url, "url_private_download": url + "?download=1"})
+            self.files.append(record)
+            return {k: v for k, v in record.items() if k != "content"}
+
+    def _private_file(self, path: str, authorization: str) -> tuple[int, bytes]:
+        if not authorization.startswith("Bearer xox"):
+            return 403, b"not authorised"
+        with self._lock:
+            found = next((f for f in self.files if f.get("url_private", "").endswith(path)), None)
+        return (404, b"") if found is None else (200, bytes(found["content"]))
 
     def shared_files(self, channel: str, thread_ts: str | None = None) -> list[Json]:
         """Files shared into a channel (or one thread of it), oldest first, with their bytes."""

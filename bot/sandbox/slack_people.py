@@ -32,6 +32,17 @@ def users_info(ws: Workspace, args: Json) -> Json:
     return {"ok": True, "user": user}
 
 
+def users_lookup_by_email(ws: Workspace, args: Json) -> Json:
+    """Slack matches the profile's address whatever its case; none is `users_not_found`."""
+    email = str(args.get("email") or "").strip().lower()
+    if not email:
+        raise SlackError("invalid_arguments")
+    for user in ws.users.values():
+        if str((user.get("profile") or {}).get("email") or "").lower() == email and not user.get("deleted"):
+            return {"ok": True, "user": user}
+    raise SlackError("users_not_found")
+
+
 def users_list(ws: Workspace, args: Json) -> Json:
     return page(list(ws.users.values()), args, "members")
 
@@ -76,6 +87,7 @@ METHODS: dict[str, Method] = {
     "auth.test": auth_test,
     "users.info": users_info,
     "users.list": users_list,
+    "users.lookupByEmail": users_lookup_by_email,
     "dnd.info": dnd_info,
     "usergroups.list": usergroups_list,
     "usergroups.create": usergroups_create,

@@ -344,6 +344,9 @@ def _selection(element: Json, given: Any) -> Json:
         return {"selected_date": given or None}
     if kind == "timepicker":
         return {"selected_time": given or None}
+    if kind == "file_input":
+        # Slack submits the picked files as file objects (id, name, url_private, …).
+        return {"files": list(given or [])}
     return {"value": given}
 
 

@@ -47,6 +47,7 @@ USAGE_LINES = {
     "": "`/oncall`: who is on call now, next, and the coming weeks",
     "me": "`/oncall me`: your duties, time off and swap requests",
     "away": "`/oncall away 2026-12-20 2027-01-02`: time off, first and last day (one date: one day)",
+    "away_sync": "`/oncall away sync URL`: your time off follows your calendar · `/oncall away sync off`",
     "swap": "`/oncall swap`: offer one of your duties to a colleague · `/oncall swap 2026-12-21 @bob [note]`",
     "cover": "`/oncall cover [2026-12-21]`: take that night's duty (default: the one under way)",
     "comp": "`/oncall comp`: your compensation · `/oncall comp take 2026-12-27 [more dates]`",
@@ -55,16 +56,20 @@ USAGE_LINES = {
     "fairness": "`/oncall fairness [DAYS]`: load per person, past and planned, and the balance score",
     "roster": "`/oncall roster` · `/oncall roster add @user` · `/oncall roster remove @user`",
     "weight": "`/oncall weight @user 0.5`: a part-timer's share of the load",
+    "import": "`/oncall import`: bring a rota over from Opsgenie, PagerDuty, Grafana OnCall or a calendar",
     "away_for": "`/oncall away @user 2026-12-20 2027-01-02`: time off on someone's behalf",
     "comp_manage": "`/oncall comp all` · `/oncall comp adjust @user -0.5 reason…` · `/oncall comp export`",
 }
 
 ONCALL_USAGE = (
     "*`/oncall` commands*\n"
-    + "\n".join(f"• {USAGE_LINES[k]}" for k in ("", "me", "away", "swap", "cover", "comp", "ical"))
+    + "\n".join(
+        f"• {USAGE_LINES[k]}" for k in ("", "me", "away", "away_sync", "swap", "cover", "comp", "ical")
+    )
     + "\n*Managers*\n"
     + "\n".join(
-        f"• {USAGE_LINES[k]}" for k in ("plan", "fairness", "roster", "weight", "away_for", "comp_manage")
+        f"• {USAGE_LINES[k]}"
+        for k in ("plan", "import", "fairness", "roster", "weight", "away_for", "comp_manage")
     )
     + "\n• `/oncall help`: this list"
 )

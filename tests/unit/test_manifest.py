@@ -30,6 +30,7 @@ USES = {
     "chat:write": r"\.chat_(postMessage|update|postEphemeral)",
     "commands": r"\bapp\.command\(",
     "dnd:read": r"\.dnd_info",
+    "files:read": r'"file_input"',  # a file input's files are read from url_private
     "files:write": r"\.files_upload_v2",
     "groups:history": r"\.conversations_(history|replies)",
     "groups:read": r"\.conversations_(info|members)",

@@ -1,0 +1,258 @@
+"""Time off kept in step with calendars of absences: the team's (TIME_OFF_ICAL_URLS) and
+each person's own (`/oncall away sync URL`).
+
+Each read of a feed is compared with what earlier reads brought in, event by event (UID
+and RECURRENCE-ID): an absence added there is added here, one moved is moved, one
+removed is cancelled. Only time off that came from the feed is touched; time off entered
+by hand, and feed time off a person or manager cancelled by hand, stay as they are.
+A team feed's events are matched to people as an import's are (rota/ical_match.py); a
+personal feed's are all its owner's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.storage.models import TimeOffRecord
+from bot.storage.models_ical import FeedAbsence, TimeOffFeed
+from bot.tickets.events import record_event
+from rota import store
+from rota.errors import NotOnRota
+from rota.ical_match import Directory, whose
+from rota.ical_read import CalendarEvent
+from rota.roster import Person, TimeOff
+from rota.store import DutyView, TimeOffView
+
+ACTOR = "calendar"  # who recorded feed time off, in the audit log and `created_by`
+READ_EVERY = timedelta(hours=1)
+# How far ahead a feed's absences are brought in, and the longest one taken: as far and
+# as long as `/oncall away` accepts (a "permanent" event is a calendar's mistake).
+AHEAD = timedelta(days=2 * 366)
+LONGEST = timedelta(days=366)
+
+
+@dataclass(frozen=True)
+class FeedToRead:
+    id: int
+    url: str
+    owner: str | None
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True)
+class FeedView:
+    id: int
+    label: str
+    owner: str | None
+    last_read_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class AbsenceNews:
+    """A feed absence added or moved that clashes with the person's own duties."""
+
+    to: str
+    time_off: TimeOffView
+    clashes: tuple[DutyView, ...]
+    moved: bool
+
+
+@dataclass(frozen=True)
+class FeedApplied:
+    added: int
+    moved: int
+    removed: int
+    unmatched: tuple[str, ...]
+    news: tuple[AbsenceNews, ...]
+
+
+def url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def follow_team_feeds(session: Session, urls: Sequence[str], labels: Sequence[str], *, now: datetime) -> None:
+    """The team feeds are the settings' list: new ones followed, dropped ones no longer read."""
+    wanted = {url_hash(u): (u, label) for u, label in zip(urls, labels, strict=True)}
+    rows = {f.url_hash: f for f in session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner.is_(None)))}
+    for digest, row in rows.items():
+        row.active = digest in wanted
+    for digest, (url, label) in wanted.items():
+        if digest not in rows:
+            session.add(
+                TimeOffFeed(
+                    url_hash=digest,
+                    url=url,
+                    label=label,
+                    owner=None,
+                    active=True,
+                    created_by=ACTOR,
+                    created_at=now,
+                )
+            )
+    session.flush()
+
+
+def set_personal_feed(session: Session, user: str, url: str, label: str, *, now: datetime) -> int:
+    """Follow `user`'s own calendar (one per person: a new URL replaces the old)."""
+    if store.member(session, user) is None:
+        raise NotOnRota(user)
+    for old in session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner == user)):
+        old.active = False
+    digest = url_hash(url)
+    row = session.scalar(select(TimeOffFeed).where(TimeOffFeed.owner == user, TimeOffFeed.url_hash == digest))
+    if row is None:
+        row = TimeOffFeed(url_hash=digest, url=url, label=label, owner=user, created_by=user, created_at=now)
+        session.add(row)
+    row.active, row.etag, row.last_modified, row.last_error = True, None, None, None
+    session.flush()
+    record_event(
+        session, ticket_id=None, actor=user, action="rota.time_off_feed", at=now, user=user, feed=label
+    )
+    return row.id
+
+
+def stop_personal_feed(session: Session, user: str, *, now: datetime) -> bool:
+    """Stop reading `user`'s calendar; the time off it brought in stays (cancel it by hand)."""
+    stopped = False
+    for row in session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner == user, TimeOffFeed.active)):
+        row.active, stopped = False, True
+    if stopped:
+        record_event(session, ticket_id=None, actor=user, action="rota.time_off_feed_off", at=now, user=user)
+    return stopped
+
+
+def personal_feed(session: Session, user: str) -> FeedView | None:
+    row = session.scalar(select(TimeOffFeed).where(TimeOffFeed.owner == user, TimeOffFeed.active))
+    return None if row is None else FeedView(row.id, row.label, row.owner, row.last_read_at, row.last_error)
+
+
+def feeds_due(session: Session, *, now: datetime, every: timedelta = READ_EVERY) -> list[FeedToRead]:
+    rows = session.scalars(select(TimeOffFeed).where(TimeOffFeed.active).order_by(TimeOffFeed.id))
+    return [
+        FeedToRead(r.id, r.url, r.owner, r.etag, r.last_modified)
+        for r in rows
+        if r.last_read_at is None or r.last_read_at <= now - every + timedelta(minutes=1)
+    ]
+
+
+def record_unchanged(session: Session, feed_id: int, *, now: datetime) -> None:
+    row = session.get(TimeOffFeed, feed_id)
+    if row is not None:
+        row.last_read_at, row.last_error = now, None
+
+
+def record_failure(session: Session, feed_id: int, error: str, *, now: datetime) -> None:
+    row = session.get(TimeOffFeed, feed_id)
+    if row is not None:
+        row.last_read_at, row.last_error = now, error[:300]
+
+
+def apply_feed(
+    session: Session,
+    feed_id: int,
+    events: Sequence[CalendarEvent],
+    directory: Directory,
+    *,
+    etag: str | None,
+    last_modified: str | None,
+    now: datetime,
+) -> FeedApplied:
+    """Bring the feed's absences in step with `events` (its occurrences from now on)."""
+    feed = session.get(TimeOffFeed, feed_id)
+    if feed is None:
+        return FeedApplied(0, 0, 0, (), ())
+    roster = {m.user_id: m for m in store.members(session)}
+    wanted: dict[str, tuple[str, CalendarEvent]] = {}
+    unmatched: set[str] = set()
+    for event in events:
+        if event.end <= now or event.end - event.start > LONGEST:
+            continue
+        user = feed.owner if feed.owner is not None else whose(event, directory)
+        if user is None or user not in roster:
+            unmatched.add(event.summary or "(an event with no title)")
+            continue
+        wanted[event.key] = (user, event)
+    known = {
+        a.event_key: a for a in session.scalars(select(FeedAbsence).where(FeedAbsence.feed_id == feed_id))
+    }
+    added = moved = removed = 0
+    news: list[AbsenceNews] = []
+    for key, link in known.items():
+        record = session.get(TimeOffRecord, link.time_off_id)
+        if key in wanted or record is None or record.cancelled_at is not None or record.end <= now:
+            continue
+        record.cancelled_at, record.cancelled_by = now, ACTOR
+        removed += 1
+        record_event(
+            session,
+            ticket_id=None,
+            actor=ACTOR,
+            action="rota.time_off_cancelled",
+            at=now,
+            user=record.user_id,
+        )
+    for key, (user, event) in wanted.items():
+        tz = roster[user].tz
+        first, last, start, end = _span(event, tz)
+        link = known.get(key)
+        record = session.get(TimeOffRecord, link.time_off_id) if link is not None else None
+        if record is not None and record.cancelled_at is not None:
+            continue  # cancelled by hand here: the person's word wins over the feed's
+        if record is not None and (record.user_id, record.start, record.end) == (
+            user,
+            event.start,
+            event.end,
+        ):
+            continue
+        if record is None:
+            record = TimeOffRecord(user_id=user, created_by=ACTOR, created_at=now)
+            session.add(record)
+        was_moved = record.id is not None
+        record.user_id, record.start, record.end = user, start, end
+        record.first_day, record.last_day = first, last
+        session.flush()
+        if link is None:
+            session.add(FeedAbsence(feed_id=feed_id, event_key=key, time_off_id=record.id))
+        moved += was_moved
+        added += not was_moved
+        record_event(
+            session,
+            ticket_id=None,
+            actor=ACTOR,
+            action="rota.time_off_moved" if was_moved else "rota.time_off",
+            at=now,
+            user=user,
+            first=first.isoformat(),
+            last=last.isoformat(),
+        )
+        clashes = tuple(
+            d
+            for d in store.duties_between(session, event.start, event.end)
+            if d.user_id == user and d.end > now
+        )
+        if clashes:
+            view = TimeOffView(record.id, user, first, last, record.start, record.end)
+            news.append(AbsenceNews(user, view, clashes, was_moved))
+    feed.etag, feed.last_modified, feed.last_read_at, feed.last_error = etag, last_modified, now, None
+    session.flush()
+    return FeedApplied(added, moved, removed, tuple(sorted(unmatched)), tuple(news))
+
+
+def _span(event: CalendarEvent, tz: ZoneInfo) -> tuple[date, date, datetime, datetime]:
+    """First and last local day, and [start, end) in UTC, in the person's own zone: an
+    all-day absence is whole days where they are, as `/oncall away` records it."""
+    if event.days is not None:
+        off = TimeOff.for_days(Person("feed", 1.0, tz), *event.days)
+        return event.days[0], event.days[1], off.start, off.end
+    first = event.start.astimezone(tz).date()
+    last = (event.end - timedelta(microseconds=1)).astimezone(tz).date()
+    return first, max(first, last), event.start, event.end
