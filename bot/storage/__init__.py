@@ -5,4 +5,4 @@ imported here, not at the end of `models`, so that every table is in `Base.metad
 whoever imports the models first, without an import cycle.
 """
 
-from bot.storage import models_privacy  # noqa: F401
+from bot.storage import models_ical, models_privacy  # noqa: F401
