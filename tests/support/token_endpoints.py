@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 import jwt
 import requests
@@ -132,6 +132,7 @@ class TokenEndpoints:
         self._lock = threading.Lock()
         self._refresh_tokens: dict[str, str] = {}  # refresh token → "microsoft" | client id
         self._device_codes: dict[str, int] = {}  # device code → polls so far
+        self._device_scopes: dict[str, str] = {}  # device code → the scopes asked for with it
         self._auth_codes: dict[str, str] = {}  # google authorization code → client id
 
     # -- lifecycle ------------------------------------------------------------------
@@ -206,7 +207,7 @@ class TokenEndpoints:
                 return _aad(401, "invalid_client", 7000215, "Invalid client secret provided.")
             if not app.consented:
                 return _aad(400, "invalid_grant", 65001, "The user or administrator has not consented.")
-            return 200, self._access("microsoft", grant)
+            return 200, self._access("microsoft", grant, form)
         if grant == DEVICE_CODE:
             code = form.get("device_code", "")
             with self._lock:
@@ -218,7 +219,7 @@ class TokenEndpoints:
                 return _aad(400, "authorization_pending", 70016, "Pending end-user authorization.")
             if not app.consented:
                 return _aad(400, "invalid_grant", 65001, "The user or administrator has not consented.")
-            return 200, self._delegated(app, grant)
+            return 200, self._delegated(app, grant, {**form, "scope": self._device_scopes[code]})
         if grant == "refresh_token":
             token = form.get("refresh_token", "")
             with self._lock:
@@ -235,13 +236,13 @@ class TokenEndpoints:
                     65001,
                     "The user or administrator has not consented to use the application.",
                 )
-            return 200, self._delegated(app, grant)
+            return 200, self._delegated(app, grant, form)
         return _aad(
             400, "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant}'."
         )
 
-    def _delegated(self, app: MicrosoftApp, grant: str) -> dict[str, Any]:
-        body = self._access("microsoft", grant)
+    def _delegated(self, app: MicrosoftApp, grant: str, form: dict[str, str]) -> dict[str, Any]:
+        body = self._access("microsoft", grant, form)
         refresh = "M." + secrets.token_urlsafe(24)
         with self._lock:
             self._refresh_tokens[refresh] = "microsoft"
@@ -263,7 +264,7 @@ class TokenEndpoints:
             {
                 "refresh_token": refresh,
                 "scope": body["scope"],
-                "id_token": jwt.encode(claims, "unused", algorithm="HS256"),
+                "id_token": jwt.encode(claims, "x" * 32, algorithm="HS256"),
                 "client_info": base64.urlsafe_b64encode(json.dumps({"uid": uid, "utid": utid}).encode())
                 .decode()
                 .rstrip("="),
@@ -277,6 +278,7 @@ class TokenEndpoints:
         code = secrets.token_urlsafe(16)
         with self._lock:
             self._device_codes[code] = 0
+            self._device_scopes[code] = form.get("scope", "")
         user_code = "ABCD-EFGH"
         uri = "https://microsoft.com/devicelogin"
         return 200, {
@@ -369,15 +371,14 @@ class TokenEndpoints:
         return f"{query['redirect_uri']}?{urlencode(back)}"
 
     # -- common -------------------------------------------------------------------------
-    def _access(self, provider: str, grant: str) -> dict[str, Any]:
+    def _access(self, provider: str, grant: str, form: dict[str, str] | None = None) -> dict[str, Any]:
         token = ("EwB" if provider == "microsoft" else "ya29.") + secrets.token_urlsafe(32)
         with self._lock:
             self.issued.append(Issued(provider, grant, token))
-        scope = (
-            "https://mail.google.com/"
-            if provider == "google"
-            else "https://outlook.office.com/IMAP.AccessAsUser.All"
-        )
+        # Entra answers with the resource scopes granted (those asked for, without OIDC's own).
+        asked = (form or {}).get("scope", "").split()
+        granted = [s for s in asked if s not in ("openid", "profile", "offline_access")]
+        scope = "https://mail.google.com/" if provider == "google" else " ".join(granted)
         return {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in, "scope": scope}
 
 
@@ -418,6 +419,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        basic = self.headers.get("Authorization", "")
+        if basic.startswith("Basic "):
+            # RFC 6749 2.3.1: client credentials in HTTP Basic (requests-oauthlib's default).
+            client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+            form.setdefault("client_id", unquote(client_id))
+            form.setdefault("client_secret", unquote(secret))
         path = urlparse(self.path).path
         with self.owner._lock:
             self.owner.requests.append((path, form))
