@@ -533,6 +533,3 @@ class BlockedSender(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
 
     __table_args__ = (UniqueConstraint("kind", "value", name="uq_blocked_senders_kind_value"),)
-
-
-from bot.storage import models_oauth  # noqa: E402, F401
