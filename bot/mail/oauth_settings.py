@@ -46,7 +46,8 @@ class MicrosoftSettings:
     authority_url: str = MICROSOFT_AUTHORITY
     client_secret: str | None = field(default=None, repr=False)
     certificate_key: str | None = field(default=None, repr=False)  # PEM private key
-    certificate_thumbprint: str | None = None  # SHA-1 of the certificate, hex
+    certificate_pem: str | None = None
+    certificate_thumbprint: str | None = None  # SHA-1, hex: what the Entra portal shows
 
     @property
     def authority(self) -> str:
@@ -57,9 +58,12 @@ class MicrosoftSettings:
         return MICROSOFT_APP_SCOPES if self.flow == "app" else MICROSOFT_DELEGATED_SCOPES
 
     def client_credential(self) -> str | dict[str, str] | None:
-        """What msal's ConfidentialClientApplication takes: the secret, or the key and thumbprint."""
-        if self.certificate_key and self.certificate_thumbprint:
-            return {"private_key": self.certificate_key, "thumbprint": self.certificate_thumbprint}
+        """What msal's ConfidentialClientApplication takes: the secret, or the key and certificate.
+
+        Given the certificate (not a thumbprint), msal signs with PS256 and names the
+        certificate by its SHA-256 thumbprint, as Entra prefers over SHA-1."""
+        if self.certificate_key and self.certificate_pem:
+            return {"private_key": self.certificate_key, "public_certificate": self.certificate_pem}
         return self.client_secret
 
 
@@ -146,9 +150,9 @@ def _microsoft(r: EnvReader) -> MicrosoftSettings:
         raise ConfigError(f"MS_AUTHORITY_URL must be an https:// URL, got {authority!r}")
     secret = r.raw("MS_CLIENT_SECRET")
     cert_file = r.raw("MS_CLIENT_CERTIFICATE_FILE")
-    key = thumbprint = None
+    key = cert_pem = thumbprint = None
     if cert_file:
-        key, thumbprint = _certificate(cert_file, r.raw("MS_CLIENT_CERTIFICATE_THUMBPRINT"))
+        key, cert_pem, thumbprint = _certificate(cert_file, r.raw("MS_CLIENT_CERTIFICATE_THUMBPRINT"))
     if flow == "app" and not (secret or key):
         raise ConfigError(
             "MS_CLIENT_SECRET is not set: app-only access needs a client secret "
@@ -161,12 +165,13 @@ def _microsoft(r: EnvReader) -> MicrosoftSettings:
         authority_url=authority,
         client_secret=secret,
         certificate_key=key,
+        certificate_pem=cert_pem,
         certificate_thumbprint=thumbprint,
     )
 
 
-def _certificate(path: str, thumbprint: str | None) -> tuple[str, str]:
-    """The PEM private key and the certificate's SHA-1 thumbprint, from one PEM file."""
+def _certificate(path: str, thumbprint: str | None) -> tuple[str, str, str]:
+    """The PEM private key, the PEM certificate and its SHA-1 thumbprint, from one PEM file."""
     try:
         pem = Path(path).read_bytes()
     except OSError as exc:
@@ -188,7 +193,7 @@ def _certificate(path: str, thumbprint: str | None) -> tuple[str, str]:
     key_pem = private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    return key_pem, derived
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode(), derived
 
 
 def _google(r: EnvReader) -> GoogleSettings:

@@ -7,6 +7,7 @@ token endpoint; the libraries do their own discovery, assertions, polling and ca
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from bot.mail.oauth import token_source
 from bot.mail.oauth_settings import load_mail_oauth
 from bot.mail.oauth_token import TokenError, TokenSource
 from bot.storage.models_oauth import OAuthToken
-from tests.support.token_endpoints import MicrosoftApp, TokenEndpoints, service_account_key
+from tests.support.token_endpoints import MicrosoftApp, TokenEndpoints, app_certificate, service_account_key
 from tests.unit.test_config import BASE
 
 MAILBOX = "support@contoso.example"
@@ -300,3 +301,34 @@ def test_google_installed_app_sign_in_then_revoked(
     with pytest.raises(TokenError) as info:
         tokens.access_token(fresh=True)
     assert "invalid_grant" in str(info.value) and "supportbot auth google" in str(info.value)
+
+
+def test_certificate_credential_and_clock_skew(endpoints, clock, tmp_path) -> None:
+    pem, certificate = app_certificate(tmp_path)
+    endpoints.microsoft_apps["app-id"].certificate = certificate
+    env = microsoft_env(endpoints, MS_CLIENT_CERTIFICATE_FILE=str(pem))
+    env.pop("MS_CLIENT_SECRET")
+    tokens = source(env, endpoints, clock)
+    assert endpoints.valid(tokens.access_token().value)  # the stand-in checked the signed assertion
+    assertion = endpoints.requests[-1][1]
+    assert "client_secret" not in assertion and assertion["client_assertion"].count(".") == 2
+
+    endpoints.clock_offset = 30 * 60  # this machine is half an hour slow: its assertion has expired
+    with pytest.raises(TokenError) as info:
+        tokens.access_token(fresh=True)
+    assert "AADSTS700024" in str(info.value) and "clock is wrong" in str(info.value)
+
+
+def test_no_token_reaches_the_log(endpoints, clock, caplog, tmp_path) -> None:
+    caplog.set_level(logging.DEBUG)  # msal, google-auth, urllib3 and ours, at their most talkative
+    microsoft = source(microsoft_env(endpoints), endpoints, clock)
+    google = source(google_service_env(endpoints, tmp_path), endpoints, clock)
+    values = [
+        microsoft.access_token().value,
+        google.access_token().value,
+        microsoft.access_token(fresh=True).value,
+    ]
+    assert "mail OAuth: new Microsoft access token" in caplog.text
+    for value in values:
+        assert value not in caplog.text
+    assert "right-secret" not in caplog.text

@@ -93,11 +93,22 @@ def service_account_key(
     return info, key.public_key()
 
 
+def app_certificate(directory: Path) -> tuple[Path, x509.Certificate]:
+    """An app registration's certificate: one PEM file (key and certificate) and the certificate."""
+    own = directory / "app-certificate"
+    own.mkdir()
+    cert_file, key_file = self_signed(own, common_name="supportbot")
+    path = own / "credential.pem"
+    path.write_bytes(key_file.read_bytes() + cert_file.read_bytes())
+    return path, x509.load_pem_x509_certificate(cert_file.read_bytes())
+
+
 @dataclass
 class MicrosoftApp:
     client_id: str
     secret: str | None = None
     consented: bool = True
+    certificate: x509.Certificate | None = None  # uploaded under Certificates & secrets
 
 
 @dataclass
@@ -203,7 +214,11 @@ class TokenEndpoints:
             )
         grant = form.get("grant_type", "")
         if grant == "client_credentials":
-            if form.get("client_secret") != app.secret:
+            if "client_assertion" in form:
+                refusal = self._check_assertion(app, form["client_assertion"])
+                if refusal is not None:
+                    return refusal
+            elif form.get("client_secret") != app.secret:
                 return _aad(401, "invalid_client", 7000215, "Invalid client secret provided.")
             if not app.consented:
                 return _aad(400, "invalid_grant", 65001, "The user or administrator has not consented.")
@@ -240,6 +255,38 @@ class TokenEndpoints:
         return _aad(
             400, "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant}'."
         )
+
+    def _check_assertion(self, app: MicrosoftApp, assertion: str) -> tuple[int, dict[str, Any]] | None:
+        """A certificate credential: the JWT names the certificate by thumbprint and is signed by its key."""
+        header = jwt.get_unverified_header(assertion)
+        cert = app.certificate
+        thumbprint = (
+            base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA256())).decode().rstrip("=") if cert else None
+        )
+        # msal keeps the base64 padding; Entra takes the thumbprint either way.
+        if cert is None or str(header.get("x5t#S256")).rstrip("=") != thumbprint:
+            return _aad(
+                401,
+                "invalid_client",
+                700027,
+                "The certificate with identifier used to sign the client "
+                "assertion is not registered on application.",
+            )
+        try:
+            claims = jwt.decode(
+                assertion,
+                cert.public_key(),
+                algorithms=["PS256", "RS256"],
+                audience=f"{self.url}/{self.tenant}/oauth2/v2.0/token",
+                issuer=app.client_id,
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+            )
+        except jwt.PyJWTError:
+            return _aad(401, "invalid_client", 700027, "Client assertion failed signature validation.")
+        now = time.time() + self.clock_offset
+        if not (claims.get("nbf", claims["iat"]) - 300 <= now <= claims["exp"] + 300):
+            return _aad(401, "invalid_client", 700024, "Client assertion is not within its valid time range.")
+        return None
 
     def _delegated(self, app: MicrosoftApp, grant: str, form: dict[str, str]) -> dict[str, Any]:
         body = self._access("microsoft", grant, form)

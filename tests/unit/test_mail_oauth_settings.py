@@ -84,9 +84,13 @@ def test_certificate_thumbprint_is_derived_and_checked(tmp_path: Path) -> None:
     path, thumbprint = certificate_pem(tmp_path)
     settings = load({**MS, "MS_CLIENT_CERTIFICATE_FILE": str(path)})
     assert settings is not None and settings.microsoft is not None
+    assert settings.microsoft.certificate_thumbprint == thumbprint
     credential = settings.microsoft.client_credential()
-    assert isinstance(credential, dict) and credential["thumbprint"] == thumbprint
-    assert "PRIVATE KEY" in credential["private_key"]
+    assert isinstance(credential, dict) and "PRIVATE KEY" in credential["private_key"]
+    assert "BEGIN CERTIFICATE" in credential["public_certificate"]
+    # The thumbprint as the portal shows it (with colons, lower case) is accepted.
+    shown = ":".join(thumbprint[i : i + 2] for i in range(0, 40, 2)).lower()
+    assert load({**MS, "MS_CLIENT_CERTIFICATE_FILE": str(path), "MS_CLIENT_CERTIFICATE_THUMBPRINT": shown})
     with pytest.raises(ConfigError, match=r"^MS_CLIENT_CERTIFICATE_THUMBPRINT"):
         load({**MS, "MS_CLIENT_CERTIFICATE_FILE": str(path), "MS_CLIENT_CERTIFICATE_THUMBPRINT": "AB" * 20})
 
