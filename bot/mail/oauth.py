@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,13 +90,14 @@ class MicrosoftAppTokens(_Refreshing):
 
     def _obtain(self, *, fresh: bool, stale: AccessToken | None) -> AccessToken:
         if self._app is None:
-            self._app = msal.ConfidentialClientApplication(
-                self._ms.client_id,
-                client_credential=self._ms.client_credential(),
-                authority=self._ms.authority,
-                instance_discovery=_instance_discovery(self._ms),
-                http_client=self._http,
-            )
+            with _discovery_refused():
+                self._app = msal.ConfidentialClientApplication(
+                    self._ms.client_id,
+                    client_credential=self._ms.client_credential(),
+                    authority=self._ms.authority,
+                    instance_discovery=_instance_discovery(self._ms),
+                    http_client=self._http,
+                )
         # msal serves its own cache by the system clock; we decided (by ours) that this
         # token is due, so drop msal's copy and ask the endpoint.
         cache = self._app.token_cache
@@ -133,7 +135,8 @@ class MicrosoftDelegatedTokens(_Refreshing):
             )
         self._cache.deserialize(stored)
         if self._app is None:
-            self._app = public_app(self._ms, self._cache, self._http)
+            with _discovery_refused():
+                self._app = public_app(self._ms, self._cache, self._http)
         accounts = self._app.get_accounts()
         if not accounts:
             raise TokenError(
@@ -223,9 +226,12 @@ class GoogleInstalledAppTokens(_Refreshing):
             client_secret=self._client_secret,
             scopes=list(GOOGLE_SCOPES),
         )
-        return _google_refresh(
+        token = _google_refresh(
             credentials, self._http, lambda expiry: _google_expiry(expiry, self._clock), installed_app=True
         )
+        if credentials.refresh_token and credentials.refresh_token != refresh_token:
+            self._store.save(credentials.refresh_token)  # Google sent a new one: the old may stop working
+        return token
 
 
 def token_source(
@@ -276,6 +282,18 @@ def public_app(
         instance_discovery=_instance_discovery(ms),
         http_client=http,
     )
+
+
+@contextmanager
+def _discovery_refused() -> Iterator[None]:
+    """msal reads the tenant's OpenID configuration when built, and says ValueError when refused."""
+    try:
+        yield
+    except ValueError:
+        raise TokenError(
+            "Microsoft does not know the tenant in MS_TENANT_ID (AADSTS90002): copy the Directory "
+            "(tenant) ID from the app registration's Overview page, and check MS_AUTHORITY_URL if set"
+        ) from None
 
 
 def _instance_discovery(ms: MicrosoftSettings) -> bool:

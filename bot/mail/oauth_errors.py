@@ -74,6 +74,10 @@ def microsoft_error(result: Mapping[str, Any]) -> str:
         if code in _MICROSOFT:
             return _MICROSOFT[code]
     error = str(result.get("error") or "unknown_error")
+    if error in ("expired_token", "code_expired"):
+        return "Nobody signed in before the code expired: run `supportbot auth microsoft` again"
+    if error == "authorization_declined":
+        return "The sign-in was declined: run `supportbot auth microsoft` again and accept"
     if error == "invalid_grant":
         return "Microsoft refused the stored sign-in (invalid_grant): run `supportbot auth microsoft` again"
     first_line = description.splitlines()[0] if description else error

@@ -46,7 +46,7 @@ class MicrosoftSettings:
     authority_url: str = MICROSOFT_AUTHORITY
     client_secret: str | None = field(default=None, repr=False)
     certificate_key: str | None = field(default=None, repr=False)  # PEM private key
-    certificate_pem: str | None = None
+    certificate_pem: str | None = field(default=None, repr=False)  # long, and shown nowhere
     certificate_thumbprint: str | None = None  # SHA-1, hex: what the Entra portal shows
 
     @property

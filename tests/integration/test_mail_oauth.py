@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -332,3 +333,17 @@ def test_no_token_reaches_the_log(endpoints, clock, caplog, tmp_path) -> None:
     for value in values:
         assert value not in caplog.text
     assert "right-secret" not in caplog.text
+
+
+def test_unknown_tenant_and_unreachable_service_say_what_to_check(endpoints, clock) -> None:
+    with pytest.raises(TokenError, match="MS_TENANT_ID"):
+        source(microsoft_env(endpoints, MS_TENANT_ID="no-such-tenant"), endpoints, clock).access_token()
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"https://127.0.0.1:{closed.getsockname()[1]}"
+    with pytest.raises(TokenError, match="Cannot reach the Microsoft sign-in service"):
+        source(microsoft_env(endpoints, MS_AUTHORITY_URL=nowhere), endpoints, clock).access_token()
+    env = {"GOOGLE_TOKEN_URI": f"{nowhere}/token"}
+    google = source({**google_service_env(endpoints, Path(endpoints.directory)), **env}, endpoints, clock)
+    with pytest.raises(TokenError, match="Cannot reach Google's sign-in service"):
+        google.access_token()
