@@ -347,3 +347,23 @@ def test_unknown_tenant_and_unreachable_service_say_what_to_check(endpoints, clo
     google = source({**google_service_env(endpoints, Path(endpoints.directory)), **env}, endpoints, clock)
     with pytest.raises(TokenError, match="Cannot reach Google's sign-in service"):
         google.access_token()
+
+
+def test_auth_for_app_only_checks_the_credentials(endpoints, database_url, tmp_path) -> None:
+    def auth(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot.cli", "auth", "microsoft"],
+            env=cli_env(endpoints, database_url, **microsoft_env(endpoints, **env)),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    good = auth()
+    assert good.returncode == 0, good.stderr
+    assert "needs no sign-in" in good.stdout
+    wrong = auth(MS_CLIENT_SECRET="wrong-secret")
+    assert wrong.returncode == 2
+    assert wrong.stderr.count("\n") == 1 and "AADSTS7000215" in wrong.stderr
+    assert "wrong-secret" not in wrong.stdout + wrong.stderr
