@@ -146,7 +146,13 @@ def google_service_env(
 def test_google_service_account_signs_for_the_mailbox_and_refreshes(endpoints, clock, tmp_path) -> None:
     tokens = source(google_service_env(endpoints, tmp_path), endpoints, clock)
     first = tokens.access_token()
-    assert endpoints.valid(first.value)  # the stand-in verified the assertion's signature and subject
+    # The stand-in verified the assertion's signature, and the token opens the delegated mailbox.
+    assert endpoints.introspect(first.value) == {
+        "active": True,
+        "email": MAILBOX,
+        "username": MAILBOX,
+        "sub": MAILBOX,
+    }
     assert tokens.access_token() is first
     clock.advance(timedelta(minutes=56))
     assert tokens.access_token().value != first.value
@@ -222,6 +228,11 @@ def test_device_code_sign_in_then_two_replicas_share_the_stored_token(
     assert replica_a.access_token().value == signed_in_token  # from the stored cache: no request
     assert replica_b.access_token().value == signed_in_token
     assert len(endpoints.grants("microsoft")) == 1
+    # What a mail server's introspection is told, over HTTP as Dovecot asks.
+    http = endpoints.session()
+    answer = http.get(f"{endpoints.url}/introspect", headers={"Authorization": f"Bearer {signed_in_token}"})
+    assert answer.status_code == 200 and answer.json()["email"] == MAILBOX
+    assert http.post(f"{endpoints.url}/introspect", data={"token": "forged"}).json() == {"active": False}
 
     clock.advance(timedelta(minutes=56))
     renewed = replica_a.access_token()  # refresh token grant, stored again for the others

@@ -116,6 +116,7 @@ class Issued:
     provider: str
     grant: str
     access_token: str
+    account: str  # the mailbox the token opens ("" for an app-only token with no mailbox set)
 
 
 @dataclass
@@ -128,6 +129,8 @@ class TokenEndpoints:
     microsoft_apps: dict[str, MicrosoftApp] = field(default_factory=dict)
     device_polls_before_approval: int = 2
     device_user: str = "support@contoso.example"
+    app_mailbox: str = ""  # the mailbox an app-only token may open (Add-MailboxPermission)
+    google_user: str = "support@gmail.example"  # who signs in through the installed-app flow
     # Google: service accounts (email → public key) and the subjects each may act for.
     google_accounts: dict[str, Any] = field(default_factory=dict)
     google_delegation: dict[str, set[str]] = field(default_factory=dict)
@@ -179,9 +182,17 @@ class TokenEndpoints:
         return f"{self.url}/google/token"
 
     def valid(self, access_token: str) -> bool:
-        """Whether this server issued the token (what a mail server's introspection asks)."""
+        """Whether this server issued the token."""
+        return self.introspect(access_token)["active"]
+
+    def introspect(self, access_token: str) -> dict[str, Any]:
+        """RFC 7662 token introspection, as a mail server's OAuth check (Dovecot's oauth2
+        passdb) asks at `{url}/introspect`: GET with the token as Bearer, or POST token=…"""
         with self._lock:
-            return any(i.access_token == access_token for i in self.issued)
+            found = next((i for i in self.issued if i.access_token == access_token), None)
+        if found is None:
+            return {"active": False}
+        return {"active": True, "email": found.account, "username": found.account, "sub": found.account}
 
     def revoke_all_refresh_tokens(self) -> None:
         with self._lock:
@@ -222,7 +233,7 @@ class TokenEndpoints:
                 return _aad(401, "invalid_client", 7000215, "Invalid client secret provided.")
             if not app.consented:
                 return _aad(400, "invalid_grant", 65001, "The user or administrator has not consented.")
-            return 200, self._access("microsoft", grant, form)
+            return 200, self._access("microsoft", grant, form, account=self.app_mailbox)
         if grant == DEVICE_CODE:
             code = form.get("device_code", "")
             with self._lock:
@@ -289,7 +300,7 @@ class TokenEndpoints:
         return None
 
     def _delegated(self, app: MicrosoftApp, grant: str, form: dict[str, str]) -> dict[str, Any]:
-        body = self._access("microsoft", grant, form)
+        body = self._access("microsoft", grant, form, account=self.device_user)
         refresh = "M." + secrets.token_urlsafe(24)
         with self._lock:
             self._refresh_tokens[refresh] = "microsoft"
@@ -358,7 +369,7 @@ class TokenEndpoints:
                     owner = self._auth_codes.pop(form.get("code", ""), None)
                 if owner != client:
                     return 400, {"error": "invalid_grant", "error_description": "Malformed auth code."}
-                body = self._access("google", grant)
+                body = self._access("google", grant, account=self.google_user)
                 refresh = "1//" + secrets.token_urlsafe(24)
                 with self._lock:
                     self._refresh_tokens[refresh] = client
@@ -372,7 +383,7 @@ class TokenEndpoints:
                     "error": "invalid_grant",
                     "error_description": "Token has been expired or revoked.",
                 }
-            return 200, self._access("google", grant)
+            return 200, self._access("google", grant, account=self.google_user)
         return 400, {"error": "unsupported_grant_type", "error_description": f"Invalid grant_type: {grant}"}
 
     def _google_assertion(self, assertion: str) -> tuple[int, dict[str, Any]]:
@@ -407,7 +418,7 @@ class TokenEndpoints:
                 "error_description": "Client is unauthorized to retrieve access tokens using this method, or "
                 "client not authorized for any of the scopes requested.",
             }
-        return 200, self._access("google", JWT_BEARER)
+        return 200, self._access("google", JWT_BEARER, account=str(claims["sub"]))
 
     def _google_authorize(self, query: dict[str, str]) -> str:
         """The user consents at once: where the browser is sent back."""
@@ -418,10 +429,12 @@ class TokenEndpoints:
         return f"{query['redirect_uri']}?{urlencode(back)}"
 
     # -- common -------------------------------------------------------------------------
-    def _access(self, provider: str, grant: str, form: dict[str, str] | None = None) -> dict[str, Any]:
+    def _access(
+        self, provider: str, grant: str, form: dict[str, str] | None = None, *, account: str
+    ) -> dict[str, Any]:
         token = ("EwB" if provider == "microsoft" else "ya29.") + secrets.token_urlsafe(32)
         with self._lock:
-            self.issued.append(Issued(provider, grant, token))
+            self.issued.append(Issued(provider, grant, token, account))
         # Entra answers with the resource scopes granted (those asked for, without OIDC's own).
         asked = (form or {}).get("scope", "").split()
         granted = [s for s in asked if s not in ("openid", "profile", "offline_access")]
@@ -450,6 +463,10 @@ class _Handler(BaseHTTPRequestHandler):
         parts = url.path.strip("/").split("/")
         if url.path.endswith("/v2.0/.well-known/openid-configuration") and parts[0] == self.owner.tenant:
             self._json(200, self.owner._openid_configuration(parts[0]))
+        elif url.path == "/introspect":
+            bearer = self.headers.get("Authorization", "")
+            answer = self.owner.introspect(bearer[7:] if bearer.startswith("Bearer ") else "")
+            self._json(200 if answer["active"] else 401, answer)
         elif url.path == "/google/auth":
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             self.send_response(302)
@@ -480,6 +497,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(*self.owner._microsoft_token(form))
         elif path == f"/{tenant}/oauth2/v2.0/devicecode":
             self._json(*self.owner._device_code(form))
+        elif path == "/introspect":
+            self._json(200, self.owner.introspect(form.get("token", "")))
         elif path == "/google/token":
             self._json(*self.owner._google_token(form))
         else:
