@@ -67,28 +67,30 @@ _MICROSOFT: dict[int, str] = {
 
 def microsoft_error(result: Mapping[str, Any]) -> str:
     """One sentence for msal's error result ({"error", "error_description", "error_codes"})."""
-    codes = [int(c) for c in result.get("error_codes") or () if str(c).isdigit()]
+    listed = result.get("error_codes")
+    listed = listed if isinstance(listed, list) else []
+    # ASCII digits only: str.isdigit() and \d also take "²", which int() refuses.
+    codes = [int(c) for c in listed if re.fullmatch(r"[0-9]{1,9}", str(c))]
     description = str(result.get("error_description") or "")
-    codes += [int(c) for c in re.findall(r"AADSTS(\d+)", description)]
+    codes += [int(c) for c in re.findall(r"AADSTS([0-9]{1,9})", description)]
     for code in codes:
         if code in _MICROSOFT:
             return _MICROSOFT[code]
-    error = str(result.get("error") or "unknown_error")
+    error = _one_line(str(result.get("error") or "")) or "unknown_error"
     if error in ("expired_token", "code_expired"):
         return "Nobody signed in before the code expired: run `supportbot auth microsoft` again"
     if error == "authorization_declined":
         return "The sign-in was declined: run `supportbot auth microsoft` again and accept"
     if error == "invalid_grant":
         return "Microsoft refused the stored sign-in (invalid_grant): run `supportbot auth microsoft` again"
-    first_line = description.splitlines()[0] if description else error
-    return f"Microsoft refused the token request ({first_line}); check the MS_* settings"
+    return f"Microsoft refused the token request ({_one_line(description) or error}); check the MS_* settings"
 
 
 def google_error(data: Mapping[str, Any] | str | None, *, installed_app: bool) -> str:
     """One sentence for Google's token endpoint error (the body of google-auth's RefreshError)."""
     if not isinstance(data, Mapping):
-        return f"Google refused the token request ({data}); check the GOOGLE_* settings"
-    error = str(data.get("error") or "")
+        return f"Google refused the token request ({_one_line(str(data))}); check the GOOGLE_* settings"
+    error = _one_line(str(data.get("error") or ""))
     description = str(data.get("error_description") or "")
     lowered = description.lower()
     if error == "invalid_grant" and ("iat" in lowered or "timeframe" in lowered or "exp " in lowered):
@@ -121,4 +123,11 @@ def google_error(data: Mapping[str, Any] | str | None, *, installed_app: bool) -
         return f"Google does not accept this OAuth client ({error}): check the file in " + (
             "GOOGLE_CLIENT_SECRETS_FILE" if installed_app else "GOOGLE_SERVICE_ACCOUNT_FILE"
         )
-    return f"Google refused the token request ({error}: {description}); check the GOOGLE_* settings"
+    said = _one_line(f"{error}: {description}")
+    return f"Google refused the token request ({said}); check the GOOGLE_* settings"
+
+
+def _one_line(text: str) -> str:
+    """The first line, cut: a provider's description may run to a paragraph."""
+    lines = text.strip().splitlines()
+    return lines[0][:300] if lines else ""

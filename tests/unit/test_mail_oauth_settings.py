@@ -13,6 +13,8 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.config import load_settings
 from bot.env_reader import ConfigError, EnvReader
@@ -173,3 +175,17 @@ def test_microsoft_codes_become_instructions(result: dict, says: str) -> None:
 )
 def test_google_errors_become_instructions(data: dict, installed: bool, says: str) -> None:
     assert says in google_error(data, installed_app=installed)
+
+
+_TEXT = st.text(max_size=400)
+_ANSWER = st.dictionaries(
+    st.sampled_from(["error", "error_description", "error_codes", "timestamp"]),
+    st.one_of(_TEXT, st.lists(st.one_of(st.integers(), _TEXT), max_size=4), st.none()),
+)
+
+
+@given(_ANSWER, st.booleans())
+def test_any_refusal_becomes_one_line(answer: dict, installed: bool) -> None:
+    # Whatever a token endpoint (or a proxy in front of it) answers: one line, never an exception.
+    for sentence in (microsoft_error(answer), google_error(answer, installed_app=installed)):
+        assert sentence and "\n" not in sentence and "\r" not in sentence and len(sentence) < 800
