@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 # token must not find it expired a moment later.
 REFRESH_MARGIN = timedelta(minutes=5)
 
+# msal's own session waits forever without one; the IMAP and SMTP threads wait on this lock.
+# (google-auth's requests transport has its own: 120 s.)
+HTTP_TIMEOUT_SECONDS = 30
+
 _NETWORK_ERRORS = (requests.RequestException, OSError)
 
 
@@ -97,6 +101,7 @@ class MicrosoftAppTokens(_Refreshing):
                     authority=self._ms.authority,
                     instance_discovery=_instance_discovery(self._ms),
                     http_client=self._http,
+                    timeout=HTTP_TIMEOUT_SECONDS,
                 )
         # msal serves its own cache by the system clock; we decided (by ours) that this
         # token is due, so drop msal's copy and ask the endpoint.
@@ -281,6 +286,7 @@ def public_app(
         token_cache=cache,
         instance_discovery=_instance_discovery(ms),
         http_client=http,
+        timeout=HTTP_TIMEOUT_SECONDS,
     )
 
 
