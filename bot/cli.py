@@ -190,6 +190,12 @@ def _auth(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return 2
+    if settings.sandbox:
+        print(
+            f"supportbot: auth {args.provider}: set SLACK_BOT_TOKEN first: the sandbox uses no real mailbox",
+            file=sys.stderr,
+        )
+        return 2
     if settings.mail_oauth is None or settings.mail_oauth.provider != args.provider:
         print(f"supportbot: auth {args.provider}: set MAIL_AUTH={args.provider} first", file=sys.stderr)
         return 2
