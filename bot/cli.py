@@ -17,7 +17,7 @@ from bot.logs import configure_logging, redact
 from bot.signals import StopSignal
 from bot.storage.backup import BackupError, backup, restore
 from bot.storage.copy import CopyError, copy_database
-from bot.storage.db import current_revision, downgrade, make_engine, upgrade
+from bot.storage.db import current_revision, downgrade, make_engine, make_sessionmaker, upgrade
 
 log = logging.getLogger("supportbot")
 
@@ -185,6 +185,59 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _auth(args: argparse.Namespace) -> int:
+    """Sign the mailbox in once (device code, or Google's installed-app flow) and store it."""
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    if settings.sandbox:
+        print(
+            f"supportbot: auth {args.provider}: set SLACK_BOT_TOKEN first: the sandbox uses no real mailbox",
+            file=sys.stderr,
+        )
+        return 2
+    if settings.mail_oauth is None or settings.mail_oauth.provider != args.provider:
+        print(f"supportbot: auth {args.provider}: set MAIL_AUTH={args.provider} first", file=sys.stderr)
+        return 2
+    # why: msal and google-auth-oauthlib load only for this command.
+    from bot.clock import SystemClock
+    from bot.mail.oauth_signin import sign_in_google, sign_in_microsoft
+    from bot.mail.oauth_token import TokenError
+
+    secrets = settings.secrets()
+    try:
+        upgrade(settings.database_url)
+        engine = make_engine(settings.database_url)
+    except Exception as exc:
+        problem = redact(_database_problem(exc), secrets)
+        print(f"supportbot: cannot prepare the database at DATABASE_URL: {problem}", file=sys.stderr)
+        return 2
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        factory = make_sessionmaker(engine)
+        if args.provider == "microsoft":
+            note = sign_in_microsoft(settings.mail_oauth, factory, SystemClock(), say)
+        else:
+            note = sign_in_google(
+                settings.mail_oauth,
+                factory,
+                SystemClock(),
+                say,
+                port=args.port,
+                open_browser=not args.no_browser,
+            )
+    except TokenError as exc:
+        print(f"supportbot: auth {args.provider}: {redact(str(exc), secrets)}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(note, flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supportbot", description=__doc__)
     parser.add_argument("--env-file", help="read settings from this file instead of ./.env")
@@ -193,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", help="validate settings and print them (secrets hidden)").set_defaults(
         func=_check_config
     )
+    auth = sub.add_parser("auth", help="sign the mailbox in for OAuth (MAIL_AUTH) and store the token")
+    auth.add_argument("provider", choices=["microsoft", "google"])
+    auth.add_argument("--port", type=int, default=0, help="google: the local port the browser returns to")
+    auth.add_argument("--no-browser", action="store_true", help="google: print the address, open no browser")
+    auth.set_defaults(func=_auth)
     db = sub.add_parser("db", help="manage the database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="apply migrations (default: to the newest)")

@@ -211,6 +211,8 @@ SECRET_SETTINGS = (
     "SMTP_PASSWORD",
     "SURVEY_SECRET",
     "METRICS_TOKEN",
+    "MS_CLIENT_SECRET",  # bot/mail/oauth_settings.py
+    "TOKEN_ENCRYPTION_KEY",
 )
 
 

@@ -62,6 +62,7 @@ def sandbox_settings() -> dict[str, str]:
         "IMAP_SSL": "false",
         "IMAP_USER": IMAP_USER,
         "IMAP_PASSWORD": IMAP_PASSWORD,
+        "MAIL_AUTH": "password",  # the embedded servers take passwords, whatever .env says
         "IMAP_FOLDER": "INBOX",
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": "1",

@@ -1,8 +1,8 @@
-"""The database: engine, sessions, schema.
+"""The database: engine and sessions (db), the schema (models, and a module per topic).
 
-The topic modules of models (`models_<topic>.py`) import `Base` from `models`; they are
-imported here, not at the end of `models`, so that every table is in `Base.metadata`
-whoever imports the models first, without an import cycle.
+Each topic's tables (models_<topic>.py) import `Base` from models; they are imported here,
+not at the end of models.py (an import cycle), so whoever imports any storage module gets
+every table in `Base.metadata`: migrations' checks, backups and `db copy` see them all.
 """
 
-from bot.storage import models_ical, models_privacy  # noqa: F401
+from bot.storage import models_ical, models_oauth, models_privacy  # noqa: F401

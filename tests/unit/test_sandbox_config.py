@@ -39,12 +39,13 @@ def test_the_sandbox_ignores_half_filled_real_settings() -> None:
         {
             "SLACK_APP_TOKEN": "xapp-1-half-done",
             "IMAP_HOST": "imap.example.com",
+            "MAIL_AUTH": "microsoft",
             "DATABASE_URL": "postgresql://u@db/prod",
             "TIMEZONE": "Europe/Rome",
         }
     )
     assert s.sandbox and not s.socket_mode
-    assert s.imap_host == "127.0.0.1"
+    assert s.imap_host == "127.0.0.1" and s.mail_oauth is None
     assert s.database_url.startswith("sqlite:")
     assert str(s.timezone) == "Europe/Rome"  # the team's own settings still apply
 
