@@ -40,7 +40,7 @@ NAMES = {
     Service.OUTGOING_MAIL: "outgoing mail",
     Service.PHONE: "phone calls and SMS",
 }
-_CAUSES = {
+CAUSES = {
     FailureKind.LOGIN_REFUSED: "the login was refused",
     FailureKind.UNREACHABLE: "the server cannot be reached",
     FailureKind.TIMEOUT: "the server does not answer",
@@ -54,6 +54,12 @@ _CONSEQUENCES = {
     Service.OUTGOING_MAIL: "Replies to customers wait in the queue and go out as soon as it works again.",
     Service.PHONE: "Pages go by Slack only.",
 }
+
+
+def cause(kind: FailureKind | str) -> str:
+    """What is wrong, in a few words (kinds a newer version wrote read as "it fails")."""
+    known = {str(k): text for k, text in CAUSES.items()}
+    return known.get(str(kind), CAUSES[FailureKind.OTHER])
 
 
 def name(service: Service) -> str:
@@ -75,7 +81,7 @@ def advice(settings: Settings, service: Service, kind: FailureKind | str) -> str
     host, port = (
         (settings.imap_host, settings.imap_port) if imap else (settings.smtp_host, settings.smtp_port)
     )
-    match FailureKind(kind):
+    match FailureKind(kind) if kind in set(FailureKind) else FailureKind.OTHER:
         case FailureKind.LOGIN_REFUSED if settings.mail_oauth is not None:
             provider = settings.mail_oauth.provider
             return (
@@ -109,7 +115,7 @@ def outage_text(settings: Settings, notice: OutageNotice, now: datetime) -> str:
     what = name(notice.service)
     return (
         f":warning: *{what[0].upper()}{what[1:]} is not working* ({escape(where(settings, notice.service))}):"
-        f" {_CAUSES[failure.kind]} since {slack_date(notice.since)}"
+        f" {cause(failure.kind)} since {slack_date(notice.since)}"
         f" ({duration(max(now - notice.since, timedelta()))})."
         f" {_CONSEQUENCES.get(notice.service, '')}\n"
         f"*What to do:* {advice(settings, notice.service, failure.kind)}\n"
