@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from imapclient.exceptions import LoginError
+from imapclient.exceptions import IMAPClientAbortError, LoginError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -95,7 +95,9 @@ def classify(error: BaseException, secrets: list[str] | tuple[str, ...] = ()) ->
         kind = FailureKind.TIMEOUT
     elif isinstance(error, ConnectionRefusedError | socket.gaierror | smtplib.SMTPConnectError):
         kind = FailureKind.UNREACHABLE
-    elif isinstance(error, ConnectionError | EOFError | smtplib.SMTPServerDisconnected):
+    elif isinstance(
+        error, ConnectionError | EOFError | IMAPClientAbortError | smtplib.SMTPServerDisconnected
+    ):
         kind = FailureKind.DROPPED
     elif isinstance(error, OSError) and error.errno is not None:
         kind = FailureKind.UNREACHABLE  # network unreachable, no route to host

@@ -8,7 +8,7 @@ import ssl
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from imapclient.exceptions import LoginError
+from imapclient.exceptions import IMAPClientAbortError, LoginError
 from sqlalchemy import select
 
 from bot.health.connections import (
@@ -51,6 +51,7 @@ def minutes(n: float) -> datetime:
         (smtplib.SMTPNotSupportedError("the server does not offer STARTTLS"), FailureKind.TLS),
         (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), FailureKind.DROPPED),
         (EOFError("socket error: EOF"), FailureKind.DROPPED),
+        (IMAPClientAbortError("socket error: EOF"), FailureKind.DROPPED),
         (ValueError("something else"), FailureKind.OTHER),
     ],
 )
