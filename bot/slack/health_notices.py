@@ -35,6 +35,8 @@ from bot.storage.db import transaction
 
 log = logging.getLogger(__name__)
 
+_SUCCESS_EVERY = timedelta(minutes=1)
+
 NAMES = {
     Service.MAILBOX: "the support mailbox",
     Service.OUTGOING_MAIL: "outgoing mail",
@@ -169,21 +171,29 @@ class HealthReporter:
         self.clock = clock
         self._secrets = tuple(settings.secrets())
         self._failing: str | None = None
+        self._healthy_at: datetime | None = None
 
     @property
     def threshold(self) -> timedelta:
         return timedelta(minutes=self.settings.health_notice_minutes)
 
     def worked(self) -> None:
-        self._record(lambda session, now: record_success(session, self.service, now))
+        # Every reply sent is a working connection: after one recorded success, the next
+        # are written at most once a minute, so sending costs no extra commit each time.
+        now = self.clock.now()
+        if self._healthy_at is not None and timedelta() <= now - self._healthy_at < _SUCCESS_EVERY:
+            return
+        if self._record(lambda session, now: record_success(session, self.service, now)):
+            self._healthy_at = now
 
     def failed(self, error: BaseException) -> None:
+        self._healthy_at = None
         failure: Failure = classify(error, self._secrets)
         self._record(
             lambda session, now: record_failure(session, self.service, failure, now, threshold=self.threshold)
         )
 
-    def _record(self, change: Callable[[Session, datetime], list[Notice]]) -> None:
+    def _record(self, change: Callable[[Session, datetime], list[Notice]]) -> bool:
         try:
             now = self.clock.now()
             with transaction(self.factory) as session:
@@ -195,6 +205,7 @@ class HealthReporter:
             if cause != self._failing:
                 log.warning("could not record the %s connection's health (%s)", self.service, cause)
                 self._failing = cause
-            return
+            return False
         if queued:
             notify_workers()
+        return True
