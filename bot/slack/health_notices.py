@@ -76,8 +76,13 @@ def where(settings: Settings, service: Service) -> str:
     return str(service)
 
 
-def advice(settings: Settings, service: Service, kind: FailureKind | str) -> str:
-    """What to do about it, naming the settings to look at."""
+# Microsoft 365 answers a password login it no longer takes with 5.7.30 (SMTP, from the end
+# of 2026 for existing tenants) or 5.7.139; no password will ever work there again.
+_PASSWORDS_OFF = ("5.7.30", "5.7.139", "basic authentication is disabled")
+
+
+def advice(settings: Settings, service: Service, kind: FailureKind | str, detail: str = "") -> str:
+    """What to do about it, naming the settings to look at (`detail`: what the server said)."""
     imap = service == Service.MAILBOX
     prefix = "IMAP" if imap else "SMTP"
     host, port = (
@@ -89,6 +94,11 @@ def advice(settings: Settings, service: Service, kind: FailureKind | str) -> str
             return (
                 f"The sign-in to {provider} was refused: run `supportbot auth {provider}` again, or check"
                 f" that the app's consent and secret are still valid and {prefix}_USER is the mailbox."
+            )
+        case FailureKind.LOGIN_REFUSED if any(code in detail.lower() for code in _PASSWORDS_OFF):
+            return (
+                "This server no longer takes passwords (basic authentication is off): sign in with"
+                " OAuth instead, by setting `MAIL_AUTH` (see the setup guide)."
             )
         case FailureKind.LOGIN_REFUSED:
             return f"Check `{prefix}_USER` and `{prefix}_PASSWORD` (the password may have been changed)."
@@ -120,7 +130,7 @@ def outage_text(settings: Settings, notice: OutageNotice, now: datetime) -> str:
         f" {cause(failure.kind)} since {slack_date(notice.since)}"
         f" ({duration(max(now - notice.since, timedelta()))})."
         f" {_CONSEQUENCES.get(notice.service, '')}\n"
-        f"*What to do:* {advice(settings, notice.service, failure.kind)}\n"
+        f"*What to do:* {advice(settings, notice.service, failure.kind, failure.detail)}\n"
         f"_The server said:_ {escape(failure.detail) or 'nothing'}"
     )
 

@@ -27,7 +27,7 @@ def _connection(settings: Settings, state: ServiceState, now: datetime, *, mail_
         lines.append(f":red_circle: *Failing* since {_since(state.failing_since, now)}: {cause(kind)}{told}")
         if state.last_error:
             lines.append(f"_The server said:_ {escape(truncate(state.last_error, 300))}")
-        lines.append(f"*What to do:* {advice(settings, state.service, kind)}")
+        lines.append(f"*What to do:* {advice(settings, state.service, kind, state.last_error or '')}")
         if state.last_success_at is not None:
             lines.append(f"Last worked {_since(state.last_success_at, now)}")
     elif state.last_success_at is not None:

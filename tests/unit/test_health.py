@@ -166,6 +166,9 @@ def test_the_advice_names_the_settings_to_check() -> None:
     assert "`SMTP_SECURITY` (now starttls" in advice(settings, Service.OUTGOING_MAIL, FailureKind.TLS)
     assert "`SMTP_USER` and `SMTP_PASSWORD`" in advice(settings, Service.OUTGOING_MAIL, "login_refused")
     assert "log" in advice(settings, Service.MAILBOX, "a kind a newer version wrote")
+    basic_off = "535 5.7.139 Authentication unsuccessful, basic authentication is disabled."
+    assert "`MAIL_AUTH`" in advice(settings, Service.OUTGOING_MAIL, "login_refused", basic_off)
+    assert "`MAIL_AUTH`" in advice(settings, Service.OUTGOING_MAIL, "login_refused", "550 5.7.30 Basic auth")
 
 
 def test_the_status_report_counts_each_lane_kind_and_names_the_leader(session_factory) -> None:
