@@ -59,6 +59,7 @@ COMMANDS: list[tuple[str, str, str]] = [
             "automation",
             "spam",
             "stats",
+            "status",
         )
     ],
     ("/support", "template new", MANAGER),

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, Settings
+from bot.health.connections import Service
 from bot.ical_http import ical_app
 from bot.leader import Leadership
 from bot.mail.sender import smtp_handlers
@@ -32,6 +33,7 @@ from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
 from bot.scheduler import ScheduledJobs, install_standard_jobs, make_scheduler
 from bot.services import Services, make_web_client
 from bot.slack.delivery import attachment_refused, slack_handlers
+from bot.slack.health_notices import HealthReporter
 from bot.slack.mail_notices import burst_post, reply_notice
 from bot.slack.paging import pager
 from bot.socket_mode import first_delivery_only
@@ -227,8 +229,15 @@ class SupportBot:
                 self.clock,
                 burst_notice=burst_post,
                 on_ingested=self.metrics.mails_stored,
+                health=HealthReporter(Service.MAILBOX, s, self.factory, self.clock),
             )
-            smtp = smtp_handlers(s, self.factory, self.clock, write_notice=reply_notice)
+            smtp = smtp_handlers(
+                s,
+                self.factory,
+                self.clock,
+                write_notice=reply_notice,
+                health=HealthReporter(Service.OUTGOING_MAIL, s, self.factory, self.clock),
+            )
             observer = DeliveryMetrics(self.metrics, self.clock)
             self.workers = [
                 OutboxWorker(

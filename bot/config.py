@@ -129,6 +129,8 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     metrics_port: int | None = None
     metrics_token: str | None = field(default=None, repr=False)
+    # The mailbox or mail server failing this long gets one notice in Slack (bot/health).
+    health_notice_minutes: float = 3.0
     # Each feature's own settings, read by its own module (secrets included: each says which).
     mail_oauth: MailOAuthSettings | None = None  # None: IMAP and SMTP log in with passwords
     phone: PhoneSettings | None = None  # None: pages go by Slack only
@@ -561,4 +563,5 @@ def _operations_settings(r: EnvReader) -> dict[str, object]:
         "log_format": log_format,
         "metrics_port": r.integer("METRICS_PORT", 0, 0, 65535) if port is not None else None,
         "metrics_token": token,
+        "health_notice_minutes": r.number("HEALTH_NOTICE_MINUTES", 3.0, 0.0, 24 * 60.0),
     }

@@ -29,8 +29,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
 from bot.config import Settings
+from bot.health.connections import check_outages
+from bot.health.status import record_leader, this_replica
 from bot.outbox.queue import notify_workers
 from bot.slack.handoffs import rota_tick
+from bot.slack.health_notices import queue_health_notices
 from bot.slack.paging import morning_handover, paging_tick
 from bot.slack.staff import fetch_staff
 from bot.slack.time_off_sync import read_time_off_feeds
@@ -55,6 +58,7 @@ JOB_NAMES = (
     "purge_seen_signatures",
     "send_surveys",
     "read_time_off_feeds",
+    "health_tick",
 )
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -96,6 +100,9 @@ class ScheduledJobs:
         self.settings = settings
         self.calendar = settings.calendar()
         self.client = client
+        self.replica = this_replica()
+        # When this process last became leader (set by install_standard_jobs).
+        self.leading_since: datetime | None = None
         # One lock per job, made up front so no two threads race to create one.
         self.turns: dict[str, threading.Lock] = {name: threading.Lock() for name in JOB_NAMES}
 
@@ -175,6 +182,25 @@ class ScheduledJobs:
             notify_workers()
             log.info("surveys sent for tickets %s", list(run.sent))
 
+    @one_at_a_time
+    def health_tick(self) -> int:
+        """Say who leads (for /support status), and announce an outage that passed
+        HEALTH_NOTICE_MINUTES between two of its reports (bot/health). Returns posts queued."""
+        now = self.clock.now()
+        since = self.leading_since or now
+        with transaction(self.factory) as session:
+            record_leader(session, self.replica, since, now)
+            notices = check_outages(
+                session,
+                now,
+                threshold=timedelta(minutes=self.settings.health_notice_minutes),
+                reported_since=since,
+            )
+            queued = queue_health_notices(session, self.settings, notices, now)
+        if queued:
+            notify_workers()
+        return queued
+
     def paging_interval(self) -> float:
         """15 s, or a quarter of PAGE_REPEAT_MINUTES when that is shorter than a minute, so a
         repeat is never late by more than a fraction of its own interval."""
@@ -199,6 +225,16 @@ def make_scheduler() -> BackgroundScheduler:
 
 
 def install_standard_jobs(scheduler: BackgroundScheduler, jobs: ScheduledJobs) -> None:
+    jobs.leading_since = jobs.clock.now()
+    # At once: /support status names the new leader from the start.
+    scheduler.add_job(
+        jobs.health_tick,
+        "interval",
+        seconds=30,
+        id="health_tick",
+        replace_existing=True,
+        next_run_time=datetime.now(UTC),
+    )
     scheduler.add_job(
         jobs.nudge_unclaimed_tickets,
         "interval",

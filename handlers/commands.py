@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bot.health import status as health_status
 from bot.slack import lists, modals
 from bot.slack.errors import ticket_error_text
 from bot.slack.render import escape, truncate
+from bot.slack.status import status_blocks
 from bot.tickets import queries, search, template_store
 from bot.tickets import templates as reply_templates
 from bot.tickets.status import TicketStatus
@@ -136,6 +138,12 @@ def register(app: App, services: Services, access: Access) -> None:
                 automation.automation_command(services, access, ack, user, args)
             elif verb == "spam":
                 spam.spam_command(services, access, ack, user, args)
+            elif verb == "status":
+                report = read_domain(services, lambda s: health_status.status_report(s, now))
+                text, blocks = status_blocks(
+                    report, services.settings, now, version=health_status.bot_version()
+                )
+                ack(text=text, blocks=blocks)
             elif verb in ("stats", "export"):
                 stats.support_command(services, access, verb, ack, client, user, args)
             else:

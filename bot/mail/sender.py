@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
 from bot.config import Settings
+from bot.health.connections import ConnectionReporter
 from bot.mail.compose import compose_reply
 from bot.outbox.queue import SLACK_POST, SLACK_THREAD_MESSAGE, SMTP_SEND, enqueue, notify_workers, slack_lane
 from bot.outbox.worker import Handler, PermanentFailure, RetryLater
@@ -122,12 +123,16 @@ class SmtpSendHandler:
         *,
         write_notice: WriteNotice,
         timeout: float = SMTP_TIMEOUT,
+        health: ConnectionReporter | None = None,
     ) -> None:
         self.settings = settings
         self.factory = factory
         self.clock = clock
         self.write_notice = write_notice
         self.timeout = timeout
+        # Told whether the connection and login worked (bot/health); a refused recipient
+        # or message is about one reply, not the mail server, and is not reported.
+        self.health = health
 
     # -- Handler ------------------------------------------------------------------------
 
@@ -219,9 +224,12 @@ class SmtpSendHandler:
             client = self._connect()
         # SMTPException is an OSError: caught first, or a refused login reads "cannot reach".
         except smtplib.SMTPException as exc:  # a 4xx greeting, no STARTTLS, login refused
+            self._report(exc)
             raise RetryLater(self._clean(f"the mail server {where} refused us: {_describe(exc)}")) from None
         except OSError as exc:  # refused, unreachable, timed out, TLS handshake failed
+            self._report(exc)
             raise RetryLater(self._clean(f"cannot reach the mail server {where}: {_describe(exc)}")) from None
+        self._report(None)
         try:
             try:
                 refused = _transact(client, mail, s.support_address, recipient, copies)
@@ -278,13 +286,22 @@ class SmtpSendHandler:
                 try:
                     client.login(s.smtp_user, s.smtp_password or "")
                 except smtplib.SMTPAuthenticationError as exc:
-                    raise smtplib.SMTPException(
-                        f"login as {s.smtp_user} refused ({exc.smtp_code}); check SMTP_USER and SMTP_PASSWORD"
+                    # Still an SMTPAuthenticationError, so bot/health knows a refused login.
+                    raise smtplib.SMTPAuthenticationError(
+                        exc.smtp_code, f"login as {s.smtp_user} refused; check SMTP_USER and SMTP_PASSWORD"
                     ) from None
         except BaseException:
             _close(client)
             raise
         return client
+
+    def _report(self, error: BaseException | None) -> None:
+        if self.health is None:
+            return
+        if error is None:
+            self.health.worked()
+        else:
+            self.health.failed(error)
 
     def _clean(self, reason: str) -> str:
         # Servers echo odd things back; the password must never reach a log line or Slack.
@@ -396,8 +413,13 @@ def smtp_handlers(
     *,
     write_notice: WriteNotice,
     timeout: float = SMTP_TIMEOUT,
+    health: ConnectionReporter | None = None,
 ) -> dict[str, Handler]:
-    return {SMTP_SEND: SmtpSendHandler(settings, factory, clock, write_notice=write_notice, timeout=timeout)}
+    return {
+        SMTP_SEND: SmtpSendHandler(
+            settings, factory, clock, write_notice=write_notice, timeout=timeout, health=health
+        )
+    }
 
 
 def _text(value: bytes | str) -> str:

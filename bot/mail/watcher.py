@@ -25,6 +25,7 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
+from bot.health.connections import ConnectionReporter
 from bot.mail.checkpoints import load_checkpoint, save_checkpoint
 from bot.outbox.queue import SLACK_POST, enqueue, notify_workers, slack_lane
 from bot.storage.db import transaction
@@ -114,14 +115,18 @@ class MailboxWatcher:
         *,
         on_ingested: Callable[[list[IngestResult]], None] | None = None,
         burst_notice: BurstNotice | None = None,
+        health: ConnectionReporter | None = None,
         max_backoff: float = 60.0,
     ) -> None:
-        """Without `burst_notice`, a backlog is ingested without a heads-up in the channel."""
+        """Without `burst_notice`, a backlog is ingested without a heads-up in the channel.
+        `health` is told of every connection attempt (bot/health); `max_backoff` keeps a
+        mailbox that is down reported at least that often."""
         self.settings = settings
         self.factory = factory
         self.clock = clock
         self.on_ingested = on_ingested
         self.burst_notice = burst_notice
+        self.health = health
         self.max_backoff = max_backoff
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -159,6 +164,8 @@ class MailboxWatcher:
                 # failures in a row (the server is down) should slow reconnection.
                 failures = 1 if self._was_connected else failures + 1
                 reason = f"{type(exc).__name__}: {exc}"
+                if self.health is not None:
+                    self.health.failed(exc)
                 # Log the first failure and every change of cause, not every retry.
                 if reason != failing_since:
                     log.warning(
@@ -204,6 +211,8 @@ class MailboxWatcher:
             uidvalidity = int(status[b"UIDVALIDITY"])
             self.connected.set()
             self._was_connected = True
+            if self.health is not None:
+                self.health.worked()
             can_idle = client.has_capability("IDLE")
             while not self._stop.is_set():
                 self.sync(client, uidvalidity)

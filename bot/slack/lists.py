@@ -45,6 +45,7 @@ by default; managers see the team, everyone else their own)
 • `/support spam unblock someone@example.com`: let an address's mail through again
 • `/support spam block-domain example.com` · `spam unblock-domain example.com`: set a whole domain's \
 mail aside as spam, or stop (managers)
+• `/support status`: whether the mailbox, outgoing mail and Slack delivery work, and which replica leads
 • `/support help`: this list"""
 
 ACTION_VIEWS = {

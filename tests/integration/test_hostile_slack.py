@@ -503,6 +503,7 @@ SUPPORT_VERBS = {
     "export": "export tickets",
     "search": "search question",
     "spam": "spam block-domain example.org",
+    "status": "status",
 }
 ONCALL_VERBS = {
     "": "",

@@ -12,12 +12,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from bot.storage.db import upgrade
+from bot.storage.db import alembic_config, upgrade
 
 # CI sets this to run the whole suite again on PostgreSQL.
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
+
+
+def head_revision() -> str:
+    """The newest migration: what a database is at after `upgrade` (it moves with every new one)."""
+    return str(ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head())
 
 
 def backend() -> str:

@@ -18,7 +18,7 @@ PACKAGES = ("bot", "handlers", "rota")
 
 # DESIGN.md, Boundaries: the domain returns data; words and Block Kit for Slack are written
 # at the edge (bot/slack, handlers).
-DOMAIN = ("bot.tickets", "rota", "bot.mail", "bot.stats")
+DOMAIN = ("bot.tickets", "rota", "bot.mail", "bot.stats", "bot.health")
 SLACK_SIDE = ("bot.slack", "handlers", "slack_sdk", "slack_bolt")
 
 MAX_LINES = 600
