@@ -17,7 +17,9 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -30,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock
 from bot.config import Settings
 from bot.outbox.queue import notify_workers
+from bot.privacy.erasure import erase_expired
 from bot.slack.handoffs import rota_tick
 from bot.slack.paging import morning_handover, paging_tick
 from bot.slack.staff import fetch_staff
@@ -53,7 +56,11 @@ JOB_NAMES = (
     "purge_delivered_outbox",
     "purge_seen_signatures",
     "send_surveys",
+    "apply_retention",
 )
+# Retention batches per run: a backlog (the setting just turned on) is worked off over
+# several runs, each batch its own short write transaction.
+RETENTION_BATCHES_PER_RUN = 20
 P = ParamSpec("P")
 R = TypeVar("R")
 Job = Callable[Concatenate["ScheduledJobs", P], R]
@@ -77,6 +84,13 @@ def one_at_a_time(job: Job[P, R]) -> Job[P, R]:
             return job(self, *args, **kwargs)
 
     return run
+
+
+@dataclass
+class RetentionRun:
+    tickets: int = 0
+    # How long each batch's write transaction lasted (on SQLite, the write lock's hold).
+    batch_seconds: list[float] = field(default_factory=list)
 
 
 class ScheduledJobs:
@@ -173,6 +187,27 @@ class ScheduledJobs:
             notify_workers()
             log.info("surveys sent for tickets %s", list(run.sent))
 
+    @one_at_a_time
+    def apply_retention(self) -> RetentionRun:
+        """Erase resolved tickets untouched for RETENTION_DAYS (bot/privacy/erasure.py), in
+        bounded batches: each a short transaction, so SQLite's write lock is never held long."""
+        run = RetentionRun()
+        privacy = self.settings.privacy
+        if privacy.retention_days is None:
+            return run
+        for _ in range(RETENTION_BATCHES_PER_RUN):
+            started = time.monotonic()
+            with transaction(self.factory) as session:
+                erased = erase_expired(session, privacy, self.clock.now())
+            run.batch_seconds.append(time.monotonic() - started)
+            run.tickets += erased
+            if erased < privacy.retention_batch:
+                break
+        if run.tickets:
+            notify_workers()
+            log.info("retention: erased %s tickets older than %s days", run.tickets, privacy.retention_days)
+        return run
+
     def paging_interval(self) -> float:
         """15 s, or a quarter of PAGE_REPEAT_MINUTES when that is shorter than a minute, so a
         repeat is never late by more than a fraction of its own interval."""
@@ -220,6 +255,9 @@ def install_standard_jobs(scheduler: BackgroundScheduler, jobs: ScheduledJobs) -
     scheduler.add_job(jobs.send_surveys, "interval", minutes=1, id="send_surveys", replace_existing=True)
     scheduler.add_job(
         jobs.purge_seen_signatures, "interval", minutes=10, id="purge_seen_signatures", replace_existing=True
+    )
+    scheduler.add_job(
+        jobs.apply_retention, "interval", minutes=15, id="apply_retention", replace_existing=True
     )
     scheduler.add_job(
         jobs.purge_delivered_outbox,

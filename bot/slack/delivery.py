@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import Settings
 from bot.outbox.queue import (
     SLACK_ATTACHMENT_UPLOAD,
+    SLACK_DELETE_FILE,
     SLACK_DND_CHECK,
+    SLACK_ERASE_MESSAGE,
     SLACK_PAGE,
     SLACK_POST,
     SLACK_SET_TOPIC,
@@ -25,6 +27,7 @@ from bot.outbox.queue import (
     SLACK_USERGROUP,
 )
 from bot.outbox.worker import Handler
+from bot.slack.erase_delivery import DeleteFileHandler, EraseMessageHandler
 from bot.slack.page_delivery import DndCheckHandler, PageHandler
 from bot.slack.post_delivery import PlainPostHandler, TopicHandler, UsergroupHandler
 from bot.slack.ticket_delivery import (
@@ -53,4 +56,6 @@ def slack_handlers(
         SLACK_THREAD_MESSAGE: ThreadMessageHandler(client, factory),
         SLACK_POST: PlainPostHandler(client, factory),
         SLACK_ATTACHMENT_UPLOAD: AttachmentUploadHandler(client, factory, settings),
+        SLACK_ERASE_MESSAGE: EraseMessageHandler(client, factory),
+        SLACK_DELETE_FILE: DeleteFileHandler(client, factory),
     }
