@@ -132,7 +132,8 @@ def rows_mentioning(session: Session, needles: Iterable[str]) -> list[OutboxItem
 
 def silence_outbox(session: Session, ticket_ids: list[int], extra: list[OutboxItem]) -> int:
     """Cancel the pending rows that would still show the customer's text, and blank every
-    row's payload: a delivered row's payload is history the erasure must not leave behind."""
+    row's payload and result (a mail's recipients): history the erasure must not leave behind.
+    What they put into Slack was gathered into the effects first."""
     cancelled = 0
     if ticket_ids:
         cancelled += int(
@@ -143,20 +144,21 @@ def silence_outbox(session: Session, ticket_ids: list[int], extra: list[OutboxIt
                     OutboxItem.status == "pending",
                     OutboxItem.kind.not_in(ERASURE_KINDS),
                 )
-                .values(status="cancelled", payload={}, last_error=None)
+                .values(status="cancelled", payload={}, result={}, last_error=None)
             ).rowcount
             or 0
         )
         session.execute(
             update(OutboxItem)
             .where(OutboxItem.ticket_id.in_(ticket_ids), OutboxItem.kind.not_in(ERASURE_KINDS))
-            .values(payload={}, last_error=None)
+            .values(payload={}, result={}, last_error=None)
         )
     for row in extra:
         if row.status == "pending":
             row.status = "cancelled"
             cancelled += 1
         row.payload = {}
+        row.result = {}
         row.last_error = None
     return cancelled
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import make_msgid
 
 import pytest
 from sqlalchemy import func, select
@@ -30,32 +30,15 @@ from bot.storage.models_privacy import Erasure
 from bot.tickets.ingest import ingest_email
 from bot.tickets.replies import send_reply
 from bot.tickets.workflow import resolve_ticket, set_tags
+from tests.support.erased_customer import ADDRESS, BASE, COMMENT, NAME, NEEDLES, SUBJECTS, her_mail
 from tests.support.erasure_scan import find_anywhere
 from tests.support.settings import CHANNEL, SUPPORT_ADDRESS, make_settings
 
-NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-ADDRESS = "maria.rossi@example.org"
-NAME = "Maria Rossi"
-SUBJECTS = ("Fattura sbagliata", "Ordine 4471 in ritardo", "Password dimenticata")
-PHRASE = "il mio numero cliente"
-COMMENT = "servizio lentissimo"
-FILENAME = "contratto-rossi.pdf"
-NEEDLES = (ADDRESS, NAME, *SUBJECTS, PHRASE, COMMENT, FILENAME)
+NOW = BASE
 
 
 def mail(n: int, subject: str, *, reply_to: str | None = None, attach: bool = False) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = f'"{NAME}" <{ADDRESS}>'
-    msg["To"] = SUPPORT_ADDRESS
-    msg["Subject"] = subject if reply_to is None else f"Re: {subject}"
-    msg["Date"] = format_datetime(NOW + timedelta(minutes=n))
-    msg["Message-ID"] = make_msgid(f"rossi{n}", domain="example.org")
-    if reply_to:
-        msg["In-Reply-To"] = reply_to
-    msg.set_content(f"Buongiorno, {PHRASE} è 8812. Messaggio {n}.\n")
-    if attach:
-        msg.add_attachment(b"%PDF-1.4 fake", maintype="application", subtype="pdf", filename=FILENAME)
-    return bytes(msg)
+    return her_mail(n, subject, reply_to=reply_to, attach=attach)
 
 
 RAWS: list[bytes] = []
