@@ -17,14 +17,14 @@ from bot.privacy.erasure import start_erasure
 from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.stats import queries
 from bot.storage.db import make_engine, make_sessionmaker
-from bot.storage.models import AutoReply, Customer, MailboxCheckpoint, Message, Survey, Ticket
+from bot.storage.models import AutoReply, Customer, MailboxCheckpoint, Message, OutboxItem, Survey, Ticket
 from bot.storage.models_privacy import Erasure
 from bot.tickets.replies import send_reply
 from bot.tickets.workflow import resolve_ticket, set_tags
 from tests.support.erased_customer import ADDRESS, COMMENT, NAME, NEEDLES, SUBJECTS, her_mail, message_id
 from tests.support.erasure_checks import mail_mentions, slack_mentions
 from tests.support.erasure_scan import find_anywhere
-from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.harness import CHANNEL, BotProcess, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
 from tests.support.settings import make_settings
 
@@ -193,3 +193,59 @@ def test_erasing_a_customer_reaches_the_database_slack_the_mailbox_and_stays_era
             )
         assert stored(factory, select(func.count()).select_from(Ticket)) == tickets
         assert_nothing_of_her(factory, slack, smtp.mails[sent_before:])
+
+
+def erase_effects_done(factory) -> int:
+    return stored(
+        factory,
+        select(func.count()).where(OutboxItem.dedupe_key.like("erase:%"), OutboxItem.status == "done"),
+    )
+
+
+def test_sigkill_during_an_erasure_then_restart_finishes_it_and_nothing_comes_back(
+    imap, slack, database_url, tmp_path
+):
+    factory = make_sessionmaker(make_engine(database_url))
+    mails = her_mails()
+    imap.append_many(mails)
+    allow_keyword(imap)
+    with SmtpCatcher() as smtp:
+        env = bot_env(slack_url=slack.base_url, imap=imap, database_url=database_url, smtp_port=smtp.port)
+        first = BotProcess(env, tmp_path, name="first")
+        first.start()
+        try:
+            wait_until(lambda: len(slack.shared_files(CHANNEL)) == 1, timeout=60, what="the PDF in Slack")
+            wait_until(
+                lambda: stored(factory, select(func.count()).where(Message.slack_ts.is_not(None))) == 3,
+                timeout=30,
+                what="the follow-ups in Slack",
+            )
+            # Slack answers slowly, so the erasure's Slack edits take seconds: the kill lands among them.
+            slack.latency = 0.3
+            with factory.begin() as session:
+                started = start_erasure(session, ADDRESS, by="U0MANAGER", now=datetime.now(UTC))
+            assert started.effects > 5
+            wait_until(lambda: erase_effects_done(factory) >= 1, timeout=30, what="the first erasing edit")
+            first.kill()
+        finally:
+            first.kill()
+        assert erase_effects_done(factory) < started.effects, "killed too late to prove anything"
+        slack.latency = 0.0
+        with BotProcess(env, tmp_path, name="second") as second:
+            wait_until(second.is_leader, timeout=30, what="the second bot to lead")
+            wait_until(lambda: erasure_finished(factory), timeout=60, what="the erasure to finish")
+            assert_nothing_of_her(factory, slack, smtp.mails)
+            tickets = stored(factory, select(func.count()).select_from(Ticket))
+        imap.reset_uidvalidity()
+        with BotProcess(env, tmp_path, name="third") as third:
+            wait_until(third.is_leader, timeout=30, what="the third bot to lead")
+            wait_until(
+                lambda: (
+                    stored(factory, select(MailboxCheckpoint.uidvalidity)) == imap.uidvalidity()
+                    and stored(factory, select(MailboxCheckpoint.last_uid)) >= len(mails)
+                ),
+                timeout=30,
+                what="the re-scan",
+            )
+        assert stored(factory, select(func.count()).select_from(Ticket)) == tickets
+        assert_nothing_of_her(factory, slack, smtp.mails)
