@@ -60,7 +60,8 @@ JOB_NAMES = (
 )
 # Retention batches per run: a backlog (the setting just turned on) is worked off over
 # several runs, each batch its own short write transaction.
-RETENTION_BATCHES_PER_RUN = 20
+RETENTION_BATCHES_PER_RUN = 40
+RETENTION_BATCH_TARGET = 0.4  # seconds a retention batch's transaction should take at most
 P = ParamSpec("P")
 R = TypeVar("R")
 Job = Callable[Concatenate["ScheduledJobs", P], R]
@@ -195,14 +196,22 @@ class ScheduledJobs:
         privacy = self.settings.privacy
         if privacy.retention_days is None:
             return run
+        size = privacy.retention_batch
         for _ in range(RETENTION_BATCHES_PER_RUN):
             started = time.monotonic()
             with transaction(self.factory) as session:
-                erased = erase_expired(session, privacy, self.clock.now())
-            run.batch_seconds.append(time.monotonic() - started)
+                erased = erase_expired(session, privacy, self.clock.now(), limit=size)
+            took = time.monotonic() - started
+            run.batch_seconds.append(took)
             run.tickets += erased
-            if erased < privacy.retention_batch:
+            if erased < size:
                 break
+            # A busy machine or a slow disk makes a batch slower: smaller batches then keep
+            # each hold of the write lock well under a second; quick ones grow back.
+            if took > RETENTION_BATCH_TARGET:
+                size = max(1, size // 2)
+            elif took < RETENTION_BATCH_TARGET / 3:
+                size = min(privacy.retention_batch, size * 2)
         if run.tickets:
             notify_workers()
             log.info("retention: erased %s tickets older than %s days", run.tickets, privacy.retention_days)

@@ -290,9 +290,11 @@ def _bury(session: Session, plan: EffectPlan, erasure_id: int, message_ids: list
         session.execute(Tombstone.__table__.insert(), fresh)
 
 
-def erase_expired(session: Session, settings: PrivacySettings, now: datetime) -> int:
-    """One retention batch: resolved tickets untouched for RETENTION_DAYS, erased like a
-    request. Returns how many tickets were erased (0: none left)."""
+def erase_expired(
+    session: Session, settings: PrivacySettings, now: datetime, *, limit: int | None = None
+) -> int:
+    """One retention batch of at most `limit` (RETENTION_BATCH) resolved tickets untouched for
+    RETENTION_DAYS, erased like a request. Returns how many were erased (0: none left)."""
     if settings.retention_days is None:
         return 0
     cutoff = now - timedelta(days=settings.retention_days)
@@ -304,7 +306,7 @@ def erase_expired(session: Session, settings: PrivacySettings, now: datetime) ->
             Ticket.id.not_in(select(ErasedTicket.ticket_id)),
         )
         .order_by(Ticket.id)
-        .limit(settings.retention_batch)
+        .limit(limit or settings.retention_batch)
     ).all()
     if not rows:
         return 0
