@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -20,9 +21,12 @@ from bot.storage.models import (
     BlockedSender,
     Customer,
     Event,
+    LedgerLine,
     MailboxCheckpoint,
     Message,
     OutboxItem,
+    Page,
+    PageAttempt,
     Survey,
     Ticket,
 )
@@ -42,6 +46,7 @@ def mail(n: int, subject: str, *, reply_to: str | None = None, attach: bool = Fa
 
 
 RAWS: list[bytes] = []
+PAGE_TS = "1700000002.000001"
 
 
 def seed_customer(factory: sessionmaker[Session], database_url: str) -> list[int]:
@@ -102,6 +107,27 @@ def seed_customer(factory: sessionmaker[Session], database_url: str) -> list[int
             )
         )
         session.add(AutoReply(ticket_id=tickets[1], address=ADDRESS, kind="ack", sent_at=NOW))
+        # She wrote at night: the person on call was paged, by a DM showing her subject.
+        page = Page(
+            ticket_id=tickets[2], status="acknowledged", step=1, started_at=NOW, acknowledged_by="U0ADA"
+        )
+        session.add(page)
+        session.flush()
+        session.add(PageAttempt(page_id=page.id, step=1, level="oncall", user_id="U0ADA", at=NOW))
+        session.add(
+            OutboxItem(
+                kind="slack.page",
+                lane="slack:U0ADA",
+                ticket_id=tickets[2],
+                payload={"channel": "U0ADA", "text": f"Urgent: {SUBJECTS[2]} from {NAME}", "user": "U0ADA"},
+                status="done",
+                attempts=1,
+                next_attempt_at=NOW,
+                created_at=NOW,
+                delivered_at=NOW,
+                result={"channel": "D0ADA", "ts": PAGE_TS, "dnd": False},
+            )
+        )
         session.add(
             BlockedSender(
                 kind="address", value=ADDRESS, blocked_by="U0MANAGER", blocked_at=NOW, ticket_id=None
@@ -153,7 +179,7 @@ def test_erasing_a_customer_leaves_nothing_of_them_and_keeps_the_anonymous_figur
 
     assert (preview.tickets, preview.messages, preview.attachments) == (3, 9, 1)
     assert (preview.surveys, preview.auto_replies, preview.blocks, preview.files) == (1, 1, 1, 1)
-    assert preview.slack_posts == 3 + 9
+    assert preview.slack_posts == 3 + 9 + 1  # cards, thread posts, the page DM
     assert started.effects == preview.slack_posts + preview.files + 1 and not started.already_running
     assert find_anywhere(session_factory.kw["bind"], NEEDLES) == []
     assert stats(session_factory) == before
@@ -164,11 +190,13 @@ def test_erasing_a_customer_leaves_nothing_of_them_and_keeps_the_anonymous_figur
             .group_by(OutboxItem.kind)
         ).all()
         assert dict(kinds) == {
-            SLACK_ERASE_MESSAGE: 12,
+            SLACK_ERASE_MESSAGE: 13,
             SLACK_DELETE_FILE: 1,
             IMAP_ERASE: 1,
             "slack.ticket_post": 1,
         }
+        edits = session.scalars(select(OutboxItem.payload).where(OutboxItem.kind == SLACK_ERASE_MESSAGE))
+        assert {"channel": "D0ADA", "ts": PAGE_TS} in [{k: p[k] for k in ("channel", "ts")} for p in edits]
         imap = session.scalar(select(OutboxItem).where(OutboxItem.kind == IMAP_ERASE))
         assert imap.payload["uids"] == [1, 2, 11, 12, 21, 22] and imap.payload["uidvalidity"] == 7
         # The other customer's ticket post is still on its way; the erased ones' are cancelled.
@@ -230,3 +258,32 @@ def test_erased_mail_read_again_is_not_stored_but_new_mail_makes_a_new_customer(
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Ticket)) == tickets_before + 1
         assert session.scalar(select(Customer.name).where(Customer.email == ADDRESS)) == NAME
+
+
+def test_without_keeping_stats_her_tickets_go_and_a_paid_page_stays_emptied(session_factory, database_url):
+    tickets = seed_customer(session_factory, database_url)
+    with session_factory.begin() as session:
+        page_id = session.scalar(select(Page.id))
+        session.add(
+            LedgerLine(
+                user_id="U0ADA",
+                kind="earned",
+                amount=Decimal("0.5"),
+                unit="days",
+                at=NOW,
+                page_id=page_id,
+                created_by="system",
+                created_at=NOW,
+            )
+        )
+    with session_factory.begin() as session:
+        start_erasure(session, ADDRESS, by="U0MANAGER", now=NOW, keep_stats=False)
+    assert find_anywhere(session_factory.kw["bind"], NEEDLES) == []
+    with session_factory() as session:
+        # The page that earned night pay keeps its ticket, emptied; the two others are gone.
+        assert session.scalars(select(Ticket.id).where(Ticket.id.in_(tickets))).all() == [tickets[2]]
+        assert (
+            session.scalar(select(func.count()).select_from(Message).where(Message.ticket_id.in_(tickets)))
+            == 0
+        )
+        assert session.scalar(select(func.count()).select_from(LedgerLine)) == 1
