@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock
 from bot.config import Settings
 from bot.outbox.queue import notify_workers
-from bot.privacy.erasure import erase_expired
+from bot.privacy.erasure import erase_expired, sweep_late_effects
 from bot.slack.handoffs import rota_tick
 from bot.slack.paging import morning_handover, paging_tick
 from bot.slack.staff import fetch_staff
@@ -191,8 +191,12 @@ class ScheduledJobs:
     @one_at_a_time
     def apply_retention(self) -> RetentionRun:
         """Erase resolved tickets untouched for RETENTION_DAYS (bot/privacy/erasure.py), in
-        bounded batches: each a short transaction, so SQLite's write lock is never held long."""
+        bounded batches: each a short transaction, so SQLite's write lock is never held long.
+        First, whatever reached Slack after its ticket was erased is erased too."""
         run = RetentionRun()
+        with transaction(self.factory) as session:
+            if sweep_late_effects(session, self.clock.now()):
+                notify_workers()
         privacy = self.settings.privacy
         if privacy.retention_days is None:
             return run

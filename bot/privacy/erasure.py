@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot.privacy.digests import (
@@ -28,6 +28,7 @@ from bot.privacy.digests import (
     sender_date_digest,
 )
 from bot.privacy.erasure_effects import (
+    ERASURE_KINDS,
     EffectPlan,
     finish_erasures,
     gather_slack,
@@ -51,6 +52,7 @@ from bot.storage.models import (
     BlockedSender,
     Customer,
     Message,
+    OutboxItem,
     Survey,
     SurveyOptOut,
     Ticket,
@@ -339,3 +341,44 @@ def erase_expired(
     if effects == 0:
         finish_erasures(session, now)
     return len(ticket_ids)
+
+
+def sweep_late_effects(session: Session, now: datetime) -> int:
+    """Erase what reached Slack after its ticket was erased.
+
+    A post already being delivered when the erasure committed (rendered before it, its try
+    counted) lands afterwards, and the worker records it as done: its card or message shows
+    the customer, and its row keeps the result. Found here by the erased ticket it belongs
+    to, and erased like the rest under that ticket's erasure. Returns the effects queued.
+    """
+    late_rows = session.execute(
+        select(OutboxItem, ErasedTicket.erasure_id)
+        .join(ErasedTicket, ErasedTicket.ticket_id == OutboxItem.ticket_id)
+        .where(
+            OutboxItem.status == "done",
+            OutboxItem.kind.not_in(ERASURE_KINDS),
+            or_(cast(OutboxItem.result, Text) != "{}", cast(OutboxItem.payload, Text) != "{}"),
+        )
+    ).all()
+    late_cards = session.execute(
+        select(Ticket, ErasedTicket.erasure_id)
+        .join(ErasedTicket, ErasedTicket.ticket_id == Ticket.id)
+        .where(Ticket.slack_ts.is_not(None))
+    ).all()
+    plans: dict[int, EffectPlan] = {}
+    for row, erasure_id in late_rows:
+        take_result(plans.setdefault(erasure_id, EffectPlan()), row.result)
+        row.payload, row.result, row.last_error = {}, {}, None
+    for ticket, erasure_id in late_cards:
+        plans.setdefault(erasure_id, EffectPlan()).message(ticket.slack_channel, ticket.slack_ts, card=True)
+        ticket.slack_channel, ticket.slack_ts = None, None
+    queued = 0
+    for erasure_id, plan in plans.items():
+        erasure = session.get(Erasure, erasure_id)
+        if erasure is None:
+            continue
+        added = queue_effects(session, erasure, plan, now)
+        if added and erasure.state == "finished":
+            erasure.state, erasure.finished_at = "running", None
+        queued += added
+    return queued

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.outbox.queue import IMAP_ERASE, SLACK_DELETE_FILE, SLACK_ERASE_MESSAGE
-from bot.privacy.erasure import NothingToErase, erasure_preview, start_erasure
+from bot.privacy.erasure import NothingToErase, erasure_preview, start_erasure, sweep_late_effects
 from bot.privacy.erasure_effects import finish_erasures
 from bot.stats import queries
 from bot.storage.models import (
@@ -287,3 +287,36 @@ def test_without_keeping_stats_her_tickets_go_and_a_paid_page_stays_emptied(sess
             == 0
         )
         assert session.scalar(select(func.count()).select_from(LedgerLine)) == 1
+
+
+def test_a_post_that_lands_after_the_erasure_is_erased_too(session_factory, database_url):
+    tickets = seed_customer(session_factory, database_url)
+    with session_factory.begin() as session:
+        # Her ticket's thread post was being delivered when the erasure committed.
+        in_flight = session.scalar(
+            select(OutboxItem).where(OutboxItem.ticket_id == tickets[1], OutboxItem.status == "pending")
+        )
+        in_flight.attempts = 1
+        in_flight_id = in_flight.id
+        started = start_erasure(session, ADDRESS, by="U0MANAGER", now=NOW)
+    with session_factory.begin() as session:
+        # The worker then records it as delivered, as it does for any try that got through.
+        row = session.get(OutboxItem, in_flight_id)
+        row.status, row.result = "done", {"channel": CHANNEL, "ts": "1700000009.000001"}
+        session.get(Ticket, tickets[1]).slack_ts = "1700000009.000002"
+        session.get(Ticket, tickets[1]).slack_channel = CHANNEL
+    with session_factory.begin() as session:
+        assert sweep_late_effects(session, NOW) == 2
+    with session_factory.begin() as session:
+        assert sweep_late_effects(session, NOW) == 0
+        late = session.scalars(
+            select(OutboxItem.payload).where(
+                OutboxItem.kind == SLACK_ERASE_MESSAGE,
+                OutboxItem.payload["ts"].as_string().like("1700000009%"),
+            )
+        ).all()
+        assert sorted((p["ts"], p["card"], p["erasure_id"]) for p in late) == [
+            ("1700000009.000001", False, started.erasure_id),
+            ("1700000009.000002", True, started.erasure_id),
+        ]
+        assert session.get(OutboxItem, in_flight_id).result == {}
