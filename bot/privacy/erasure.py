@@ -13,7 +13,7 @@ of the mailbox from bringing them back, while new mail from the same address is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,6 +44,7 @@ from bot.privacy.erasure_rows import (
     drop_customer,
     drop_orphan_customers,
     erase_address_rows,
+    events_naming,
 )
 from bot.privacy.settings import PrivacySettings
 from bot.storage.models import (
@@ -199,6 +200,9 @@ def start_erasure(
         return ErasureStarted(running.id, address_hash, True, 0, zero)
     preview = erasure_preview(session, address)
     targets = _targets(session, address)
+    # Whole-table scans first: on SQLite the write lock is taken at the first write.
+    events = events_naming(session, address)
+    mentions = rows_mentioning(session, [address])
     erasure = Erasure(
         address_hash=address_hash,
         by=by[:32],
@@ -210,9 +214,9 @@ def start_erasure(
     session.add(erasure)
     session.flush()
     effects = _erase(
-        session, erasure, targets.ticket_ids, targets.message_ids, salt, now, keep_stats, needles=[address]
+        session, erasure, targets.ticket_ids, targets.message_ids, salt, now, keep_stats, mentions=mentions
     )
-    erase_address_rows(session, address)
+    erase_address_rows(session, address, events, targets.ticket_ids)
     drop_customer(session, address)
     record_event(
         session,
@@ -239,16 +243,15 @@ def _erase(
     now: datetime,
     keep_stats: bool,
     *,
-    needles: Iterable[str] = (),
+    mentions: Sequence[OutboxItem] = (),
 ) -> int:
     """Erase the tickets and messages; returns how many effects were queued."""
     plan = EffectPlan()
     gather_slack(session, plan, ticket_ids, message_ids)
     _bury(session, plan, erasure.id, message_ids, salt)
-    mentions = rows_mentioning(session, needles)
     for row in mentions:
         take_result(plan, row.result)
-    silence_outbox(session, ticket_ids, mentions)
+    silence_outbox(session, ticket_ids, list(mentions))
     queued = queue_effects(session, erasure, plan, now)
     if ticket_ids:
         session.execute(AutoReply.__table__.delete().where(AutoReply.ticket_id.in_(ticket_ids)))

@@ -137,9 +137,21 @@ def delete_tickets(session: Session, ticket_ids: list[int]) -> None:
     session.execute(delete(Ticket).where(Ticket.id.in_(ticket_ids)))
 
 
-def erase_address_rows(session: Session, address: str) -> int:
+def events_naming(session: Session, address: str) -> list[Any]:
+    """Events naming the address (a block or an opt-out is logged with it): a scan of the whole
+    log, read before the erasure's first write so SQLite's write lock is not held through it."""
+    return list(
+        session.execute(
+            select(Event.id, Event.actor, Event.data, Event.ticket_id).where(
+                or_(Event.actor == f"customer:{address}", cast(Event.data, String).like(f"%{address}%"))
+            )
+        ).all()
+    )
+
+
+def erase_address_rows(session: Session, address: str, events: list[Any], ticket_ids: list[int]) -> int:
     """Rows naming the address outside its tickets: blocks, opt-outs, rules, auto replies,
-    events (a block or an opt-out is logged with the address), and the customer row."""
+    and the `events` found by `events_naming` (those of her tickets are scrubbed already)."""
     removed = 0
     for statement in (
         delete(BlockedSender).where(BlockedSender.kind == "address", BlockedSender.value == address),
@@ -148,18 +160,15 @@ def erase_address_rows(session: Session, address: str) -> int:
         delete(AutoReply).where(AutoReply.address == address),
     ):
         removed += int(session.execute(statement).rowcount or 0)
-    events = session.execute(
-        select(Event.id, Event.actor, Event.data).where(
-            or_(Event.actor == f"customer:{address}", cast(Event.data, String).like(f"%{address}%"))
-        )
-    ).all()
+    erased = set(ticket_ids)
     changes = [
         {
             "id": event_id,
             "actor": ERASED_ACTOR if str(actor).startswith("customer:") else actor,
             "data": {k: v for k, v in (data or {}).items() if address not in str(v).lower()},
         }
-        for event_id, actor, data in events
+        for event_id, actor, data, ticket_id in events
+        if ticket_id not in erased
     ]
     if changes:
         session.execute(update(Event), changes, execution_options={"synchronize_session": False})
