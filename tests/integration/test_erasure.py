@@ -249,3 +249,29 @@ def test_sigkill_during_an_erasure_then_restart_finishes_it_and_nothing_comes_ba
             )
         assert stored(factory, select(func.count()).select_from(Ticket)) == tickets
         assert_nothing_of_her(factory, slack, smtp.mails)
+
+
+def test_erase_from_mailbox_deletes_her_mail_found_by_hash_after_a_renumbering(imap, slack, database_url):
+    factory = make_sessionmaker(make_engine(database_url))
+    mails = her_mails()
+    imap.append_many([*mails, other_mail()])
+    env = bot_env(slack_url=slack.base_url, imap=imap, database_url=database_url, ERASE_FROM_MAILBOX="true")
+    with running_bot(env):
+        wait_until(
+            lambda: stored(factory, select(func.count()).where(Ticket.slack_ts.is_not(None))) == 4,
+            timeout=30,
+            what="the four tickets in Slack",
+        )
+    # Renumbered while no bot ran: the UIDs the erasure knows are stale, the hashes are not.
+    imap.reset_uidvalidity()
+    with factory.begin() as session:
+        start_erasure(session, ADDRESS, by="U0MANAGER", now=datetime.now(UTC))
+    with running_bot(env):
+        wait_until(lambda: erasure_finished(factory), timeout=30, what="the erasure to finish")
+        assert imap.count() == 1  # only Luca's mail is left
+        wait_until(
+            lambda: stored(factory, select(MailboxCheckpoint.uidvalidity)) == imap.uidvalidity(),
+            what="the re-scan",
+        )
+    assert stored(factory, select(func.count()).select_from(Ticket)) == 4
+    assert find_anywhere(factory.kw["bind"], NEEDLES) == []
