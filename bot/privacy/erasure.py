@@ -21,6 +21,7 @@ from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot.privacy.digests import (
+    SALT_NAME,
     address_digest,
     erasure_salt,
     message_id_digest,
@@ -48,6 +49,7 @@ from bot.privacy.erasure_rows import (
 )
 from bot.privacy.settings import PrivacySettings
 from bot.storage.models import (
+    AppSecret,
     Attachment,
     AutoReply,
     BlockedSender,
@@ -138,7 +140,9 @@ def erasure_preview(session: Session, address: str) -> ErasurePreview:
     targets = _targets(session, address)
     preview = _count(session, address, targets)
     if preview.empty and targets.customer_id is None and not _opted_out(session, address):
-        raise NothingToErase(address_digest(erasure_salt(session), address))
+        # A preview writes nothing: with no salt made yet, there is no hash to give.
+        salt = session.get(AppSecret, SALT_NAME)
+        raise NothingToErase(address_digest(salt.value.encode(), address) if salt else "")
     return preview
 
 

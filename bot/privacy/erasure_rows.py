@@ -82,7 +82,9 @@ def anonymise_tickets(session: Session, ticket_ids: list[int], erasure_id: int) 
         .execution_options(synchronize_session=False)
     )
     session.execute(
-        update(Survey).where(Survey.ticket_id.in_(ticket_ids)).values(comment=None),
+        # "erased" is no status the answer page takes: the links in her mail stop working,
+        # and nothing she answers there can bring a comment back.
+        update(Survey).where(Survey.ticket_id.in_(ticket_ids)).values(comment=None, status="erased"),
         execution_options={"synchronize_session": False},
     )
     session.execute(

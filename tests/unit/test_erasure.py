@@ -33,6 +33,7 @@ from bot.storage.models import (
 from bot.storage.models_privacy import Erasure
 from bot.tickets.ingest import ingest_email
 from bot.tickets.replies import send_reply
+from bot.tickets.survey_answers import record_answer
 from bot.tickets.workflow import resolve_ticket, set_tags
 from tests.support.erased_customer import ADDRESS, BASE, COMMENT, NAME, NEEDLES, SUBJECTS, her_mail
 from tests.support.erasure_scan import find_anywhere
@@ -211,6 +212,14 @@ def test_erasing_a_customer_leaves_nothing_of_them_and_keeps_the_anonymous_figur
         assert audit.actor == "U0MANAGER" and audit.data["address_hash"] == started.address_hash
         assert session.scalar(select(func.count()).select_from(Customer)) == 1  # Luca's
         assert {t.subject for t in session.scalars(select(Ticket).where(Ticket.id.in_(tickets)))} == {""}
+    with session_factory.begin() as session:
+        # The survey links in her mail still work for days: an answer through one changes nothing.
+        survey_id = session.scalar(select(Survey.id))
+        again = record_answer(
+            session, survey_id, solved=True, comment=COMMENT, now=NOW, write_notice=lambda notice: ""
+        )
+        assert again is None
+    assert find_anywhere(session_factory.kw["bind"], NEEDLES) == []
 
 
 def test_an_erasure_runs_once_per_address_and_finishes_when_its_effects_are_done(
