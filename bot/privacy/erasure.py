@@ -168,12 +168,12 @@ def _count(session: Session, address: str, targets: _Targets) -> ErasurePreview:
         auto_replies=count(
             select(func.count())
             .select_from(AutoReply)
-            .where(or_(AutoReply.ticket_id.in_(tickets), AutoReply.address == address))
+            .where(or_(AutoReply.ticket_id.in_(tickets), func.lower(AutoReply.address) == address))
         ),
         blocks=count(
             select(func.count())
             .select_from(BlockedSender)
-            .where(BlockedSender.kind == "address", BlockedSender.value == address)
+            .where(BlockedSender.kind == "address", func.lower(BlockedSender.value) == address)
         ),
         slack_posts=len(plan.messages),
         files=len(plan.files),

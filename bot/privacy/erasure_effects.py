@@ -117,7 +117,9 @@ def take_result(plan: EffectPlan, result: dict[str, Any] | None) -> None:
 
 def rows_mentioning(session: Session, needles: Iterable[str]) -> list[OutboxItem]:
     """Outbox rows not tied to a ticket whose payload names the customer (a notice to managers)."""
-    conditions = [cast(OutboxItem.payload, Text).like(f"%{needle}%") for needle in needles if needle]
+    conditions = [
+        cast(OutboxItem.payload, Text).contains(needle, autoescape=True) for needle in needles if needle
+    ]
     if not conditions:
         return []
     return list(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, and_, cast, delete, literal, or_, select, update
+from sqlalchemy import String, and_, cast, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.storage.models import (
@@ -145,7 +145,10 @@ def events_naming(session: Session, address: str) -> list[Any]:
     return list(
         session.execute(
             select(Event.id, Event.actor, Event.data, Event.ticket_id).where(
-                or_(Event.actor == f"customer:{address}", cast(Event.data, String).like(f"%{address}%"))
+                or_(
+                    Event.actor == f"customer:{address}",
+                    cast(Event.data, String).contains(address, autoescape=True),
+                )
             )
         ).all()
     )
@@ -156,10 +159,13 @@ def erase_address_rows(session: Session, address: str, events: list[Any], ticket
     and the `events` found by `events_naming` (those of her tickets are scrubbed already)."""
     removed = 0
     for statement in (
-        delete(BlockedSender).where(BlockedSender.kind == "address", BlockedSender.value == address),
-        delete(SurveyOptOut).where(SurveyOptOut.email == address),
-        delete(UrgencyRule).where(UrgencyRule.kind == "sender", UrgencyRule.pattern == address),
-        delete(AutoReply).where(AutoReply.address == address),
+        # Addresses are compared lowercased, however they were stored.
+        delete(BlockedSender).where(
+            BlockedSender.kind == "address", func.lower(BlockedSender.value) == address
+        ),
+        delete(SurveyOptOut).where(func.lower(SurveyOptOut.email) == address),
+        delete(UrgencyRule).where(UrgencyRule.kind == "sender", func.lower(UrgencyRule.pattern) == address),
+        delete(AutoReply).where(func.lower(AutoReply.address) == address),
     ):
         removed += int(session.execute(statement).rowcount or 0)
     erased = set(ticket_ids)
@@ -178,7 +184,7 @@ def erase_address_rows(session: Session, address: str, events: list[Any], ticket
 
 
 def drop_customer(session: Session, address: str) -> None:
-    customer_id = session.scalar(select(Customer.id).where(Customer.email == address))
+    customer_id = session.scalar(select(Customer.id).where(func.lower(Customer.email) == address))
     if customer_id is None:
         return
     still = session.scalar(select(Ticket.id).where(Ticket.customer_id == customer_id).limit(1))
