@@ -35,7 +35,7 @@ from bot.tickets.ingest import ingest_email
 from bot.tickets.replies import send_reply
 from bot.tickets.survey_answers import record_answer
 from bot.tickets.workflow import resolve_ticket, set_tags
-from tests.support.erased_customer import ADDRESS, BASE, COMMENT, NAME, NEEDLES, SUBJECTS, her_mail
+from tests.support.erased_customer import ADDRESS, BASE, COMMENT, NAME, NEEDLES, PHRASE, SUBJECTS, her_mail
 from tests.support.erasure_scan import find_anywhere
 from tests.support.settings import CHANNEL, SUPPORT_ADDRESS, make_settings
 
@@ -329,3 +329,25 @@ def test_a_post_that_lands_after_the_erasure_is_erased_too(session_factory, data
             ("1700000009.000002", True, started.erasure_id),
         ]
         assert session.get(OutboxItem, in_flight_id).result == {}
+
+
+def test_a_mail_without_message_id_is_known_again_by_its_sender_and_date(session_factory):
+    raw = b"\r\n".join(
+        [
+            f'From: "{NAME}" <{ADDRESS}>'.encode(),
+            b"To: support@example.com",
+            f"Subject: {SUBJECTS[0]}".encode(),
+            b"Date: Fri, 20 Nov 2026 10:00:00 +0100",
+            b"",
+            PHRASE.encode(),
+        ]
+    )
+    with session_factory.begin() as session:
+        first = ingest_email(session, raw, mailbox="box", channel=CHANNEL, now=NOW, uid=1)
+        assert session.get(Message, first.message_id).message_id is None
+    with session_factory.begin() as session:
+        start_erasure(session, ADDRESS, by="U0MANAGER", now=NOW)
+    with session_factory.begin() as session:
+        again = ingest_email(session, raw, mailbox="box", channel=CHANNEL, now=NOW, uid=2)
+    assert again.outcome == "duplicate"
+    assert find_anywhere(session_factory.kw["bind"], NEEDLES) == []
