@@ -25,10 +25,11 @@ from bot.config import ConfigError, Settings
 from bot.health.connections import Service
 from bot.ical_http import ical_app
 from bot.leader import Leadership
+from bot.mail.erase import mailbox_erase_handlers
 from bot.mail.sender import smtp_handlers
 from bot.mail.watcher import MailboxSettings, MailboxWatcher
 from bot.metrics import DeliveryMetrics, MeasuredApp, Metrics, StateCollector, ack_timer, metrics_endpoint
-from bot.outbox.queue import FILES_LANE_PREFIX, SMTP_SEND
+from bot.outbox.queue import FILES_LANE_PREFIX, IMAP_LANE_PREFIX, SMTP_SEND
 from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
 from bot.scheduler import ScheduledJobs, install_standard_jobs, make_scheduler
 from bot.services import Services, make_web_client
@@ -271,6 +272,17 @@ class SupportBot:
                     observer=observer,
                 ),
             ]
+            # An erasure's mailbox step: an IMAP session of its own, apart from the watcher's.
+            self.workers.append(
+                OutboxWorker(
+                    self.factory,
+                    mailbox_erase_handlers(s, self.factory),
+                    lane_prefix=IMAP_LANE_PREFIX,
+                    clock=self.clock,
+                    backoff=Backoff(base=2.0, cap=300.0),
+                    observer=observer,
+                )
+            )
             for worker in self.workers:
                 worker.start()
             self.watcher.start()

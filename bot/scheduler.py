@@ -17,7 +17,9 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -32,6 +34,7 @@ from bot.config import Settings
 from bot.health.connections import check_outages
 from bot.health.status import record_leader, this_replica
 from bot.outbox.queue import notify_workers
+from bot.privacy.erasure import erase_expired, sweep_late_effects
 from bot.slack.handoffs import rota_tick
 from bot.slack.health_notices import queue_health_notices
 from bot.slack.paging import morning_handover, paging_tick
@@ -59,7 +62,12 @@ JOB_NAMES = (
     "send_surveys",
     "read_time_off_feeds",
     "health_tick",
+    "apply_retention",
 )
+# Retention batches per run: a backlog (the setting just turned on) is worked off over
+# several runs, each batch its own short write transaction.
+RETENTION_BATCHES_PER_RUN = 40
+RETENTION_BATCH_TARGET = 0.4  # seconds a retention batch's transaction should take at most
 P = ParamSpec("P")
 R = TypeVar("R")
 Job = Callable[Concatenate["ScheduledJobs", P], R]
@@ -83,6 +91,13 @@ def one_at_a_time(job: Job[P, R]) -> Job[P, R]:
             return job(self, *args, **kwargs)
 
     return run
+
+
+@dataclass
+class RetentionRun:
+    tickets: int = 0
+    # How long each batch's write transaction lasted (on SQLite, the write lock's hold).
+    batch_seconds: list[float] = field(default_factory=list)
 
 
 class ScheduledJobs:
@@ -201,6 +216,39 @@ class ScheduledJobs:
             notify_workers()
         return queued
 
+    @one_at_a_time
+    def apply_retention(self) -> RetentionRun:
+        """Erase resolved tickets untouched for RETENTION_DAYS (bot/privacy/erasure.py), in
+        bounded batches: each a short transaction, so SQLite's write lock is never held long.
+        First, whatever reached Slack after its ticket was erased is erased too."""
+        run = RetentionRun()
+        with transaction(self.factory) as session:
+            if sweep_late_effects(session, self.clock.now()):
+                notify_workers()
+        privacy = self.settings.privacy
+        if privacy.retention_days is None:
+            return run
+        size = privacy.retention_batch
+        for _ in range(RETENTION_BATCHES_PER_RUN):
+            started = time.monotonic()
+            with transaction(self.factory) as session:
+                erased = erase_expired(session, privacy, self.clock.now(), limit=size)
+            took = time.monotonic() - started
+            run.batch_seconds.append(took)
+            run.tickets += erased
+            if erased < size:
+                break
+            # A busy machine or a slow disk makes a batch slower: smaller batches then keep
+            # each hold of the write lock well under a second; quick ones grow back.
+            if took > RETENTION_BATCH_TARGET:
+                size = max(1, size // 2)
+            elif took < RETENTION_BATCH_TARGET / 3:
+                size = min(privacy.retention_batch, size * 2)
+        if run.tickets:
+            notify_workers()
+            log.info("retention: erased %s tickets older than %s days", run.tickets, privacy.retention_days)
+        return run
+
     def paging_interval(self) -> float:
         """15 s, or a quarter of PAGE_REPEAT_MINUTES when that is shorter than a minute, so a
         repeat is never late by more than a fraction of its own interval."""
@@ -270,6 +318,9 @@ def install_standard_jobs(scheduler: BackgroundScheduler, jobs: ScheduledJobs) -
     )
     scheduler.add_job(
         jobs.purge_seen_signatures, "interval", minutes=10, id="purge_seen_signatures", replace_existing=True
+    )
+    scheduler.add_job(
+        jobs.apply_retention, "interval", minutes=15, id="apply_retention", replace_existing=True
     )
     scheduler.add_job(
         jobs.purge_delivered_outbox,

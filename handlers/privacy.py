@@ -117,7 +117,12 @@ def register(app: App, services: Services, access: Access) -> None:
         ack(response_action="update", view=ui.erasing())
         user, now = acting_user(body), services.clock.now()
         try:
-            started = run_domain(services, lambda s: start_erasure(s, address, by=user, now=now))
+            started = run_domain(
+                services,
+                lambda s: start_erasure(
+                    s, address, by=user, now=now, keep_stats=services.settings.privacy.keep_stats
+                ),
+            )
         except NothingToErase:
             # Erased by someone else since the modal opened: nothing is left, which is the goal.
             client.views_update(view_id=body["view"]["id"], view=ui.already_gone())

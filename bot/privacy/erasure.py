@@ -13,14 +13,15 @@ of the mailbox from bringing them back, while new mail from the same address is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot.privacy.digests import (
+    SALT_NAME,
     address_digest,
     erasure_salt,
     message_id_digest,
@@ -28,6 +29,7 @@ from bot.privacy.digests import (
     sender_date_digest,
 )
 from bot.privacy.erasure_effects import (
+    ERASURE_KINDS,
     EffectPlan,
     finish_erasures,
     gather_slack,
@@ -43,14 +45,17 @@ from bot.privacy.erasure_rows import (
     drop_customer,
     drop_orphan_customers,
     erase_address_rows,
+    events_naming,
 )
 from bot.privacy.settings import PrivacySettings
 from bot.storage.models import (
+    AppSecret,
     Attachment,
     AutoReply,
     BlockedSender,
     Customer,
     Message,
+    OutboxItem,
     Survey,
     SurveyOptOut,
     Ticket,
@@ -135,7 +140,9 @@ def erasure_preview(session: Session, address: str) -> ErasurePreview:
     targets = _targets(session, address)
     preview = _count(session, address, targets)
     if preview.empty and targets.customer_id is None and not _opted_out(session, address):
-        raise NothingToErase(address_digest(erasure_salt(session), address))
+        # A preview writes nothing: with no salt made yet, there is no hash to give.
+        salt = session.get(AppSecret, SALT_NAME)
+        raise NothingToErase(address_digest(salt.value.encode(), address) if salt else "")
     return preview
 
 
@@ -161,12 +168,12 @@ def _count(session: Session, address: str, targets: _Targets) -> ErasurePreview:
         auto_replies=count(
             select(func.count())
             .select_from(AutoReply)
-            .where(or_(AutoReply.ticket_id.in_(tickets), AutoReply.address == address))
+            .where(or_(AutoReply.ticket_id.in_(tickets), func.lower(AutoReply.address) == address))
         ),
         blocks=count(
             select(func.count())
             .select_from(BlockedSender)
-            .where(BlockedSender.kind == "address", BlockedSender.value == address)
+            .where(BlockedSender.kind == "address", func.lower(BlockedSender.value) == address)
         ),
         slack_posts=len(plan.messages),
         files=len(plan.files),
@@ -197,6 +204,9 @@ def start_erasure(
         return ErasureStarted(running.id, address_hash, True, 0, zero)
     preview = erasure_preview(session, address)
     targets = _targets(session, address)
+    # Whole-table scans first: on SQLite the write lock is taken at the first write.
+    events = events_naming(session, address)
+    mentions = rows_mentioning(session, [address])
     erasure = Erasure(
         address_hash=address_hash,
         by=by[:32],
@@ -208,9 +218,9 @@ def start_erasure(
     session.add(erasure)
     session.flush()
     effects = _erase(
-        session, erasure, targets.ticket_ids, targets.message_ids, salt, now, keep_stats, needles=[address]
+        session, erasure, targets.ticket_ids, targets.message_ids, salt, now, keep_stats, mentions=mentions
     )
-    erase_address_rows(session, address)
+    erase_address_rows(session, address, events, targets.ticket_ids)
     drop_customer(session, address)
     record_event(
         session,
@@ -237,16 +247,15 @@ def _erase(
     now: datetime,
     keep_stats: bool,
     *,
-    needles: Iterable[str] = (),
+    mentions: Sequence[OutboxItem] = (),
 ) -> int:
     """Erase the tickets and messages; returns how many effects were queued."""
     plan = EffectPlan()
     gather_slack(session, plan, ticket_ids, message_ids)
     _bury(session, plan, erasure.id, message_ids, salt)
-    mentions = rows_mentioning(session, needles)
     for row in mentions:
         take_result(plan, row.result)
-    silence_outbox(session, ticket_ids, mentions)
+    silence_outbox(session, ticket_ids, list(mentions))
     queued = queue_effects(session, erasure, plan, now)
     if ticket_ids:
         session.execute(AutoReply.__table__.delete().where(AutoReply.ticket_id.in_(ticket_ids)))
@@ -290,9 +299,11 @@ def _bury(session: Session, plan: EffectPlan, erasure_id: int, message_ids: list
         session.execute(Tombstone.__table__.insert(), fresh)
 
 
-def erase_expired(session: Session, settings: PrivacySettings, now: datetime) -> int:
-    """One retention batch: resolved tickets untouched for RETENTION_DAYS, erased like a
-    request. Returns how many tickets were erased (0: none left)."""
+def erase_expired(
+    session: Session, settings: PrivacySettings, now: datetime, *, limit: int | None = None
+) -> int:
+    """One retention batch of at most `limit` (RETENTION_BATCH) resolved tickets untouched for
+    RETENTION_DAYS, erased like a request. Returns how many were erased (0: none left)."""
     if settings.retention_days is None:
         return 0
     cutoff = now - timedelta(days=settings.retention_days)
@@ -304,7 +315,7 @@ def erase_expired(session: Session, settings: PrivacySettings, now: datetime) ->
             Ticket.id.not_in(select(ErasedTicket.ticket_id)),
         )
         .order_by(Ticket.id)
-        .limit(settings.retention_batch)
+        .limit(limit or settings.retention_batch)
     ).all()
     if not rows:
         return 0
@@ -337,3 +348,44 @@ def erase_expired(session: Session, settings: PrivacySettings, now: datetime) ->
     if effects == 0:
         finish_erasures(session, now)
     return len(ticket_ids)
+
+
+def sweep_late_effects(session: Session, now: datetime) -> int:
+    """Erase what reached Slack after its ticket was erased.
+
+    A post already being delivered when the erasure committed (rendered before it, its try
+    counted) lands afterwards, and the worker records it as done: its card or message shows
+    the customer, and its row keeps the result. Found here by the erased ticket it belongs
+    to, and erased like the rest under that ticket's erasure. Returns the effects queued.
+    """
+    late_rows = session.execute(
+        select(OutboxItem, ErasedTicket.erasure_id)
+        .join(ErasedTicket, ErasedTicket.ticket_id == OutboxItem.ticket_id)
+        .where(
+            OutboxItem.status == "done",
+            OutboxItem.kind.not_in(ERASURE_KINDS),
+            or_(cast(OutboxItem.result, Text) != "{}", cast(OutboxItem.payload, Text) != "{}"),
+        )
+    ).all()
+    late_cards = session.execute(
+        select(Ticket, ErasedTicket.erasure_id)
+        .join(ErasedTicket, ErasedTicket.ticket_id == Ticket.id)
+        .where(Ticket.slack_ts.is_not(None))
+    ).all()
+    plans: dict[int, EffectPlan] = {}
+    for row, erasure_id in late_rows:
+        take_result(plans.setdefault(erasure_id, EffectPlan()), row.result)
+        row.payload, row.result, row.last_error = {}, {}, None
+    for ticket, erasure_id in late_cards:
+        plans.setdefault(erasure_id, EffectPlan()).message(ticket.slack_channel, ticket.slack_ts, card=True)
+        ticket.slack_channel, ticket.slack_ts = None, None
+    queued = 0
+    for erasure_id, plan in plans.items():
+        erasure = session.get(Erasure, erasure_id)
+        if erasure is None:
+            continue
+        added = queue_effects(session, erasure, plan, now)
+        if added and erasure.state == "finished":
+            erasure.state, erasure.finished_at = "running", None
+        queued += added
+    return queued

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, or_, select, update
+from sqlalchemy import Text, cast, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.outbox.queue import (
@@ -21,7 +21,6 @@ from bot.outbox.queue import (
     IMAP_LANE_PREFIX,
     SLACK_DELETE_FILE,
     SLACK_ERASE_MESSAGE,
-    enqueue,
     files_lane,
     slack_lane,
     update_lane,
@@ -118,7 +117,9 @@ def take_result(plan: EffectPlan, result: dict[str, Any] | None) -> None:
 
 def rows_mentioning(session: Session, needles: Iterable[str]) -> list[OutboxItem]:
     """Outbox rows not tied to a ticket whose payload names the customer (a notice to managers)."""
-    conditions = [cast(OutboxItem.payload, Text).like(f"%{needle}%") for needle in needles if needle]
+    conditions = [
+        cast(OutboxItem.payload, Text).contains(needle, autoescape=True) for needle in needles if needle
+    ]
     if not conditions:
         return []
     return list(
@@ -132,7 +133,8 @@ def rows_mentioning(session: Session, needles: Iterable[str]) -> list[OutboxItem
 
 def silence_outbox(session: Session, ticket_ids: list[int], extra: list[OutboxItem]) -> int:
     """Cancel the pending rows that would still show the customer's text, and blank every
-    row's payload: a delivered row's payload is history the erasure must not leave behind."""
+    row's payload and result (a mail's recipients): history the erasure must not leave behind.
+    What they put into Slack was gathered into the effects first."""
     cancelled = 0
     if ticket_ids:
         cancelled += int(
@@ -143,69 +145,75 @@ def silence_outbox(session: Session, ticket_ids: list[int], extra: list[OutboxIt
                     OutboxItem.status == "pending",
                     OutboxItem.kind.not_in(ERASURE_KINDS),
                 )
-                .values(status="cancelled", payload={}, last_error=None)
+                .values(status="cancelled", payload={}, result={}, last_error=None)
             ).rowcount
             or 0
         )
         session.execute(
             update(OutboxItem)
             .where(OutboxItem.ticket_id.in_(ticket_ids), OutboxItem.kind.not_in(ERASURE_KINDS))
-            .values(payload={}, last_error=None)
+            .values(payload={}, result={}, last_error=None)
         )
     for row in extra:
         if row.status == "pending":
             row.status = "cancelled"
             cancelled += 1
         row.payload = {}
+        row.result = {}
         row.last_error = None
     return cancelled
 
 
 def queue_effects(session: Session, erasure: Erasure, plan: EffectPlan, now: datetime) -> int:
+    """Queue every effect in bulk (a retention batch queues hundreds: one insert, not hundreds)."""
     prefix = erasure_key_prefix(erasure.id)
-    queued = 0
+    rows: list[dict[str, Any]] = []
+
+    def add(kind: str, lane: str, payload: dict[str, Any], key: str) -> None:
+        rows.append(
+            {
+                "kind": kind,
+                "lane": lane[:64],
+                "dedupe_key": key[:200],
+                "ticket_id": None,
+                "payload": {**payload, "erasure_id": erasure.id},
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "result": {},
+            }
+        )
+
     for (channel, ts), card in sorted(plan.messages.items()):
-        queued += _queue(
-            session,
-            kind=SLACK_ERASE_MESSAGE,
-            lane=update_lane(slack_lane(channel)),
-            now=now,
-            payload={"channel": channel, "ts": ts, "card": card, "erasure_id": erasure.id},
-            key=f"{prefix}m:{channel}:{ts}",
-        )
+        payload = {"channel": channel, "ts": ts, "card": card}
+        add(SLACK_ERASE_MESSAGE, update_lane(slack_lane(channel)), payload, f"{prefix}m:{channel}:{ts}")
     for file_id, channel in sorted(plan.files.items()):
-        queued += _queue(
-            session,
-            kind=SLACK_DELETE_FILE,
-            lane=files_lane(slack_lane(channel or "files")),
-            now=now,
-            payload={"file": file_id, "erasure_id": erasure.id},
-            key=f"{prefix}f:{file_id}",
-        )
+        lane = files_lane(slack_lane(channel or "files"))
+        add(SLACK_DELETE_FILE, lane, {"file": file_id}, f"{prefix}f:{file_id}")
     for mailbox, (uids, digests) in sorted(plan.mail.items()):
         checkpoint = session.get(MailboxCheckpoint, mailbox)
-        queued += _queue(
-            session,
-            kind=IMAP_ERASE,
-            lane=IMAP_LANE_PREFIX + mailbox,
-            now=now,
-            payload={
-                "mailbox": mailbox,
-                "uidvalidity": checkpoint.uidvalidity if checkpoint else None,
-                "uids": sorted(uids),
-                "digests": sorted(digests),
-                "erasure_id": erasure.id,
-            },
-            key=f"{prefix}i:{mailbox}",
+        payload = {
+            "mailbox": mailbox,
+            "uidvalidity": checkpoint.uidvalidity if checkpoint else None,
+            "uids": sorted(uids),
+            "digests": sorted(digests),
+        }
+        add(IMAP_ERASE, IMAP_LANE_PREFIX + mailbox, payload, f"{prefix}i:{mailbox}")
+    if not rows:
+        return 0
+    # Queued already when the same transaction is retried: the keys name this erasure.
+    keys = [row["dedupe_key"] for row in rows]
+    queued: set[str] = set()
+    for start in range(0, len(keys), 500):
+        found = session.scalars(
+            select(OutboxItem.dedupe_key).where(OutboxItem.dedupe_key.in_(keys[start : start + 500]))
         )
-    return queued
-
-
-def _queue(
-    session: Session, *, kind: str, lane: str, now: datetime, payload: dict[str, Any], key: str
-) -> int:
-    item = enqueue(session, kind=kind, lane=lane[:64], now=now, payload=payload, dedupe_key=key[:200])
-    return 0 if item is None else 1
+        queued.update(k for k in found if k is not None)
+    fresh = [row for row in rows if row["dedupe_key"] not in queued]
+    if fresh:
+        session.execute(insert(OutboxItem), fresh)
+    return len(fresh)
 
 
 def finish_erasures(session: Session, now: datetime, *, except_item: int | None = None) -> list[int]:

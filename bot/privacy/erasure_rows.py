@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, and_, cast, delete, literal, or_, select, update
+from sqlalchemy import String, and_, cast, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.storage.models import (
@@ -82,7 +82,9 @@ def anonymise_tickets(session: Session, ticket_ids: list[int], erasure_id: int) 
         .execution_options(synchronize_session=False)
     )
     session.execute(
-        update(Survey).where(Survey.ticket_id.in_(ticket_ids)).values(comment=None),
+        # "erased" is no status the answer page takes: the links in her mail stop working,
+        # and nothing she answers there can bring a comment back.
+        update(Survey).where(Survey.ticket_id.in_(ticket_ids)).values(comment=None, status="erased"),
         execution_options={"synchronize_session": False},
     )
     session.execute(
@@ -137,29 +139,44 @@ def delete_tickets(session: Session, ticket_ids: list[int]) -> None:
     session.execute(delete(Ticket).where(Ticket.id.in_(ticket_ids)))
 
 
-def erase_address_rows(session: Session, address: str) -> int:
+def events_naming(session: Session, address: str) -> list[Any]:
+    """Events naming the address (a block or an opt-out is logged with it): a scan of the whole
+    log, read before the erasure's first write so SQLite's write lock is not held through it."""
+    return list(
+        session.execute(
+            select(Event.id, Event.actor, Event.data, Event.ticket_id).where(
+                or_(
+                    Event.actor == f"customer:{address}",
+                    cast(Event.data, String).contains(address, autoescape=True),
+                )
+            )
+        ).all()
+    )
+
+
+def erase_address_rows(session: Session, address: str, events: list[Any], ticket_ids: list[int]) -> int:
     """Rows naming the address outside its tickets: blocks, opt-outs, rules, auto replies,
-    events (a block or an opt-out is logged with the address), and the customer row."""
+    and the `events` found by `events_naming` (those of her tickets are scrubbed already)."""
     removed = 0
     for statement in (
-        delete(BlockedSender).where(BlockedSender.kind == "address", BlockedSender.value == address),
-        delete(SurveyOptOut).where(SurveyOptOut.email == address),
-        delete(UrgencyRule).where(UrgencyRule.kind == "sender", UrgencyRule.pattern == address),
-        delete(AutoReply).where(AutoReply.address == address),
+        # Addresses are compared lowercased, however they were stored.
+        delete(BlockedSender).where(
+            BlockedSender.kind == "address", func.lower(BlockedSender.value) == address
+        ),
+        delete(SurveyOptOut).where(func.lower(SurveyOptOut.email) == address),
+        delete(UrgencyRule).where(UrgencyRule.kind == "sender", func.lower(UrgencyRule.pattern) == address),
+        delete(AutoReply).where(func.lower(AutoReply.address) == address),
     ):
         removed += int(session.execute(statement).rowcount or 0)
-    events = session.execute(
-        select(Event.id, Event.actor, Event.data).where(
-            or_(Event.actor == f"customer:{address}", cast(Event.data, String).like(f"%{address}%"))
-        )
-    ).all()
+    erased = set(ticket_ids)
     changes = [
         {
             "id": event_id,
             "actor": ERASED_ACTOR if str(actor).startswith("customer:") else actor,
             "data": {k: v for k, v in (data or {}).items() if address not in str(v).lower()},
         }
-        for event_id, actor, data in events
+        for event_id, actor, data, ticket_id in events
+        if ticket_id not in erased
     ]
     if changes:
         session.execute(update(Event), changes, execution_options={"synchronize_session": False})
@@ -167,7 +184,7 @@ def erase_address_rows(session: Session, address: str) -> int:
 
 
 def drop_customer(session: Session, address: str) -> None:
-    customer_id = session.scalar(select(Customer.id).where(Customer.email == address))
+    customer_id = session.scalar(select(Customer.id).where(func.lower(Customer.email) == address))
     if customer_id is None:
         return
     still = session.scalar(select(Ticket.id).where(Ticket.customer_id == customer_id).limit(1))

@@ -16,7 +16,7 @@ class PrivacySettings:
     # Also delete the customer's mail from the mailbox (flagged only, by default).
     erase_from_mailbox: bool = False
     # Tickets erased per retention batch: one short write transaction each.
-    retention_batch: int = 200
+    retention_batch: int = 100
 
 
 def load_privacy_settings(r: EnvReader) -> PrivacySettings:
@@ -25,5 +25,5 @@ def load_privacy_settings(r: EnvReader) -> PrivacySettings:
         retention_days=None if days is None else r.integer("RETENTION_DAYS", 0, 1, 36500),
         keep_stats=r.boolean("RETENTION_KEEP_STATS", True),
         erase_from_mailbox=r.boolean("ERASE_FROM_MAILBOX", False),
-        retention_batch=r.integer("RETENTION_BATCH", 200, 1, 5000),
+        retention_batch=r.integer("RETENTION_BATCH", 100, 1, 5000),
     )

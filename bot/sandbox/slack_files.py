@@ -78,7 +78,30 @@ def files_complete_upload_external(ws: Workspace, args: Json) -> Json:
     return {"ok": True, "files": done}
 
 
+def files_delete(ws: Workspace, args: Json) -> Json:
+    """As Slack documents it: `file` is required; a file deleted already is `file_deleted`, an
+    unknown one `file_not_found`. The messages that shared it keep only a tombstone."""
+    file_id = str(args.get("file") or "")
+    if not file_id:
+        raise SlackError("invalid_arguments")
+    for index, record in enumerate(ws.files):
+        if record.get("id") != file_id:
+            continue
+        if record.get("mode") == "tombstone":
+            raise SlackError("file_deleted")
+        keep = {k: record.get(k) for k in ("id", "channel", "thread_ts", "ts")}
+        ws.files[index] = {**keep, "mode": "tombstone", "content": b""}
+        for posts in ws.posts.values():
+            for post in posts:
+                post.files = [
+                    {"id": f["id"], "mode": "tombstone"} if f.get("id") == file_id else f for f in post.files
+                ]
+        return {"ok": True}
+    raise SlackError("file_not_found")
+
+
 METHODS: dict[str, Method] = {
     "files.getUploadURLExternal": files_get_upload_url_external,
     "files.completeUploadExternal": files_complete_upload_external,
+    "files.delete": files_delete,
 }

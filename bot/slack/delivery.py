@@ -16,7 +16,9 @@ from bot.config import Settings
 from bot.outbox.queue import (
     SLACK_ATTACHMENT_UPLOAD,
     SLACK_CUSTOMER_EXPORT,
+    SLACK_DELETE_FILE,
     SLACK_DND_CHECK,
+    SLACK_ERASE_MESSAGE,
     SLACK_PAGE,
     SLACK_POST,
     SLACK_SET_TOPIC,
@@ -27,6 +29,7 @@ from bot.outbox.queue import (
     SLACK_USERGROUP,
 )
 from bot.outbox.worker import Handler
+from bot.slack.erase_delivery import DeleteFileHandler, EraseMessageHandler
 from bot.slack.export_delivery import CustomerExportHandler
 from bot.slack.page_delivery import DndCheckHandler, PageHandler
 from bot.slack.post_delivery import PlainPostHandler, TopicHandler, UsergroupHandler
@@ -57,4 +60,6 @@ def slack_handlers(
         SLACK_POST: PlainPostHandler(client, factory),
         SLACK_ATTACHMENT_UPLOAD: AttachmentUploadHandler(client, factory, settings),
         SLACK_CUSTOMER_EXPORT: CustomerExportHandler(client, factory),
+        SLACK_ERASE_MESSAGE: EraseMessageHandler(client, factory),
+        SLACK_DELETE_FILE: DeleteFileHandler(client, factory),
     }

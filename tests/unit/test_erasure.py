@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from decimal import Decimal
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import make_msgid
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.outbox.queue import IMAP_ERASE, SLACK_DELETE_FILE, SLACK_ERASE_MESSAGE
-from bot.privacy.erasure import NothingToErase, erasure_preview, start_erasure
+from bot.privacy.erasure import NothingToErase, erasure_preview, start_erasure, sweep_late_effects
 from bot.privacy.erasure_effects import finish_erasures
 from bot.stats import queries
 from bot.storage.models import (
@@ -20,45 +21,33 @@ from bot.storage.models import (
     BlockedSender,
     Customer,
     Event,
+    LedgerLine,
     MailboxCheckpoint,
     Message,
     OutboxItem,
+    Page,
+    PageAttempt,
     Survey,
     Ticket,
 )
 from bot.storage.models_privacy import Erasure
 from bot.tickets.ingest import ingest_email
 from bot.tickets.replies import send_reply
+from bot.tickets.survey_answers import record_answer
 from bot.tickets.workflow import resolve_ticket, set_tags
+from tests.support.erased_customer import ADDRESS, BASE, COMMENT, NAME, NEEDLES, PHRASE, SUBJECTS, her_mail
 from tests.support.erasure_scan import find_anywhere
 from tests.support.settings import CHANNEL, SUPPORT_ADDRESS, make_settings
 
-NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-ADDRESS = "maria.rossi@example.org"
-NAME = "Maria Rossi"
-SUBJECTS = ("Fattura sbagliata", "Ordine 4471 in ritardo", "Password dimenticata")
-PHRASE = "il mio numero cliente"
-COMMENT = "servizio lentissimo"
-FILENAME = "contratto-rossi.pdf"
-NEEDLES = (ADDRESS, NAME, *SUBJECTS, PHRASE, COMMENT, FILENAME)
+NOW = BASE
 
 
 def mail(n: int, subject: str, *, reply_to: str | None = None, attach: bool = False) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = f'"{NAME}" <{ADDRESS}>'
-    msg["To"] = SUPPORT_ADDRESS
-    msg["Subject"] = subject if reply_to is None else f"Re: {subject}"
-    msg["Date"] = format_datetime(NOW + timedelta(minutes=n))
-    msg["Message-ID"] = make_msgid(f"rossi{n}", domain="example.org")
-    if reply_to:
-        msg["In-Reply-To"] = reply_to
-    msg.set_content(f"Buongiorno, {PHRASE} è 8812. Messaggio {n}.\n")
-    if attach:
-        msg.add_attachment(b"%PDF-1.4 fake", maintype="application", subtype="pdf", filename=FILENAME)
-    return bytes(msg)
+    return her_mail(n, subject, reply_to=reply_to, attach=attach)
 
 
 RAWS: list[bytes] = []
+PAGE_TS = "1700000002.000001"
 
 
 def seed_customer(factory: sessionmaker[Session], database_url: str) -> list[int]:
@@ -119,6 +108,27 @@ def seed_customer(factory: sessionmaker[Session], database_url: str) -> list[int
             )
         )
         session.add(AutoReply(ticket_id=tickets[1], address=ADDRESS, kind="ack", sent_at=NOW))
+        # She wrote at night: the person on call was paged, by a DM showing her subject.
+        page = Page(
+            ticket_id=tickets[2], status="acknowledged", step=1, started_at=NOW, acknowledged_by="U0ADA"
+        )
+        session.add(page)
+        session.flush()
+        session.add(PageAttempt(page_id=page.id, step=1, level="oncall", user_id="U0ADA", at=NOW))
+        session.add(
+            OutboxItem(
+                kind="slack.page",
+                lane="slack:U0ADA",
+                ticket_id=tickets[2],
+                payload={"channel": "U0ADA", "text": f"Urgent: {SUBJECTS[2]} from {NAME}", "user": "U0ADA"},
+                status="done",
+                attempts=1,
+                next_attempt_at=NOW,
+                created_at=NOW,
+                delivered_at=NOW,
+                result={"channel": "D0ADA", "ts": PAGE_TS, "dnd": False},
+            )
+        )
         session.add(
             BlockedSender(
                 kind="address", value=ADDRESS, blocked_by="U0MANAGER", blocked_at=NOW, ticket_id=None
@@ -170,7 +180,7 @@ def test_erasing_a_customer_leaves_nothing_of_them_and_keeps_the_anonymous_figur
 
     assert (preview.tickets, preview.messages, preview.attachments) == (3, 9, 1)
     assert (preview.surveys, preview.auto_replies, preview.blocks, preview.files) == (1, 1, 1, 1)
-    assert preview.slack_posts == 3 + 9
+    assert preview.slack_posts == 3 + 9 + 1  # cards, thread posts, the page DM
     assert started.effects == preview.slack_posts + preview.files + 1 and not started.already_running
     assert find_anywhere(session_factory.kw["bind"], NEEDLES) == []
     assert stats(session_factory) == before
@@ -181,11 +191,13 @@ def test_erasing_a_customer_leaves_nothing_of_them_and_keeps_the_anonymous_figur
             .group_by(OutboxItem.kind)
         ).all()
         assert dict(kinds) == {
-            SLACK_ERASE_MESSAGE: 12,
+            SLACK_ERASE_MESSAGE: 13,
             SLACK_DELETE_FILE: 1,
             IMAP_ERASE: 1,
             "slack.ticket_post": 1,
         }
+        edits = session.scalars(select(OutboxItem.payload).where(OutboxItem.kind == SLACK_ERASE_MESSAGE))
+        assert {"channel": "D0ADA", "ts": PAGE_TS} in [{k: p[k] for k in ("channel", "ts")} for p in edits]
         imap = session.scalar(select(OutboxItem).where(OutboxItem.kind == IMAP_ERASE))
         assert imap.payload["uids"] == [1, 2, 11, 12, 21, 22] and imap.payload["uidvalidity"] == 7
         # The other customer's ticket post is still on its way; the erased ones' are cancelled.
@@ -200,6 +212,14 @@ def test_erasing_a_customer_leaves_nothing_of_them_and_keeps_the_anonymous_figur
         assert audit.actor == "U0MANAGER" and audit.data["address_hash"] == started.address_hash
         assert session.scalar(select(func.count()).select_from(Customer)) == 1  # Luca's
         assert {t.subject for t in session.scalars(select(Ticket).where(Ticket.id.in_(tickets)))} == {""}
+    with session_factory.begin() as session:
+        # The survey links in her mail still work for days: an answer through one changes nothing.
+        survey_id = session.scalar(select(Survey.id))
+        again = record_answer(
+            session, survey_id, solved=True, comment=COMMENT, now=NOW, write_notice=lambda notice: ""
+        )
+        assert again is None
+    assert find_anywhere(session_factory.kw["bind"], NEEDLES) == []
 
 
 def test_an_erasure_runs_once_per_address_and_finishes_when_its_effects_are_done(
@@ -247,3 +267,87 @@ def test_erased_mail_read_again_is_not_stored_but_new_mail_makes_a_new_customer(
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Ticket)) == tickets_before + 1
         assert session.scalar(select(Customer.name).where(Customer.email == ADDRESS)) == NAME
+
+
+def test_without_keeping_stats_her_tickets_go_and_a_paid_page_stays_emptied(session_factory, database_url):
+    tickets = seed_customer(session_factory, database_url)
+    with session_factory.begin() as session:
+        page_id = session.scalar(select(Page.id))
+        session.add(
+            LedgerLine(
+                user_id="U0ADA",
+                kind="earned",
+                amount=Decimal("0.5"),
+                unit="days",
+                at=NOW,
+                page_id=page_id,
+                created_by="system",
+                created_at=NOW,
+            )
+        )
+    with session_factory.begin() as session:
+        start_erasure(session, ADDRESS, by="U0MANAGER", now=NOW, keep_stats=False)
+    assert find_anywhere(session_factory.kw["bind"], NEEDLES) == []
+    with session_factory() as session:
+        # The page that earned night pay keeps its ticket, emptied; the two others are gone.
+        assert session.scalars(select(Ticket.id).where(Ticket.id.in_(tickets))).all() == [tickets[2]]
+        assert (
+            session.scalar(select(func.count()).select_from(Message).where(Message.ticket_id.in_(tickets)))
+            == 0
+        )
+        assert session.scalar(select(func.count()).select_from(LedgerLine)) == 1
+
+
+def test_a_post_that_lands_after_the_erasure_is_erased_too(session_factory, database_url):
+    tickets = seed_customer(session_factory, database_url)
+    with session_factory.begin() as session:
+        # Her ticket's thread post was being delivered when the erasure committed.
+        in_flight = session.scalar(
+            select(OutboxItem).where(OutboxItem.ticket_id == tickets[1], OutboxItem.status == "pending")
+        )
+        in_flight.attempts = 1
+        in_flight_id = in_flight.id
+        started = start_erasure(session, ADDRESS, by="U0MANAGER", now=NOW)
+    with session_factory.begin() as session:
+        # The worker then records it as delivered, as it does for any try that got through.
+        row = session.get(OutboxItem, in_flight_id)
+        row.status, row.result = "done", {"channel": CHANNEL, "ts": "1700000009.000001"}
+        session.get(Ticket, tickets[1]).slack_ts = "1700000009.000002"
+        session.get(Ticket, tickets[1]).slack_channel = CHANNEL
+    with session_factory.begin() as session:
+        assert sweep_late_effects(session, NOW) == 2
+    with session_factory.begin() as session:
+        assert sweep_late_effects(session, NOW) == 0
+        late = session.scalars(
+            select(OutboxItem.payload).where(
+                OutboxItem.kind == SLACK_ERASE_MESSAGE,
+                OutboxItem.payload["ts"].as_string().like("1700000009%"),
+            )
+        ).all()
+        assert sorted((p["ts"], p["card"], p["erasure_id"]) for p in late) == [
+            ("1700000009.000001", False, started.erasure_id),
+            ("1700000009.000002", True, started.erasure_id),
+        ]
+        assert session.get(OutboxItem, in_flight_id).result == {}
+
+
+def test_a_mail_without_message_id_is_known_again_by_its_sender_and_date(session_factory):
+    raw = b"\r\n".join(
+        [
+            f'From: "{NAME}" <{ADDRESS}>'.encode(),
+            b"To: support@example.com",
+            f"Subject: {SUBJECTS[0]}".encode(),
+            b"Date: Fri, 20 Nov 2026 10:00:00 +0100",
+            b"",
+            PHRASE.encode(),
+        ]
+    )
+    with session_factory.begin() as session:
+        first = ingest_email(session, raw, mailbox="box", channel=CHANNEL, now=NOW, uid=1)
+        assert session.get(Message, first.message_id).message_id is None
+    with session_factory.begin() as session:
+        start_erasure(session, ADDRESS, by="U0MANAGER", now=NOW)
+    with session_factory.begin() as session:
+        again = ingest_email(session, raw, mailbox="box", channel=CHANNEL, now=NOW, uid=2)
+    assert again.outcome == "duplicate"
+    assert find_anywhere(session_factory.kw["bind"], NEEDLES) == []
