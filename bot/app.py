@@ -26,6 +26,7 @@ from bot.ical_http import ical_app
 from bot.leader import Leadership
 from bot.mail.sender import smtp_handlers
 from bot.mail.watcher import MailboxSettings, MailboxWatcher
+from bot.mail.xoauth2 import mail_token_source
 from bot.metrics import DeliveryMetrics, MeasuredApp, Metrics, StateCollector, ack_timer, metrics_endpoint
 from bot.outbox.queue import FILES_LANE_PREFIX, SMTP_SEND
 from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
@@ -127,6 +128,8 @@ class SupportBot:
         self.engine = engine or make_engine(settings.database_url)
         self.factory = make_sessionmaker(self.engine)
         self.client = make_web_client(settings)
+        # None with passwords; with MAIL_AUTH, IMAP and SMTP log in with its tokens.
+        self.mail_tokens = mail_token_source(settings, self.factory, self.clock)
         self.services, self.access, people = make_services(settings, self.factory, self.clock, self.client)
         self.metrics = Metrics()
         self.bolt = make_bolt_app(self.services, self.access, people, self.metrics)
@@ -222,13 +225,16 @@ class SupportBot:
                     idle_seconds=s.imap_idle_seconds,
                     poll_seconds=s.imap_poll_seconds,
                     burst_threshold=s.burst_threshold,
+                    token_source=self.mail_tokens,
                 ),
                 self.factory,
                 self.clock,
                 burst_notice=burst_post,
                 on_ingested=self.metrics.mails_stored,
             )
-            smtp = smtp_handlers(s, self.factory, self.clock, write_notice=reply_notice)
+            smtp = smtp_handlers(
+                s, self.factory, self.clock, write_notice=reply_notice, token_source=self.mail_tokens
+            )
             observer = DeliveryMetrics(self.metrics, self.clock)
             self.workers = [
                 OutboxWorker(

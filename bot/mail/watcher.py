@@ -17,7 +17,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from imapclient import IMAPClient
@@ -26,6 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
 from bot.mail.checkpoints import load_checkpoint, save_checkpoint
+from bot.mail.oauth_token import TokenSource
+from bot.mail.xoauth2 import MailLoginRefused, imap_login
 from bot.outbox.queue import SLACK_POST, enqueue, notify_workers, slack_lane
 from bot.storage.db import transaction
 from bot.tickets.events import SYSTEM, record_event
@@ -60,6 +63,11 @@ class MailboxSettings:
     poll_seconds: float = 30.0
     burst_threshold: int = 20
     timeout: float = 60.0
+    # With a token source, log in with SASL XOAUTH2 instead of the password, and end each
+    # session this long before its token expires: Exchange Online and Dovecot drop a
+    # session whose token has expired, mid-IDLE, which would read as an outage.
+    token_source: TokenSource | None = field(default=None, repr=False, compare=False)
+    token_margin_seconds: float = 300.0
 
     @property
     def mailbox_key(self) -> str:
@@ -152,7 +160,7 @@ class MailboxWatcher:
         while not self._stop.is_set():
             try:
                 self._session()
-            except (IMAPClientError, OSError, ssl.SSLError, EOFError) as exc:
+            except (IMAPClientError, OSError, ssl.SSLError, EOFError, MailLoginRefused) as exc:
                 if self._stop.is_set():
                     break
                 # A connection that worked for a while starts the backoff afresh: only
@@ -199,7 +207,7 @@ class MailboxWatcher:
         self._client = client
         _keep_alive(client.socket())
         try:
-            client.login(s.user, s.password)
+            renew_at = self._login(client)
             status = client.select_folder(s.folder, readonly=True)
             uidvalidity = int(status[b"UIDVALIDITY"])
             self.connected.set()
@@ -209,8 +217,10 @@ class MailboxWatcher:
                 self.sync(client, uidvalidity)
                 if _arrived_meanwhile(client):
                     continue
+                if renew_at is not None and _now() >= renew_at:
+                    return  # a new session, on a new token, at once (no backoff)
                 if can_idle:
-                    self._idle(client)
+                    self._idle(client, renew_at)
                 else:
                     self._stop.wait(s.poll_seconds)
                     client.noop()
@@ -223,7 +233,21 @@ class MailboxWatcher:
                 with contextlib.suppress(Exception):
                     client.shutdown()
 
-    def _idle(self, client: IMAPClient) -> None:
+    def _login(self, client: IMAPClient) -> datetime | None:
+        """Log in; with OAuth, returns when this session must end to renew its token."""
+        s = self.settings
+        if s.token_source is None:
+            client.login(s.user, s.password)
+            return None
+        token = imap_login(client, s.user, s.token_source)
+        if token.expires_at is None:
+            return None
+        # A token shorter-lived than the margin is used for half of what it has left,
+        # rather than renewed in a tight loop.
+        left = token.expires_at - _now()
+        return token.expires_at - min(timedelta(seconds=s.token_margin_seconds), left / 2)
+
+    def _idle(self, client: IMAPClient, renew_at: datetime | None = None) -> None:
         """Wait in IDLE until the server says anything, we are stopped, or it is time to renew.
 
         We only wait for the socket to become readable and let `idle_done` read what the
@@ -238,6 +262,8 @@ class MailboxWatcher:
         try:
             while not self._stop.is_set():
                 if time.monotonic() - started >= self.settings.idle_seconds:
+                    return
+                if renew_at is not None and _now() >= renew_at:
                     return
                 if _server_spoke(client, timeout=1.0):
                     return
@@ -371,6 +397,11 @@ def _fetch_batches(client: IMAPClient, uids: list[int]) -> list[list[int]]:
     if batch:
         batches.append(batch)
     return batches
+
+
+def _now() -> datetime:
+    # Token expiry is the server's real time, not the bot's (movable) Clock.
+    return datetime.now(UTC)
 
 
 def _keep_alive(sock: socket.socket, idle: int = 60, interval: int = 10, count: int = 3) -> None:
