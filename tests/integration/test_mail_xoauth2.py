@@ -246,6 +246,7 @@ def test_a_refused_smtp_token_gets_one_fresh_one_then_a_clear_reason(
     assert [token for _, token in smtp_server.attempts] == ["revoked-token", tokens.fetched[0][0].value]
     assert [fresh for _, fresh in tokens.fetched] == [True]
     assert len(smtp_server.mails) == 1
+    assert smtp_server.violations == []
 
     # Now every token is refused (say, SMTP AUTH turned off for the mailbox): one fresh
     # try, then the reply waits with a reason that says what to check.
@@ -254,6 +255,7 @@ def test_a_refused_smtp_token_gets_one_fresh_one_then_a_clear_reason(
     queue_reply(session_factory, make_settings(database_url), 42)
     worker.run_once()
     assert len(smtp_server.attempts) == 4 and len(smtp_server.mails) == 1
+    assert smtp_server.violations == []
     with session_factory() as session:
         item = session.scalars(
             select(OutboxItem).where(OutboxItem.kind == SMTP_SEND).order_by(OutboxItem.id.desc())

@@ -50,6 +50,7 @@ class _XOAuthHandler(_Handler):
         if reply is MISSING:
             return AuthResult(success=False, handled=True)
         if reply != b"":
+            self.server_side.violations.append("answered the error challenge with more than an empty line")
             await server.push("501 5.5.2 Expected an empty response to the error challenge")
             return AuthResult(success=False, handled=True)
         return AuthResult(success=False, handled=False, message="535 5.7.3 Authentication unsuccessful")
@@ -73,6 +74,7 @@ class XOAuthSmtp(SmtpCatcher):
         self.oauth = oauth
         self.password = password
         self.attempts: list[tuple[str, str]] = []  # (user, token) of each XOAUTH2 try
+        self.violations: list[str] = []  # what a client did against the XOAUTH2 docs
 
     def _check_password(
         self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
