@@ -64,8 +64,8 @@ class MailboxSettings:
     burst_threshold: int = 20
     timeout: float = 60.0
     # With a token source, log in with SASL XOAUTH2 instead of the password, and end each
-    # session this long before its token expires: Exchange Online and Dovecot drop a
-    # session whose token has expired, mid-IDLE, which would read as an outage.
+    # session this long before its token expires: Exchange Online ends a session whose
+    # token expired (mid-IDLE, "AccessTokenExpired"), which would read as an outage.
     token_source: TokenSource | None = field(default=None, repr=False, compare=False)
     token_margin_seconds: float = 300.0
 
