@@ -24,7 +24,7 @@ from bot.slack.mail_notices import reply_notice
 from bot.storage.models import Message, OutboxItem
 from bot.tickets.ingest import ingest_email
 from bot.tickets.replies import send_reply
-from tests.support.dovecot_oauth import OAuthDovecot
+from tests.support.dovecot_oauth import ExpiredSessionCutter, OAuthDovecot
 from tests.support.harness import wait_until
 from tests.support.mail import customer_mail, message_id_of
 from tests.support.oauth_introspection import OAuthStandIn
@@ -154,14 +154,16 @@ def test_an_idle_session_is_renewed_before_its_token_expires(
     tokens: HttpTokenSource,
 ) -> None:
     oauth.lifetime = 4.0  # seconds; Microsoft's and Google's last an hour
-    watching.start()
-    assert watching.connected.wait(20)
     raws = [customer_mail(n) for n in range(10, 18)]
-    for n, raw in enumerate(raws):
-        oauth_dovecot.append(raw)
-        # Spread over several token lifetimes, so mail arrives around the renewals.
-        wait_until(lambda n=n: len(stored_ids(session_factory)) == n + 1, timeout=20, what=f"mail {n}")
-        wait_until(lambda n=n: len(oauth.accepted()) >= n // 2 + 1, timeout=20, what="a renewal")
+    with ExpiredSessionCutter(oauth_dovecot, oauth) as cutter:
+        watching.start()
+        assert watching.connected.wait(20)
+        for n, raw in enumerate(raws):
+            oauth_dovecot.append(raw)
+            # Spread over several token lifetimes, so mail arrives around the renewals.
+            wait_until(lambda n=n: len(stored_ids(session_factory)) == n + 1, timeout=20, what=f"mail {n}")
+            wait_until(lambda n=n: len(oauth.accepted()) >= n // 2 + 1, timeout=20, what="a renewal")
+    assert cutter.cut == []  # no session outlived its token: each was renewed in time
     ids = stored_ids(session_factory)
     assert sorted(ids) == sorted({*ids}) and len(ids) == len(raws)  # each mail once
     logins = oauth.accepted()

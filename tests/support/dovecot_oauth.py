@@ -9,9 +9,16 @@ valid while introspection says `active`, which the stand-in stops saying at expi
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import signal
+import threading
+import time
 from pathlib import Path
 
 from tests.support.dovecot import DovecotServer
+from tests.support.oauth_introspection import OAuthStandIn
 
 
 class OAuthDovecot(DovecotServer):
@@ -50,3 +57,49 @@ passdb {{
 """
         path.write_text(config)
         return path
+
+
+class ExpiredSessionCutter:
+    """Ends each XOAUTH2 session the moment its token expires, as Exchange Online does
+    ("AccessTokenExpired"); Dovecot itself keeps such a session open.
+
+    Dovecot logs each login with the pid of the session's imap process (`mpid`); the
+    n-th XOAUTH2 login is the n-th token the authorisation server found active (the test
+    logs in to this server only, one login at a time). `cut` lists the sessions ended.
+    """
+
+    def __init__(self, server: OAuthDovecot, oauth: OAuthStandIn) -> None:
+        self.server = server
+        self.oauth = oauth
+        self.cut: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="session-cutter", daemon=True)
+
+    def __enter__(self) -> ExpiredSessionCutter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            pids = [int(p) for p in _XOAUTH2_LOGIN.findall(self.server.log_path.read_text(errors="replace"))]
+            for pid, check in zip(pids, self.oauth.accepted(), strict=False):
+                if pid in self.cut or time.time() < self.oauth.expiry_of(check.token):
+                    continue
+                if _is_imap_session(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                    self.cut.append(pid)
+
+
+_XOAUTH2_LOGIN = re.compile(r"method=XOAUTH2, .*?mpid=(\d+)")
+
+
+def _is_imap_session(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "imap"
+    except OSError:
+        return False  # logged out already
