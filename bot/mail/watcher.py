@@ -222,7 +222,8 @@ class MailboxWatcher:
                 if can_idle:
                     self._idle(client, renew_at)
                 else:
-                    self._stop.wait(s.poll_seconds)
+                    left = (renew_at - _now()).total_seconds() if renew_at is not None else s.poll_seconds
+                    self._stop.wait(max(0.0, min(s.poll_seconds, left)))
                     client.noop()
         finally:
             self.connected.clear()
