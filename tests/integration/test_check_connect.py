@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.mail.connect_check import check_mail_connections
+from bot.mail.connect_check import check_mail_connections, check_smtp
 from bot.sandbox.imap_server import PymapServer, free_port
 from tests.support.dovecot_oauth import OAuthDovecot
 from tests.support.oauth_introspection import OAuthStandIn
 from tests.support.oauth_tokens import HttpTokenSource
 from tests.support.settings import make_settings
 from tests.support.smtp_xoauth2 import XOAuthSmtp
+from tests.support.tls import loopback_certificate, server_context
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
@@ -163,3 +164,23 @@ def test_the_connection_check_logs_in_with_tokens(
         f"SMTP: the SMTP server refused a fresh OAuth token for {settings.imap_user} (535 "
     )
     assert all(token.value not in imap_outcome.line + smtp_outcome.line for token, _ in tokens.fetched)
+
+
+def test_smtp_logs_in_with_a_token_after_starttls(
+    tmp_path: Path, database_url: str, oauth: OAuthStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Microsoft 365's way (smtp.office365.com:587): STARTTLS, EHLO again, then AUTH XOAUTH2."""
+    cert, key = loopback_certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client verifies the certificate as usual
+    with XOAuthSmtp(oauth, tls=server_context(cert, key)) as server:
+        settings = make_settings(
+            database_url, IMAP_USER=oauth.user, SMTP_PORT=str(server.port), SMTP_SECURITY="starttls"
+        )
+        tokens = HttpTokenSource(f"{oauth.url}/token")
+        outcome = check_smtp(settings, tokens)
+    assert outcome.ok, outcome.line
+    assert outcome.line == (
+        f"SMTP: 127.0.0.1:{server.port} answered (STARTTLS), logged in as {settings.imap_user} "
+        "with an OAuth token (XOAUTH2); no mail was sent"
+    )
+    assert server.attempts == [(settings.imap_user, tokens.fetched[0][0].value)]

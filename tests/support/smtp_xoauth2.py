@@ -11,6 +11,7 @@ error challenge with anything else gets 501, so a test sees it. PLAIN and LOGIN 
 from __future__ import annotations
 
 import json
+import ssl
 from base64 import b64decode
 from typing import Any
 
@@ -68,11 +69,18 @@ def _parse(response: str) -> tuple[str, str]:
 
 class XOAuthSmtp(SmtpCatcher):
     def __init__(
-        self, oauth: OAuthStandIn, *, password: str = "smtp-secret", port: int | None = None
+        self,
+        oauth: OAuthStandIn,
+        *,
+        password: str = "smtp-secret",
+        port: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """With `tls`, STARTTLS is offered and required before AUTH, as at Microsoft 365's port 587."""
         super().__init__(port)
         self.oauth = oauth
         self.password = password
+        self.tls = tls
         self.attempts: list[tuple[str, str]] = []  # (user, token) of each XOAUTH2 try
         self.violations: list[str] = []  # what a client did against the XOAUTH2 docs
 
@@ -88,8 +96,10 @@ class XOAuthSmtp(SmtpCatcher):
             hostname=self.host,
             port=self.port,
             auth_required=True,
-            # Loopback only; production servers want STARTTLS first, which the bot does.
-            auth_require_tls=False,
+            # Without `tls`: loopback only, AUTH in clear.
+            auth_require_tls=self.tls is not None,
+            tls_context=self.tls,
+            require_starttls=self.tls is not None,
             authenticator=self._check_password,
         )
         self._controller.start()
