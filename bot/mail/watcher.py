@@ -243,10 +243,7 @@ class MailboxWatcher:
         token = imap_login(client, s.user, s.token_source)
         if token.expires_at is None:
             return None
-        # A token shorter-lived than the margin is used for half of what it has left,
-        # rather than renewed in a tight loop.
-        left = token.expires_at - _now()
-        return token.expires_at - min(timedelta(seconds=s.token_margin_seconds), left / 2)
+        return renewal_time(token.expires_at, _now(), timedelta(seconds=s.token_margin_seconds))
 
     def _idle(self, client: IMAPClient, renew_at: datetime | None = None) -> None:
         """Wait in IDLE until the server says anything, we are stopped, or it is time to renew.
@@ -398,6 +395,13 @@ def _fetch_batches(client: IMAPClient, uids: list[int]) -> list[list[int]]:
     if batch:
         batches.append(batch)
     return batches
+
+
+def renewal_time(expires_at: datetime, now: datetime, margin: timedelta) -> datetime:
+    """When a session logged in `now` with a token expiring at `expires_at` should end:
+    `margin` before the expiry, or halfway there for a token with less than twice that
+    left, so a short-lived token is used for a while rather than renewed in a tight loop."""
+    return expires_at - min(margin, (expires_at - now) / 2)
 
 
 def _now() -> datetime:

@@ -4,9 +4,13 @@ run against Dovecot and an SMTP server in tests/integration/test_mail_xoauth2.py
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.clock import FrozenClock
+from bot.mail.watcher import renewal_time
 from bot.mail.xoauth2 import _XOAuth2, mail_token_source, xoauth2_response
 from tests.support.settings import make_settings
 
@@ -32,3 +36,18 @@ def test_passwords_need_no_token_source() -> None:
     settings = make_settings("sqlite://")
     assert settings.mail_oauth is None
     assert mail_token_source(settings, None, FrozenClock(datetime(2026, 11, 20, tzinfo=UTC))) is None  # type: ignore[arg-type]
+
+
+@given(
+    lifetime=st.floats(min_value=0.001, max_value=24 * 3600),
+    margin=st.floats(min_value=1, max_value=3600),
+)
+def test_a_session_ends_before_its_token_and_not_in_a_tight_loop(lifetime: float, margin: float) -> None:
+    now = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    expires = now + timedelta(seconds=lifetime)
+    ends = renewal_time(expires, now, timedelta(seconds=margin))
+    assert ends < expires
+    # At least half of what the token had left is used: no reconnecting in a tight loop.
+    assert ends - now >= (expires - now) / 2 - timedelta(microseconds=1)
+    if lifetime >= 2 * margin:
+        assert ends == expires - timedelta(seconds=margin)
