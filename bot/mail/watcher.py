@@ -261,9 +261,12 @@ class MailboxWatcher:
             while not self._stop.is_set():
                 if time.monotonic() - started >= self.settings.idle_seconds:
                     return
-                if renew_at is not None and _now() >= renew_at:
-                    return
-                if _server_spoke(client, timeout=1.0):
+                wait = 1.0
+                if renew_at is not None:
+                    wait = min(wait, (renew_at - _now()).total_seconds())
+                    if wait <= 0:
+                        return
+                if _server_spoke(client, timeout=wait):
                     return
         finally:
             if not self._stop.is_set():

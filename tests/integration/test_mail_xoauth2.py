@@ -5,7 +5,6 @@ small real TokenSource over HTTP (tests/support/oauth_tokens.py)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -43,7 +42,7 @@ def tokens(oauth: OAuthStandIn) -> HttpTokenSource:
 
 
 def watcher_for(
-    server: OAuthDovecot, factory: sessionmaker[Session], tokens: HttpTokenSource
+    server: OAuthDovecot, factory: sessionmaker[Session], tokens: HttpTokenSource, *, margin: float = 300.0
 ) -> MailboxWatcher:
     settings = MailboxSettings(
         host=server.host,
@@ -55,6 +54,7 @@ def watcher_for(
         channel=CHANNEL,
         own_addresses=(SUPPORT_ADDRESS,),
         token_source=tokens,
+        token_margin_seconds=margin,
     )
     return MailboxWatcher(settings, factory, FrozenClock(NOW), max_backoff=0.5)
 
@@ -147,30 +147,34 @@ def test_no_token_to_be_had_is_said_once_and_retried_until_it_works(
 
 @pytest.mark.dovecot
 def test_an_idle_session_is_renewed_before_its_token_expires(
-    oauth: OAuthStandIn,
-    oauth_dovecot: OAuthDovecot,
-    watching: MailboxWatcher,
-    session_factory: sessionmaker[Session],
-    tokens: HttpTokenSource,
+    oauth: OAuthStandIn, oauth_dovecot: OAuthDovecot, session_factory: sessionmaker[Session]
 ) -> None:
-    oauth.lifetime = 4.0  # seconds; Microsoft's and Google's last an hour
-    raws = [customer_mail(n) for n in range(10, 18)]
-    with ExpiredSessionCutter(oauth_dovecot, oauth) as cutter:
-        watching.start()
-        assert watching.connected.wait(20)
-        for n, raw in enumerate(raws):
-            oauth_dovecot.append(raw)
-            # Spread over several token lifetimes, so mail arrives around the renewals.
-            wait_until(lambda n=n: len(stored_ids(session_factory)) == n + 1, timeout=20, what=f"mail {n}")
-            wait_until(lambda n=n: len(oauth.accepted()) >= n // 2 + 1, timeout=20, what="a renewal")
+    # Seconds where Microsoft and Google give an hour: tokens of 4 s, refreshed by the
+    # source when less than 2 s are left, sessions renewed 1.5 s before expiry.
+    oauth.lifetime = 4.0
+    tokens = HttpTokenSource(f"{oauth.url}/token", keep_until_left=2.0)
+    watcher = watcher_for(oauth_dovecot, session_factory, tokens, margin=1.5)
+    raws = [customer_mail(n) for n in range(10, 16)]
+    try:
+        with ExpiredSessionCutter(oauth_dovecot, oauth) as cutter:
+            watcher.start()
+            assert watcher.connected.wait(20)
+            for n, raw in enumerate(raws):
+                oauth_dovecot.append(raw)
+                # Spread over several token lifetimes, so mail arrives around the renewals.
+                wait_until(
+                    lambda n=n: len(stored_ids(session_factory)) == n + 1, timeout=20, what=f"mail {n}"
+                )
+                wait_until(lambda n=n: len(oauth.accepted()) >= n // 2 + 1, timeout=20, what="a renewal")
+    finally:
+        watcher.stop()
     assert cutter.cut == []  # no session outlived its token: each was renewed in time
     ids = stored_ids(session_factory)
     assert sorted(ids) == sorted({*ids}) and len(ids) == len(raws)  # each mail once
     logins = oauth.accepted()
-    assert len(logins) >= 4
-    for earlier, later in itertools.pairwise(logins):
-        # The next session started before the token of the one before expired.
-        assert later.at < oauth.expiry_of(earlier.token)
+    assert len(logins) >= 3
+    # Each renewal logged in with a new token, fetched because the old one was ending.
+    assert len({c.token for c in logins}) == len(logins)
     assert all(c.active for c in oauth.checks)  # never a login with an expired token
 
 
