@@ -3,8 +3,8 @@
 Microsoft 365 and Google take a bearer token where a password used to go. The initial
 response is `user=<user>^Aauth=Bearer <token>^A^A` (base64 on the wire). A server that
 refuses the token answers with a challenge holding a JSON error, which the client must
-acknowledge with an empty line before the server says no (Google's and Microsoft's
-XOAUTH2 docs). The token comes from a `TokenSource` (bot/mail/oauth_token.py): a refused
+acknowledge with an empty line before the server says no (Google's XOAUTH2 protocol
+page). The token comes from a `TokenSource` (bot/mail/oauth_token.py): a refused
 token may have been revoked or cut short early, so each login asks once more for a fresh
 one before giving up with one sentence saying what to do.
 """
@@ -78,7 +78,7 @@ def _authenticate(client: IMAPClient, user: str, token: str) -> None:
     """AUTHENTICATE XOAUTH2, answering an error challenge with an empty line.
 
     Not imapclient's `oauth2_login`: it answers every challenge with the token again,
-    which Google's docs rule out, and which Dovecot answers only after a 4-second delay.
+    where Google's XOAUTH2 page asks for an empty response to the error challenge.
     """
     responses = iter([xoauth2_response(user, token)])
     try:
@@ -92,8 +92,7 @@ def _authenticate(client: IMAPClient, user: str, token: str) -> None:
 
 class _XOAuth2:
     """smtplib's `authobject`: the initial response first; to a challenge (the server's
-    JSON error, RFC 7628 §3.2.3 as XOAUTH2 does it) an empty line, so the server ends the
-    exchange with its 535 instead of waiting for us."""
+    JSON error) an empty line, so the server ends the exchange with its 535."""
 
     def __init__(self, user: str, token: str) -> None:
         self._response = xoauth2_response(user, token)
