@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -205,7 +205,11 @@ def queue_reply(factory: sessionmaker[Session], settings_: Settings, n: int) -> 
 
 
 def smtp_worker(
-    database_url: str, factory: sessionmaker[Session], server: XOAuthSmtp, tokens: HttpTokenSource
+    database_url: str,
+    factory: sessionmaker[Session],
+    server: XOAuthSmtp,
+    tokens: HttpTokenSource,
+    clock: FrozenClock | None = None,
 ) -> OutboxWorker:
     settings = make_settings(
         database_url,
@@ -213,7 +217,7 @@ def smtp_worker(
         SMTP_USER="support@example.com",
         SMTP_PASSWORD="never-sent-with-a-token",
     )
-    clock = FrozenClock(NOW)
+    clock = clock or FrozenClock(NOW)
     return OutboxWorker(
         factory,
         smtp_handlers(settings, factory, clock, write_notice=reply_notice, timeout=5, token_source=tokens),
@@ -270,3 +274,26 @@ def test_a_refused_smtp_token_gets_one_fresh_one_then_a_clear_reason(
         assert "refused a fresh OAuth token for support@example.com" in (item.last_error or "")
         assert "SMTP AUTH" in (item.last_error or "")
         assert "revoked-again" not in (item.last_error or "")
+
+
+def test_no_token_for_smtp_keeps_the_reply_queued_with_the_providers_sentence(
+    database_url: str,
+    session_factory: sessionmaker[Session],
+    smtp_server: XOAuthSmtp,
+    tokens: HttpTokenSource,
+) -> None:
+    clock = FrozenClock(NOW)
+    worker = smtp_worker(database_url, session_factory, smtp_server, tokens, clock)
+    tokens.refuse = "the app's client secret has expired: create a new one and set MAIL_OAUTH_CLIENT_SECRET"
+    queue_reply(session_factory, make_settings(database_url), 43)
+    worker.run_once()
+    assert smtp_server.attempts == [] and smtp_server.mails == []
+    with session_factory() as session:
+        item = session.scalars(select(OutboxItem).where(OutboxItem.kind == SMTP_SEND)).one()
+        assert item.status == "pending"
+        assert item.last_error == f"no OAuth token for the mail server: {tokens.refuse}"
+
+    tokens.refuse = None  # fixed: the reply goes out on its next try
+    clock.advance(timedelta(minutes=5))
+    worker.drain()
+    assert len(smtp_server.mails) == 1
