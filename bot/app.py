@@ -28,6 +28,7 @@ from bot.leader import Leadership
 from bot.mail.erase import mailbox_erase_handlers
 from bot.mail.sender import smtp_handlers
 from bot.mail.watcher import MailboxSettings, MailboxWatcher
+from bot.mail.xoauth2 import mail_token_source
 from bot.metrics import DeliveryMetrics, MeasuredApp, Metrics, StateCollector, ack_timer, metrics_endpoint
 from bot.outbox.queue import FILES_LANE_PREFIX, IMAP_LANE_PREFIX, SMTP_SEND
 from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
@@ -130,6 +131,8 @@ class SupportBot:
         self.engine = engine or make_engine(settings.database_url)
         self.factory = make_sessionmaker(self.engine)
         self.client = make_web_client(settings)
+        # None with passwords; with MAIL_AUTH, IMAP and SMTP log in with its tokens.
+        self.mail_tokens = mail_token_source(settings, self.factory, self.clock)
         self.services, self.access, people = make_services(settings, self.factory, self.clock, self.client)
         self.metrics = Metrics()
         self.bolt = make_bolt_app(self.services, self.access, people, self.metrics)
@@ -225,6 +228,7 @@ class SupportBot:
                     idle_seconds=s.imap_idle_seconds,
                     poll_seconds=s.imap_poll_seconds,
                     burst_threshold=s.burst_threshold,
+                    token_source=self.mail_tokens,
                 ),
                 self.factory,
                 self.clock,
@@ -238,6 +242,7 @@ class SupportBot:
                 self.clock,
                 write_notice=reply_notice,
                 health=HealthReporter(Service.OUTGOING_MAIL, s, self.factory, self.clock),
+                token_source=self.mail_tokens,
             )
             observer = DeliveryMetrics(self.metrics, self.clock)
             self.workers = [
@@ -276,7 +281,7 @@ class SupportBot:
             self.workers.append(
                 OutboxWorker(
                     self.factory,
-                    mailbox_erase_handlers(s, self.factory),
+                    mailbox_erase_handlers(s, self.factory, self.mail_tokens),
                     lane_prefix=IMAP_LANE_PREFIX,
                     clock=self.clock,
                     backoff=Backoff(base=2.0, cap=300.0),

@@ -182,7 +182,33 @@ def _check_config(args: argparse.Namespace) -> int:
         print("# the mailbox, SMTP and the database (their ports are chosen when it starts)")
     for key, value in settings.redacted().items():
         print(f"{key} = {value}")
-    return 0
+    if not args.connect:
+        return 0
+    if settings.sandbox:
+        print("# --connect: nothing to connect to, the sandbox's stand-ins start with it")
+        return 0
+    return _check_connections(settings)
+
+
+def _check_connections(settings: Settings) -> int:
+    """Log in to IMAP and SMTP as the bot would; one line each; 1 if either failed."""
+    # why: imported here so a plain check-config loads no mail client libraries.
+    from bot.clock import SystemClock
+    from bot.mail.connect_check import check_mail_connections
+    from bot.mail.xoauth2 import mail_token_source
+    from bot.storage.db import make_sessionmaker
+
+    configure_logging(settings.log_level, secrets=settings.secrets(), log_format=settings.log_format)
+    engine = make_engine(settings.database_url)
+    try:
+        # Tokens are kept in the database (shared by replicas), so the check uses the same ones.
+        source = mail_token_source(settings, make_sessionmaker(engine), SystemClock())
+        outcomes = check_mail_connections(settings, source)
+    finally:
+        engine.dispose()
+    for outcome in outcomes:
+        print(("ok      " if outcome.ok else "FAILED  ") + redact(outcome.line, settings.secrets()))
+    return 0 if all(o.ok for o in outcomes) else 1
 
 
 def _auth(args: argparse.Namespace) -> int:
@@ -243,9 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-file", help="read settings from this file instead of ./.env")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the bot").set_defaults(func=_run)
-    sub.add_parser("check-config", help="validate settings and print them (secrets hidden)").set_defaults(
-        func=_check_config
+    check = sub.add_parser("check-config", help="validate settings and print them (secrets hidden)")
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also log in to IMAP (open the folder) and SMTP (no mail sent) and say what worked",
     )
+    check.set_defaults(func=_check_config)
     auth = sub.add_parser("auth", help="sign the mailbox in for OAuth (MAIL_AUTH) and store the token")
     auth.add_argument("provider", choices=["microsoft", "google"])
     auth.add_argument("--port", type=int, default=0, help="google: the local port the browser returns to")

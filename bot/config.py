@@ -324,7 +324,7 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
     smtp_host = r.required("SMTP_HOST", "the server replies are sent through")
     smtp_user = r.raw("SMTP_USER")
     smtp_password = r.raw("SMTP_PASSWORD")
-    if smtp_user and not smtp_password:
+    if smtp_user and not smtp_password and not mail_oauth:
         raise ConfigError("SMTP_PASSWORD is not set but SMTP_USER is")
 
     address = r.required("SUPPORT_ADDRESS", "the address customers write to, e.g. help@example.com")

@@ -22,6 +22,7 @@ from imapclient.exceptions import IMAPClientAbortError, LoginError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.mail.xoauth2 import MailLoginRefused
 from bot.storage.models_health import ConnectionHealth
 
 # A failure last reported longer ago than this was not watched since (the bot was down):
@@ -87,7 +88,7 @@ def outage_key(notice: Notice) -> str:
 
 def classify(error: BaseException, secrets: list[str] | tuple[str, ...] = ()) -> Failure:
     """What kind of failure an exception from imaplib/imapclient/smtplib/ssl/socket is."""
-    if isinstance(error, LoginError | smtplib.SMTPAuthenticationError):
+    if isinstance(error, LoginError | smtplib.SMTPAuthenticationError | MailLoginRefused):
         kind = FailureKind.LOGIN_REFUSED
     elif isinstance(error, ssl.SSLError | ssl.CertificateError | smtplib.SMTPNotSupportedError):
         kind = FailureKind.TLS

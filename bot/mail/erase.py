@@ -19,7 +19,9 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
+from bot.mail.oauth_token import TokenSource
 from bot.mail.parse import MalformedEmailError, parse_email
+from bot.mail.xoauth2 import MailLoginRefused, imap_login
 from bot.outbox.queue import IMAP_ERASE
 from bot.outbox.worker import Handler, PermanentFailure, RetryLater
 from bot.privacy.digests import SALT_NAME, message_id_digest, sender_date_digest
@@ -60,10 +62,17 @@ def _header_of(data: dict[bytes, Any]) -> bytes:
 
 
 class MailboxEraseHandler:
-    def __init__(self, settings: Settings, factory: sessionmaker[Session], timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        timeout: float = 60.0,
+        token_source: TokenSource | None = None,
+    ) -> None:
         self.settings = settings
         self.factory = factory
         self.timeout = timeout
+        self.token_source = token_source  # MAIL_AUTH: log in as the watcher does, with a token
 
     def deliver(self, item: OutboxItem) -> dict[str, Any]:
         payload = item.payload
@@ -78,6 +87,8 @@ class MailboxEraseHandler:
         wanted = set(payload.get("digests") or [])
         try:
             return self._erase(salt, wanted, payload)
+        except MailLoginRefused as exc:
+            raise RetryLater(f"mailbox: {exc}") from None
         except (IMAPClientError, OSError, EOFError) as exc:
             raise RetryLater(f"mailbox: {type(exc).__name__}: {exc}") from None
 
@@ -85,7 +96,10 @@ class MailboxEraseHandler:
         s = self.settings
         client = IMAPClient(s.imap_host, port=s.imap_port, ssl=s.imap_ssl, timeout=self.timeout, use_uid=True)
         try:
-            client.login(s.imap_user, s.imap_password)
+            if self.token_source is not None:
+                imap_login(client, s.imap_user, self.token_source)
+            else:
+                client.login(s.imap_user, s.imap_password)
             status = client.select_folder(s.imap_folder)
             uidvalidity = int(status[b"UIDVALIDITY"])
             targets: set[int] = set()
@@ -127,5 +141,7 @@ class MailboxEraseHandler:
         finish_erasures(session, item.delivered_at or item.created_at, except_item=item.id)
 
 
-def mailbox_erase_handlers(settings: Settings, factory: sessionmaker[Session]) -> dict[str, Handler]:
-    return {IMAP_ERASE: MailboxEraseHandler(settings, factory)}
+def mailbox_erase_handlers(
+    settings: Settings, factory: sessionmaker[Session], token_source: TokenSource | None = None
+) -> dict[str, Handler]:
+    return {IMAP_ERASE: MailboxEraseHandler(settings, factory, token_source=token_source)}

@@ -36,6 +36,8 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.health.connections import ConnectionReporter
 from bot.mail.compose import compose_reply
+from bot.mail.oauth_token import TokenSource
+from bot.mail.xoauth2 import MailLoginRefused, smtp_login
 from bot.outbox.queue import SLACK_POST, SLACK_THREAD_MESSAGE, SMTP_SEND, enqueue, notify_workers, slack_lane
 from bot.outbox.worker import Handler, PermanentFailure, RetryLater
 from bot.storage.db import transaction
@@ -124,7 +126,9 @@ class SmtpSendHandler:
         write_notice: WriteNotice,
         timeout: float = SMTP_TIMEOUT,
         health: ConnectionReporter | None = None,
+        token_source: TokenSource | None = None,
     ) -> None:
+        """With `token_source`, log in with SASL XOAUTH2 instead of SMTP_PASSWORD."""
         self.settings = settings
         self.factory = factory
         self.clock = clock
@@ -133,6 +137,7 @@ class SmtpSendHandler:
         # Told whether the connection and login worked (bot/health); a refused recipient
         # or message is about one reply, not the mail server, and is not reported.
         self.health = health
+        self.token_source = token_source
 
     # -- Handler ------------------------------------------------------------------------
 
@@ -222,6 +227,9 @@ class SmtpSendHandler:
         where = f"{s.smtp_host}:{s.smtp_port}"
         try:
             client = self._connect()
+        except MailLoginRefused as exc:  # the token refused twice, or none to be had
+            self._report(exc)
+            raise RetryLater(self._clean(str(exc))) from None
         # SMTPException is an OSError: caught first, or a refused login reads "cannot reach".
         except smtplib.SMTPException as exc:  # a 4xx greeting, no STARTTLS, login refused
             self._report(exc)
@@ -265,35 +273,7 @@ class SmtpSendHandler:
         return {address: self._clean(f"{code} {_text(text)}") for address, (code, text) in refused.items()}
 
     def _connect(self) -> smtplib.SMTP:
-        s = self.settings
-        context = ssl.create_default_context()
-        client: smtplib.SMTP
-        if s.smtp_security == "ssl":
-            client = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=self.timeout, context=context)
-        else:
-            client = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=self.timeout)
-        try:
-            if s.smtp_security == "starttls":
-                client.ehlo()
-                if not client.has_extn("starttls"):
-                    # Never fall back to plain text: the password and the mail would travel in clear.
-                    raise smtplib.SMTPNotSupportedError(
-                        "the server does not offer STARTTLS (set SMTP_SECURITY to ssl or none)"
-                    )
-                client.starttls(context=context)
-                client.ehlo()
-            if s.smtp_user:
-                try:
-                    client.login(s.smtp_user, s.smtp_password or "")
-                except smtplib.SMTPAuthenticationError as exc:
-                    # Still an SMTPAuthenticationError, so bot/health knows a refused login.
-                    raise smtplib.SMTPAuthenticationError(
-                        exc.smtp_code, f"login as {s.smtp_user} refused; check SMTP_USER and SMTP_PASSWORD"
-                    ) from None
-        except BaseException:
-            _close(client)
-            raise
-        return client
+        return connect_smtp(self.settings, timeout=self.timeout, token_source=self.token_source)
 
     def _report(self, error: BaseException | None) -> None:
         if self.health is None:
@@ -414,12 +394,59 @@ def smtp_handlers(
     write_notice: WriteNotice,
     timeout: float = SMTP_TIMEOUT,
     health: ConnectionReporter | None = None,
+    token_source: TokenSource | None = None,
 ) -> dict[str, Handler]:
-    return {
-        SMTP_SEND: SmtpSendHandler(
-            settings, factory, clock, write_notice=write_notice, timeout=timeout, health=health
-        )
-    }
+    handler = SmtpSendHandler(
+        settings,
+        factory,
+        clock,
+        write_notice=write_notice,
+        timeout=timeout,
+        health=health,
+        token_source=token_source,
+    )
+    return {SMTP_SEND: handler}
+
+
+def connect_smtp(
+    settings: Settings, *, timeout: float, token_source: TokenSource | None = None
+) -> smtplib.SMTP:
+    """A connection that has said EHLO, secured itself as SMTP_SECURITY says and logged in
+    (with a token when `token_source` is given, else with SMTP_USER and SMTP_PASSWORD).
+
+    Raises SMTPException (refused), OSError (unreachable) or MailLoginRefused (the token).
+    """
+    s = settings
+    context = ssl.create_default_context()
+    client: smtplib.SMTP
+    if s.smtp_security == "ssl":
+        client = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=timeout, context=context)
+    else:
+        client = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=timeout)
+    try:
+        if s.smtp_security == "starttls":
+            client.ehlo()
+            if not client.has_extn("starttls"):
+                # Never fall back to plain text: the password and the mail would travel in clear.
+                raise smtplib.SMTPNotSupportedError(
+                    "the server does not offer STARTTLS (set SMTP_SECURITY to ssl or none)"
+                )
+            client.starttls(context=context)
+            client.ehlo()
+        if token_source is not None:
+            smtp_login(client, s.smtp_user or s.imap_user, token_source)
+        elif s.smtp_user:
+            try:
+                client.login(s.smtp_user, s.smtp_password or "")
+            except smtplib.SMTPAuthenticationError as exc:
+                # Still an SMTPAuthenticationError, so bot/health knows a refused login.
+                raise smtplib.SMTPAuthenticationError(
+                    exc.smtp_code, f"login as {s.smtp_user} refused; check SMTP_USER and SMTP_PASSWORD"
+                ) from None
+    except BaseException:
+        _close(client)
+        raise
+    return client
 
 
 def _text(value: bytes | str) -> str:

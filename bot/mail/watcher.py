@@ -17,7 +17,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from imapclient import IMAPClient
@@ -27,6 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock
 from bot.health.connections import ConnectionReporter
 from bot.mail.checkpoints import load_checkpoint, save_checkpoint
+from bot.mail.oauth_token import TokenSource
+from bot.mail.xoauth2 import MailLoginRefused, imap_login
 from bot.outbox.queue import SLACK_POST, enqueue, notify_workers, slack_lane
 from bot.storage.db import transaction
 from bot.tickets.events import SYSTEM, record_event
@@ -61,6 +64,11 @@ class MailboxSettings:
     poll_seconds: float = 30.0
     burst_threshold: int = 20
     timeout: float = 60.0
+    # With a token source, log in with SASL XOAUTH2 instead of the password, and end each
+    # session this long before its token expires: Exchange Online ends a session whose
+    # token expired (mid-IDLE, "AccessTokenExpired"), which would read as an outage.
+    token_source: TokenSource | None = field(default=None, repr=False, compare=False)
+    token_margin_seconds: float = 300.0
 
     @property
     def mailbox_key(self) -> str:
@@ -157,7 +165,7 @@ class MailboxWatcher:
         while not self._stop.is_set():
             try:
                 self._session()
-            except (IMAPClientError, OSError, ssl.SSLError, EOFError) as exc:
+            except (IMAPClientError, OSError, ssl.SSLError, EOFError, MailLoginRefused) as exc:
                 if self._stop.is_set():
                     break
                 # A connection that worked for a while starts the backoff afresh: only
@@ -206,7 +214,7 @@ class MailboxWatcher:
         self._client = client
         _keep_alive(client.socket())
         try:
-            client.login(s.user, s.password)
+            renew_at = self._login(client)
             status = client.select_folder(s.folder, readonly=True)
             uidvalidity = int(status[b"UIDVALIDITY"])
             self.connected.set()
@@ -218,10 +226,13 @@ class MailboxWatcher:
                 self.sync(client, uidvalidity)
                 if _arrived_meanwhile(client):
                     continue
+                if renew_at is not None and _now() >= renew_at:
+                    return  # a new session, on a new token, at once (no backoff)
                 if can_idle:
-                    self._idle(client)
+                    self._idle(client, renew_at)
                 else:
-                    self._stop.wait(s.poll_seconds)
+                    left = (renew_at - _now()).total_seconds() if renew_at is not None else s.poll_seconds
+                    self._stop.wait(max(0.0, min(s.poll_seconds, left)))
                     client.noop()
         finally:
             self.connected.clear()
@@ -232,7 +243,18 @@ class MailboxWatcher:
                 with contextlib.suppress(Exception):
                     client.shutdown()
 
-    def _idle(self, client: IMAPClient) -> None:
+    def _login(self, client: IMAPClient) -> datetime | None:
+        """Log in; with OAuth, returns when this session must end to renew its token."""
+        s = self.settings
+        if s.token_source is None:
+            client.login(s.user, s.password)
+            return None
+        token = imap_login(client, s.user, s.token_source)
+        if token.expires_at is None:
+            return None
+        return renewal_time(token.expires_at, _now(), timedelta(seconds=s.token_margin_seconds))
+
+    def _idle(self, client: IMAPClient, renew_at: datetime | None = None) -> None:
         """Wait in IDLE until the server says anything, we are stopped, or it is time to renew.
 
         We only wait for the socket to become readable and let `idle_done` read what the
@@ -248,7 +270,12 @@ class MailboxWatcher:
             while not self._stop.is_set():
                 if time.monotonic() - started >= self.settings.idle_seconds:
                     return
-                if _server_spoke(client, timeout=1.0):
+                wait = 1.0
+                if renew_at is not None:
+                    wait = min(wait, (renew_at - _now()).total_seconds())
+                    if wait <= 0:
+                        return
+                if _server_spoke(client, timeout=wait):
                     return
         finally:
             if not self._stop.is_set():
@@ -380,6 +407,18 @@ def _fetch_batches(client: IMAPClient, uids: list[int]) -> list[list[int]]:
     if batch:
         batches.append(batch)
     return batches
+
+
+def renewal_time(expires_at: datetime, now: datetime, margin: timedelta) -> datetime:
+    """When a session logged in `now` with a token expiring at `expires_at` should end:
+    `margin` before the expiry, or halfway there for a token with less than twice that
+    left, so a short-lived token is used for a while rather than renewed in a tight loop."""
+    return expires_at - min(margin, (expires_at - now) / 2)
+
+
+def _now() -> datetime:
+    # Token expiry is the server's real time, not the bot's (movable) Clock.
+    return datetime.now(UTC)
 
 
 def _keep_alive(sock: socket.socket, idle: int = 60, interval: int = 10, count: int = 3) -> None:

@@ -12,6 +12,8 @@ import pytest
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.dovecot import DovecotServer, dovecot_binary
+from tests.support.dovecot_oauth import OAuthDovecot
+from tests.support.oauth_introspection import OAuthStandIn
 from tests.support.settings import CHANNEL
 
 
@@ -35,11 +37,30 @@ def any_imap(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PymapSe
         with PymapServer(tmp_path / "imap") as server:
             yield server
         return
+    need_dovecot()
+    with DovecotServer() as server:
+        yield server
+
+
+def need_dovecot() -> None:
     if dovecot_binary() is None:
         if os.environ.get("CI") == "true":
             # CI installs dovecot-imapd (.ci/run); a silent skip there would hide that
             # these tests never ran against it.
             pytest.fail("CI=true but dovecot is not installed (apt-get install dovecot-imapd)")
         pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
-    with DovecotServer() as server:
+
+
+@pytest.fixture
+def oauth() -> Iterator[OAuthStandIn]:
+    """The OAuth authorisation server: tokens, and introspection for the mail servers."""
+    with OAuthStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def oauth_dovecot(oauth: OAuthStandIn) -> Iterator[OAuthDovecot]:
+    """Dovecot taking XOAUTH2 tokens, judged by `oauth` (mark the test `dovecot`)."""
+    need_dovecot()
+    with OAuthDovecot(f"{oauth.url}/introspect") as server:
         yield server
