@@ -149,5 +149,4 @@ def mail_token_source(settings: Settings, factory: sessionmaker[Session], clock:
     # which a password setup never needs.
     from bot.mail import oauth
 
-    source: TokenSource = oauth.token_source(settings, factory, clock)
-    return source
+    return oauth.token_source(settings.mail_oauth, factory, clock)
