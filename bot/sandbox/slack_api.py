@@ -144,9 +144,17 @@ class SlackStandIn(Workspace):
         with self._lock:
             return self.channel_names.get(channel, channel.lower())
 
-    def set_dnd(self, user: str, snoozed: bool) -> None:
+    def schedule_dnd(self, user: str, start: float, end: float) -> None:
+        """A Do Not Disturb schedule (the user's nightly quiet hours, epoch seconds): any
+        app may read it through `dnd.info`."""
         with self._lock:
-            self.dnd[user] = snoozed
+            self.dnd.setdefault(user, {}).update(start=start, end=end)
+
+    def snooze(self, user: str, minutes: float = 60) -> None:
+        """The user's "Pause notifications": `dnd.info` shows it to that user only, so the
+        bot (asking with its own token) never sees it, as in Slack."""
+        with self._lock:
+            self.dnd.setdefault(user, {})["snooze_until"] = time.time() + minutes * 60
 
     def post_as_user(
         self, channel: str, user: str, text: str, thread_ts: str | None = None, metadata: Json | None = None

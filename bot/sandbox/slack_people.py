@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from bot.sandbox.slack_workspace import BOT_ID, BOT_USER, TEAM, Json, Method, SlackError, Workspace, page
 
 
@@ -37,8 +39,22 @@ def users_list(ws: Workspace, args: Json) -> Json:
 
 
 def dnd_info(ws: Workspace, args: Json) -> Json:
-    snoozed = ws.dnd.get(str(args.get("user")), False)
-    return {"ok": True, "dnd_enabled": snoozed, "snooze_enabled": snoozed}
+    """Slack's reference: "All of the snooze_* properties will only be visible if the user
+    being queried is also the current user". The caller is the bot, so a colleague's
+    manual pause is invisible; only their Do Not Disturb schedule shows."""
+    user = str(args.get("user") or BOT_USER)
+    if user not in ws.users:
+        raise SlackError("user_not_found")
+    state = ws.dnd.get(user, {})
+    answer: Json = {"ok": True, "dnd_enabled": "start" in state}
+    if "start" in state:
+        answer.update(next_dnd_start_ts=int(state["start"]), next_dnd_end_ts=int(state["end"]))
+    if user == BOT_USER:
+        left = state.get("snooze_until", 0) - time.time()
+        answer["snooze_enabled"] = left > 0
+        if left > 0:
+            answer.update(snooze_endtime=int(state["snooze_until"]), snooze_remaining=int(left))
+    return answer
 
 
 def usergroups_list(ws: Workspace, args: Json) -> Json:

@@ -92,7 +92,8 @@ class Workspace:
         self.topics: dict[str, str] = {}
         self.ephemeral: list[Json] = []
         self.users: dict[str, Json] = {}
-        self.dnd: dict[str, bool] = {}
+        # Per user: a Do Not Disturb schedule (start, end) and a manual snooze (snooze_until).
+        self.dnd: dict[str, dict[str, float]] = {}
         self.dm_channels: dict[str, str] = {}
         self.views: dict[str, Json] = {}
         self.home: dict[str, Json] = {}

@@ -29,10 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def notifications_paused(client: WebClient, user: str, now: float | None = None) -> bool:
-    """Whether Slack is holding back `user`'s notifications right now (snooze, or scheduled DND)."""
+    """Whether `user`'s Do Not Disturb schedule holds back their notifications right now.
+
+    Only the schedule can be seen: Slack shows `snooze_*` (a manual "Pause notifications")
+    to the user themselves, never to an app asking about them. A paused phone is covered
+    by the chain instead: no answer repeats the page, then pages the backup."""
     data = call_slack(client.dnd_info, user=user)
-    if data.get("snooze_enabled"):
-        return True
     if not data.get("dnd_enabled"):
         return False
     start, end = data.get("next_dnd_start_ts"), data.get("next_dnd_end_ts")

@@ -5,6 +5,7 @@ restarts and competing replicas; the morning hand-over tells the day team."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -338,7 +339,8 @@ def test_a_tick_run_by_hand_waits_for_one_under_way_and_takes_what_fell_due_sinc
 
 
 def test_do_not_disturb_is_noticed_and_the_backup_paged_sooner(live: Night) -> None:
-    live.slack.set_dnd(ADA, True)
+    # Her quiet hours, which any app can read (a manual pause it cannot: see below).
+    live.slack.schedule_dnd(ADA, time.time() - 3600, time.time() + 8 * 3600)
     start(live)
     page_dm(live, ADA)
 
@@ -362,6 +364,26 @@ def test_do_not_disturb_is_noticed_and_the_backup_paged_sooner(live: Night) -> N
         lambda: any("has notifications paused" in text and "sooner" in text for text in notices()),
         what="the DND notice in the ticket's thread",
     )
+
+
+def test_a_paused_phone_the_bot_cannot_see_still_ends_with_the_backup(live: Night) -> None:
+    # "Pause notifications" shows in dnd.info to the person only; the bot reads nothing.
+    live.slack.snooze(ADA, minutes=120)
+    start(live)
+    page_dm(live, ADA)
+
+    def dnd_read() -> bool | None:
+        with live.bot.factory() as session:
+            attempt = session.scalar(select(PageAttempt).where(PageAttempt.user_id == ADA))
+            return attempt.dnd if attempt is not None and attempt.dnd is not None else None
+
+    assert wait_until(lambda: dnd_read() is not None, what="Do Not Disturb read") and dnd_read() is False
+    # No answer: the page repeats, then goes to the backup, as for anyone not answering.
+    for _ in range(4):
+        live.clock.advance(timedelta(minutes=5))
+        live.bot.jobs.paging_tick()
+    page_dm(live, ADA, count=4)
+    page_dm(live, BOB)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,44 @@
+"""The Slack stand-in behaves as Slack's reference says where the bot's design depends on it
+(issue 15's findings), so tests against it cannot pass on behaviour real Slack lacks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from slack_sdk import WebClient
+
+from bot.sandbox.slack_api import SlackStandIn
+from bot.sandbox.slack_workspace import BOT_USER
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    with SlackStandIn() as standin:
+        standin.add_user("U0ADA", "ada", "Ada Lovelace")
+        yield standin
+
+
+def client(slack: SlackStandIn) -> WebClient:
+    return WebClient(token="xoxb-test", base_url=slack.base_url)
+
+
+def test_dnd_info_shows_a_manual_pause_only_to_the_person_themselves(slack: SlackStandIn) -> None:
+    # docs.slack.dev/reference/methods/dnd.info: "All of the snooze_* properties will only be
+    # visible if the user being queried is also the current user."
+    slack.snooze("U0ADA", minutes=30)
+    slack.snooze(BOT_USER, minutes=30)
+    other = client(slack).dnd_info(user="U0ADA").data
+    assert other["dnd_enabled"] is False
+    assert not [key for key in other if key.startswith("snooze")]
+    own = client(slack).dnd_info().data
+    assert own["snooze_enabled"] is True and 0 < own["snooze_remaining"] <= 1800
+
+
+def test_dnd_info_shows_anyone_s_schedule(slack: SlackStandIn) -> None:
+    start, end = time.time() - 60, time.time() + 3600
+    slack.schedule_dnd("U0ADA", start, end)
+    answer = client(slack).dnd_info(user="U0ADA").data
+    assert answer["dnd_enabled"] is True
+    assert (answer["next_dnd_start_ts"], answer["next_dnd_end_ts"]) == (int(start), int(end))
