@@ -228,6 +228,21 @@ def test_an_empty_reply_keeps_the_modal_open_with_the_reason(desk: Desk) -> None
     assert not desk.smtp.mails
 
 
+def test_a_refused_reply_names_its_text_box_not_the_template_picker(desk: Desk) -> None:
+    desk.imap.append(customer_mail(1))
+    view_id = open_reply(desk)
+    hash_before = desk.slack.views[view_id]["hash"]
+    desk.user(ADA).pick(view_id, "reply_template", STARTERS[0])
+    wait_until(lambda: desk.slack.views[view_id]["hash"] != hash_before, what="the rendered template")
+    # Someone off the team sending it (a forged or replayed submission) is refused beside a field.
+    answer = desk.user(EVE).submit(view_id).json()
+    block_id, _ = editor_text(desk, view_id)
+    assert answer["response_action"] == "errors" and list(answer["errors"]) == [block_id]
+    assert "Only support staff" in answer["errors"][block_id]
+    assert desk.slack.invalid == []
+    assert not desk.smtp.mails
+
+
 def test_a_template_with_a_missing_variable_or_a_sandbox_escape_is_an_error_not_an_email(desk: Desk) -> None:
     desk.imap.append(customer_mail(1))
     # Saved from Slack: refused in the editor, next to the field.

@@ -42,3 +42,48 @@ def test_dnd_info_shows_anyone_s_schedule(slack: SlackStandIn) -> None:
     answer = client(slack).dnd_info(user="U0ADA").data
     assert answer["dnd_enabled"] is True
     assert (answer["next_dnd_start_ts"], answer["next_dnd_end_ts"]) == (int(start), int(end))
+
+
+REPLY_LIKE = {
+    "type": "modal",
+    "title": {"type": "plain_text", "text": "Reply"},
+    "submit": {"type": "plain_text", "text": "Send"},
+    "blocks": [
+        {
+            "type": "actions",
+            "block_id": "template_pick",
+            "elements": [
+                {
+                    "type": "static_select",
+                    "action_id": "reply_template",
+                    "options": [{"text": {"type": "plain_text", "text": "Hi"}, "value": "hi.en"}],
+                }
+            ],
+        },
+        {
+            "type": "input",
+            "block_id": "body",
+            "label": {"type": "plain_text", "text": "Message"},
+            "element": {"type": "plain_text_input", "action_id": "body"},
+        },
+    ],
+}
+
+
+def test_view_state_holds_actions_block_selects_too_and_errors_must_name_an_input(
+    slack: SlackStandIn,
+) -> None:
+    from bot.sandbox.slack_requests import view_state
+
+    state = view_state(REPLY_LIKE, {"template_pick": "hi.en", "body": "Hello"})
+    assert list(state) == ["template_pick", "body"]
+    assert state["template_pick"]["reply_template"]["selected_option"]["value"] == "hi.en"
+    view = slack.store_view(REPLY_LIKE)
+    refused = slack.check_submission_answer(
+        view["id"], {"response_action": "errors", "errors": {"template_pick": "No"}}
+    )
+    assert refused and slack.invalid == [("view_submission", refused)]
+    assert (
+        slack.check_submission_answer(view["id"], {"response_action": "errors", "errors": {"body": "No"}})
+        == []
+    )
