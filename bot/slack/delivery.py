@@ -16,6 +16,7 @@ from bot.outbox.queue import (
     SLACK_ATTACHMENT_UPLOAD,
     SLACK_DND_CHECK,
     SLACK_PAGE,
+    SLACK_PAGE_CLOSE,
     SLACK_POST,
     SLACK_SET_TOPIC,
     SLACK_THREAD_MESSAGE,
@@ -25,7 +26,7 @@ from bot.outbox.queue import (
     SLACK_USERGROUP,
 )
 from bot.outbox.worker import Handler
-from bot.slack.page_delivery import DndCheckHandler, PageHandler
+from bot.slack.page_delivery import DndCheckHandler, PageCloseHandler, PageHandler
 from bot.slack.post_delivery import PlainPostHandler, TopicHandler, UsergroupHandler
 from bot.slack.ticket_delivery import (
     ThreadMessageHandler,
@@ -45,6 +46,7 @@ def slack_handlers(
     return {
         SLACK_TICKET_NOTICE: TicketNoticeHandler(client, factory),
         SLACK_PAGE: PageHandler(client, factory, settings),
+        SLACK_PAGE_CLOSE: PageCloseHandler(client, factory),
         SLACK_DND_CHECK: DndCheckHandler(client, factory),
         SLACK_SET_TOPIC: TopicHandler(client, factory),
         SLACK_USERGROUP: UsergroupHandler(client, factory),

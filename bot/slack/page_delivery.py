@@ -20,6 +20,7 @@ from bot.slack.handoffs import queue_dnd_warnings
 from bot.slack.paging import queue_paging_notices
 from bot.slack.post_delivery import PlainPostHandler
 from bot.slack.web_api import SlackHandler, call_slack
+from bot.storage.db import reading
 from bot.storage.models import OutboxItem
 from rota.handoff_jobs import duty_dnd_observed
 from rota.paging import PagePolicy
@@ -92,3 +93,29 @@ class DndCheckHandler(SlackHandler):
             paused=bool(result.get("paused")),
         )
         queue_dnd_warnings(session, notices, item.created_at)
+
+
+class PageCloseHandler(SlackHandler):
+    """Rewrites one page DM once the page is over: its buttons give way to the outcome.
+
+    Queued in the page DM's own lane, after it, so the DM is out before its rewrite; a
+    page DM that never went out (dead) has nothing to rewrite. chat.update is idempotent,
+    so a retry after a crash just writes the same again.
+    """
+
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        with reading(self.factory) as session:
+            page = session.get(OutboxItem, int(item.payload["page_item"]))
+            if page is None or page.status == "dead":
+                return {"skipped": "the page DM never went out"}
+            if page.status != "done":
+                raise RetryLater("the page DM is not out yet")
+            channel, ts = page.result.get("channel"), page.result.get("ts")
+            blocks = [b for b in page.payload.get("blocks") or [] if b.get("type") != "actions"]
+            text = str(page.payload.get("text") or "")
+        if not channel or not ts:
+            return {"skipped": "no message to rewrite"}
+        outcome = str(item.payload["outcome"])
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": outcome}]})
+        call_slack(self.client.chat_update, channel=channel, ts=ts, text=text or outcome, blocks=blocks)
+        return {"channel": channel, "ts": ts}

@@ -273,6 +273,39 @@ def test_a_page_reaches_the_on_call_dm_and_acknowledge_stops_it(live: Night) -> 
     assert not [m for m in live.slack.dms(BOB) if "Urgent ticket" in m.get("text", "")]
 
 
+def test_an_acknowledgement_ends_every_page_dm_and_says_how_fast(live: Night) -> None:
+    start(live)
+    page_dm(live, ADA)
+    for _ in range(4):  # Ada never answers: three repeats, then her backup
+        live.clock.advance(timedelta(minutes=5))
+        live.bot.jobs.paging_tick()
+    page_dm(live, ADA, count=4)
+    answered = page_dm(live, BOB)
+    live.clock.advance(timedelta(minutes=2))
+    assert SlackUser(live.bot.url, live.slack, BOB).click(answered, ACTION_ACK).status == 200
+
+    def pages(user: str) -> list[dict]:
+        return [m for m in live.slack.dms(user) if "Urgent ticket" in m.get("text", "")]
+
+    def all_over(user: str) -> list[dict] | None:
+        shown = pages(user)
+        if any(b["type"] == "actions" for m in shown for b in m.get("blocks") or []):
+            return None
+        return shown
+
+    adas = wait_until(lambda: all_over(ADA), what="every page DM to Ada rewritten")
+    assert len(adas) == 4
+    assert all("Over: <@UBOB> acknowledged this page after 22 min" in str(m["blocks"]) for m in adas)
+    bobs = wait_until(lambda: all_over(BOB), what="Bob's page DM rewritten")
+    assert "You acknowledged this page" in str(bobs[0]["blocks"])
+    wait_until(
+        lambda: [m for m in live.slack.dms(ADA) if "acknowledged urgent ticket" in m.get("text", "")],
+        what="Ada's stand-down DM",
+    )
+    stand_down = next(m for m in live.slack.dms(ADA) if "acknowledged urgent ticket" in m.get("text", ""))
+    assert "<@UBOB> acknowledged urgent ticket #1 after 22 min" in stand_down["text"]
+
+
 def test_claim_from_the_page_and_a_late_click_by_someone_else(live: Night) -> None:
     ticket_id = start(live)
     live.clock.advance(timedelta(minutes=20))
@@ -282,6 +315,7 @@ def test_claim_from_the_page_and_a_late_click_by_someone_else(live: Night) -> No
         live.clock.advance(timedelta(minutes=5))
     live.bot.jobs.paging_tick()  # Ada's three repeats are done: the backup's turn
     bob_page = page_dm(live, BOB)
+    ada_page = page_dm(live, ADA)  # as her phone shows it, buttons still there
     SlackUser(live.bot.url, live.slack, BOB).click(bob_page, ACTION_CLAIM)
     wait_until(
         lambda: any("claimed the ticket" in str(m.get("blocks")) for m in live.slack.dms(BOB)),
@@ -294,7 +328,7 @@ def test_claim_from_the_page_and_a_late_click_by_someone_else(live: Night) -> No
         lambda: any("acknowledged urgent ticket" in m.get("text", "") for m in live.slack.dms(ADA)),
         what="Ada told",
     )
-    ada_page = page_dm(live, ADA)
+    # A click on the stale DM (sent before its rewrite reached her) is answered in place.
     SlackUser(live.bot.url, live.slack, ADA).click(ada_page, ACTION_ACK)
     wait_until(
         lambda: any(
