@@ -58,10 +58,12 @@ def dnd_info(ws: Workspace, args: Json) -> Json:
 
 
 def usergroups_list(ws: Workspace, args: Json) -> Json:
+    _check_usergroups_allowed(ws, changing=False)
     return {"ok": True, "usergroups": list(ws.usergroups.values())}
 
 
 def usergroups_create(ws: Workspace, args: Json) -> Json:
+    _check_usergroups_allowed(ws, changing=True)
     group_id = f"S{next(ws.ids):07d}"
     ws.usergroups[group_id] = {
         "id": group_id,
@@ -72,7 +74,17 @@ def usergroups_create(ws: Workspace, args: Json) -> Json:
     return {"ok": True, "usergroup": ws.usergroups[group_id]}
 
 
+def _check_usergroups_allowed(ws: Workspace, *, changing: bool) -> None:
+    if not ws.paid_plan:
+        raise SlackError("plan_upgrade_required")
+    if changing and not ws.everyone_manages_usergroups:
+        # docs.slack.dev/reference/methods/usergroups.users.update: "A bot token can be used
+        # only if permissions are set to everyone."
+        raise SlackError("permission_denied")
+
+
 def usergroups_users_update(ws: Workspace, args: Json) -> Json:
+    _check_usergroups_allowed(ws, changing=True)
     group = ws.usergroups.get(str(args.get("usergroup")))
     if group is None:
         raise SlackError("no_such_subteam")
@@ -81,6 +93,7 @@ def usergroups_users_update(ws: Workspace, args: Json) -> Json:
 
 
 def usergroups_users_list(ws: Workspace, args: Json) -> Json:
+    _check_usergroups_allowed(ws, changing=False)
     group = ws.usergroups.get(str(args.get("usergroup")))
     if group is None:
         raise SlackError("no_such_subteam")

@@ -98,6 +98,11 @@ class Workspace:
         self.views: dict[str, Json] = {}
         self.home: dict[str, Json] = {}
         self.usergroups: dict[str, Json] = {}
+        # Workspace settings → Permissions → User Groups: a bot token may change a group's
+        # members only when "everyone" may (Slack answers permission_denied otherwise), and
+        # user groups exist on paid plans only (plan_upgrade_required on the free plan).
+        self.everyone_manages_usergroups = True
+        self.paid_plan = True
         self.files: list[Json] = []
         self.uploads: dict[str, Json] = {}
         self.channel_names: dict[str, str] = {}

@@ -49,7 +49,7 @@ def slack_handlers(
         SLACK_PAGE_CLOSE: PageCloseHandler(client, factory),
         SLACK_DND_CHECK: DndCheckHandler(client, factory),
         SLACK_SET_TOPIC: TopicHandler(client, factory),
-        SLACK_USERGROUP: UsergroupHandler(client, factory),
+        SLACK_USERGROUP: UsergroupHandler(client, factory, settings.managers if settings else ()),
         SLACK_TICKET_POST: TicketPostHandler(client, factory),
         SLACK_TICKET_REFRESH: TicketRefreshHandler(client, factory),
         SLACK_THREAD_MESSAGE: ThreadMessageHandler(client, factory),

@@ -87,3 +87,17 @@ def test_view_state_holds_actions_block_selects_too_and_errors_must_name_an_inpu
         slack.check_submission_answer(view["id"], {"response_action": "errors", "errors": {"body": "No"}})
         == []
     )
+
+
+def test_a_bot_changes_a_user_group_only_where_everyone_may(slack: SlackStandIn) -> None:
+    from slack_sdk.errors import SlackApiError
+
+    slack.usergroups["S0ONCALL"] = {"id": "S0ONCALL", "handle": "oncall", "users": []}
+    slack.everyone_manages_usergroups = False
+    with pytest.raises(SlackApiError) as refused:
+        client(slack).usergroups_users_update(usergroup="S0ONCALL", users="U0ADA")
+    assert refused.value.response["error"] == "permission_denied"
+    slack.everyone_manages_usergroups, slack.paid_plan = True, False
+    with pytest.raises(SlackApiError) as free:
+        client(slack).usergroups_users_update(usergroup="S0ONCALL", users="U0ADA")
+    assert free.value.response["error"] == "plan_upgrade_required"
