@@ -67,6 +67,11 @@ class Access:
         )
         return f"Only support staff can work on tickets: ask to be added to {where}."
 
+    def staff_ids(self) -> frozenset[str] | None:
+        """The staff list as last read (the channel's or STAFF_USERGROUP's members); None if
+        it could not be read yet."""
+        return self._members.get(first_wait=_FIRST_FETCH_SECONDS)
+
     def warm(self) -> None:
         """Start reading the staff list now, so the first person to act does not wait for it."""
         self._members.get(first_wait=0)
