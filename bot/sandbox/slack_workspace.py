@@ -158,7 +158,9 @@ class Workspace:
         problems = view_problems(view)
         if problems:
             self.invalid.append((method, problems))
-            raise SlackError("invalid_blocks")
+            # views.* answer a broken view (a text box over 3,000 characters, say) with
+            # invalid_arguments; chat.* say invalid_blocks.
+            raise SlackError("invalid_arguments")
 
     def find(self, channel: str, ts: str) -> Posted:
         for post in self.posts.get(channel, []):

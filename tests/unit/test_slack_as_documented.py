@@ -7,10 +7,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from slack_sdk import WebClient
 
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.slack_workspace import BOT_USER
+from bot.slack.modals import split_text
 
 
 @pytest.fixture
@@ -101,3 +104,23 @@ def test_a_bot_changes_a_user_group_only_where_everyone_may(slack: SlackStandIn)
     with pytest.raises(SlackApiError) as free:
         client(slack).usergroups_users_update(usergroup="S0ONCALL", users="U0ADA")
     assert free.value.response["error"] == "plan_upgrade_required"
+
+
+@pytest.mark.parametrize("element", [{"max_length": 3001}, {"initial_value": "x" * 3001}])
+def test_a_text_box_over_3000_characters_is_refused(slack: SlackStandIn, element: dict) -> None:
+    from slack_sdk.errors import SlackApiError
+
+    view = {**REPLY_LIKE, "blocks": [dict(REPLY_LIKE["blocks"][1])]}
+    view["blocks"][0]["element"] = {"type": "plain_text_input", "action_id": "body", **element}
+    with pytest.raises(SlackApiError) as refused:
+        client(slack).views_open(trigger_id=slack.issue_trigger("U0ADA"), view=view)
+    assert refused.value.response["error"] == "invalid_arguments"
+
+
+@settings(deadline=None)
+@given(st.text(alphabet="ab \n", max_size=10_000), st.integers(min_value=20, max_value=3000))
+def test_split_text_joins_back_exactly_and_fits(text: str, limit: int) -> None:
+    parts = split_text(text, limit)
+    assert "".join(parts) == text
+    assert all(len(part) <= limit for part in parts)
+    assert all(parts) or parts == [""]
