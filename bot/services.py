@@ -22,7 +22,7 @@ class DisplayNames(Protocol):
 class ProtectedAddresses(Protocol):
     """Addresses spam handling may never block (handlers.spam.Protected)."""
 
-    def addresses(self) -> frozenset[str]: ...
+    def addresses(self, wait: float = ...) -> frozenset[str]: ...
 
 
 @dataclass

@@ -67,6 +67,11 @@ class Access:
         )
         return f"Only support staff can work on tickets: ask to be added to {where}."
 
+    def staff_ids(self) -> frozenset[str] | None:
+        """The staff list as last read (the channel's or STAFF_USERGROUP's members); None if
+        it could not be read yet."""
+        return self._members.get(first_wait=_FIRST_FETCH_SECONDS)
+
     def warm(self) -> None:
         """Start reading the staff list now, so the first person to act does not wait for it."""
         self._members.get(first_wait=0)
@@ -157,18 +162,25 @@ def refuse(ack: Any, body: dict[str, Any], client: Any, text: str) -> None:
     if body.get("command"):
         ack(text=text)
         return
-    if kind == "view_submission":
-        ack(response_action="errors", errors=form_error(body, text))
+    if kind == "view_submission" and (errors := form_error(body, text)):
+        ack(response_action="errors", errors=errors)
         return
     ack()
     tell(client, body, text)
 
 
 def form_error(body: dict[str, Any], text: str) -> dict[str, str]:
-    """`text` as a modal error, next to the first input (Slack shows errors only there)."""
-    values = ((body.get("view") or {}).get("state") or {}).get("values") or {}
-    block = next(iter(values), "") if isinstance(values, dict) else ""
-    return {str(block): text} if block else {}
+    """`text` as a modal error, next to the view's first input block; {} when it has none.
+
+    Slack shows errors only beside input blocks and refuses an answer naming any other
+    block. `state.values` is no guide: it also holds the selects of actions blocks (the
+    reply modal's template picker comes before its text box)."""
+    view = body.get("view") if isinstance(body.get("view"), dict) else {}
+    blocks = view.get("blocks") if isinstance(view.get("blocks"), list) else []
+    for block in blocks:
+        if isinstance(block, dict) and block.get("type") == "input" and block.get("block_id"):
+            return {str(block["block_id"]): text}
+    return {}
 
 
 def tell(client: Any, body: dict[str, Any], text: str) -> None:

@@ -121,7 +121,7 @@ def read_domain(services: Services, call: Callable[[Session], T]) -> T:
 
 
 class People:
-    """Display names from Slack, cached: an agent's name goes into every reply's From."""
+    """Agents' full names from Slack, cached: a name goes into every reply's From and `agent_name`."""
 
     def __init__(self, client: Any) -> None:
         self.client = client

@@ -40,7 +40,10 @@ def register(app: App, services: Services, access: Access) -> None:
         def act(session: Session) -> tuple[Acknowledged, str | None]:
             ack = acknowledge(session, page_id, user=user, now=now)
             channel = services.settings.support_channel
-            queue_paging_notices(session, acknowledged(ack), now, support_channel=channel)
+            clicked = (body.get("container") or {}).get("message_ts")
+            queue_paging_notices(
+                session, acknowledged(ack), now, support_channel=channel, answered_in=clicked
+            )
             claimed = None
             if claim:
                 result = claim_ticket(session, ack.ticket_id, user, now)

@@ -101,6 +101,13 @@ class ReplyDesk:
             template, rendered = read_domain(self.services, render)
         except (reply_templates.TemplateRenderError, reply_templates.TemplateNotFound) as exc:
             return self._view(ticket_id, cc, body=typed, revision=revision, error=str(exc))
+        if len(rendered.text) > modals.REPLY_LIMIT:
+            # Past what the editor's boxes hold together: cutting it would send half a reply.
+            error = (
+                f"Template {template.name} renders to {len(rendered.text):,} characters; the reply "
+                f"editor holds {modals.REPLY_LIMIT:,}. Shorten the template, or write a shorter reply."
+            )
+            return self._view(ticket_id, cc, body=typed, revision=revision, error=error)
         return self._view(
             ticket_id,
             cc,
@@ -115,7 +122,7 @@ class ReplyDesk:
         """Queue the reply; returns field errors to show in the modal, or None when sent."""
         view = body["view"]
         block = modals.body_block_id(int(metadata.get("revision") or 0))
-        text = (modals.state_value(view, block, modals.BODY_ACTION) or "").strip()
+        text = _typed_body(view, metadata).strip()
         settings = self.services.settings
         errors: dict[str, str] = {}
         if not text:
@@ -161,8 +168,7 @@ class ReplyDesk:
 
 
 def _typed_body(view: dict[str, Any], metadata: dict[str, Any]) -> str:
-    block = modals.body_block_id(int(metadata.get("revision") or 0))
-    return str(modals.state_value(view, block, modals.BODY_ACTION) or "")
+    return modals.typed_reply(view, int(metadata.get("revision") or 0))
 
 
 def _typed_cc(view: dict[str, Any]) -> str | None:

@@ -7,12 +7,11 @@ blocked (our own, and staff's, which only Slack knows) and how to answer.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
+from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from bot.config import Settings
@@ -24,11 +23,17 @@ from bot.tickets import spam
 from bot.tickets.workflow import TicketError
 from handlers.access import Access
 from handlers.common import read_domain, run_domain
+from handlers.kept_fresh import KeptFresh
 
 log = logging.getLogger(__name__)
 
-_CACHE_SECONDS = 300.0
-_PAGES = 50
+_CACHE_SECONDS = 1800.0
+# Marking spam happens after the click is acknowledged, so it may wait for a first read;
+# a slash command answers within Slack's three seconds.
+_MARK_WAIT_SECONDS = 10.0
+_COMMAND_WAIT_SECONDS = 0.8
+_TRIES = 5
+_MAX_PAUSE_SECONDS = 60.0
 
 SPAM_USAGE = (
     "Use `/support spam` (the list), `/support spam unblock ADDRESS`, or, for managers, "
@@ -39,45 +44,65 @@ SPAM_USAGE = (
 class Protected:
     """Addresses that can never be blocked: SUPPORT_ADDRESS and every staff member's email.
 
-    Staff addresses come from Slack's profiles (users.list, needs `users:read.email`),
-    cached for a few minutes: marking spam is rare, and the list changes rarely. One is
-    built by the composition root (bot/app.py) and reached as `services.protected`.
+    Staff are the list `Access` already keeps (the support channel's members, or
+    STAFF_USERGROUP's) and the managers; each one's address is read from their Slack
+    profile (users.info, needs `users:read.email`), in the background and never before a
+    request is acknowledged. Never users.list: over a whole workspace that is dozens of
+    calls at about 20 a minute, and a 429 midway left staff unprotected. A 429 here is
+    waited out (Retry-After) and the person asked again. One is built by the composition
+    root (bot/app.py) and reached as `services.protected`.
     """
 
     def __init__(self, settings: Settings, client: WebClient, access: Access) -> None:
         self.settings = settings
         self.client = client
         self.access = access
-        self._lock = threading.Lock()
-        self._staff: frozenset[str] = frozenset()
-        self._fetched_at = -_CACHE_SECONDS
+        self._emails: KeptFresh[frozenset[str]] = KeptFresh(self._fetch, _CACHE_SECONDS, "staff addresses")
 
-    def addresses(self) -> frozenset[str]:
-        own = {self.settings.support_address.lower()}
-        with self._lock:
-            if time.monotonic() - self._fetched_at >= _CACHE_SECONDS:
-                try:
-                    self._staff = frozenset(self._fetch())
-                    self._fetched_at = time.monotonic()
-                except (SlackClientError, OSError) as exc:  # SlackApiError too: Slack's answer or no answer
-                    # Keep the last list; blocking a colleague is what this guards against, so
-                    # with no list at all nobody but obvious strangers can be told apart: say so.
-                    log.warning("cannot read staff addresses from Slack (%s); using the last list", exc)
-            return frozenset(own | self._staff)
+    def addresses(self, wait: float = _MARK_WAIT_SECONDS) -> frozenset[str]:
+        """Our own address and staff's; if staff's were never read yet, waits up to `wait`
+        seconds, then refuses (a TicketError) rather than let a colleague be blocked."""
+        staff = self._emails.get(first_wait=wait)
+        if staff is None:
+            raise TicketError(
+                "I can't tell staff addresses apart yet (Slack is slow to answer); nothing was "
+                "changed. Try again in a minute."
+            )
+        return frozenset({self.settings.support_address.lower()} | staff)
 
-    def _fetch(self) -> set[str]:
+    def _fetch(self) -> frozenset[str]:
+        staff = self.access.staff_ids()
+        if staff is None:
+            # An empty list would leave every colleague unprotected for half an hour.
+            raise RuntimeError("the staff list could not be read from Slack")
+        people = set(staff) | set(self.settings.managers)
         found: set[str] = set()
-        cursor: str | None = None
-        for _ in range(_PAGES):
-            response = self.client.users_list(limit=200, cursor=cursor)
-            for member in response.get("members") or []:
-                email = str((member.get("profile") or {}).get("email") or "").strip().lower()
-                if email and self.access.is_staff(str(member.get("id") or "")):
-                    found.add(email)
-            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-            if not cursor:
-                break
-        return found
+        for user in sorted(people):
+            info = self._user_info(user)
+            email = str((info.get("profile") or {}).get("email") or "").strip().lower()
+            if email and not info.get("is_bot"):
+                found.add(email)
+        return frozenset(found)
+
+    def _user_info(self, user: str) -> dict[str, Any]:
+        for attempt in range(_TRIES):
+            try:
+                return dict(self.client.users_info(user=user).get("user") or {})
+            except SlackApiError as exc:
+                if exc.response.status_code != 429 or attempt == _TRIES - 1:
+                    raise
+                pause = _retry_after(exc.response.headers)
+                log.info("users.info rate limited; asking again in %.0f s", pause)
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+
+def _retry_after(headers: Any) -> float:
+    try:
+        given = float(headers.get("Retry-After") or headers.get("retry-after") or 1)
+    except (TypeError, ValueError):
+        given = 1.0
+    return min(max(given, 0.0), _MAX_PAUSE_SECONDS)
 
 
 def mark(services: Services, access: Access, ticket_id: int, user: str) -> str:
@@ -148,7 +173,7 @@ def spam_command(services: Services, access: Access, ack: Any, user: str, args: 
         return
     if sub == "block-domain":
         spam.normalise_domain(rest[0])  # bad input is answered before Slack is asked about staff
-        protected = services.protected.addresses()
+        protected = services.protected.addresses(wait=_COMMAND_WAIT_SECONDS)
         domain = run_domain(services, lambda s: spam.block_domain(s, rest[0], user, now, protected=protected))
         ack(text=f"Mail from anyone at {escape(domain)} will be kept as spam, never shown.")
     else:

@@ -109,8 +109,9 @@ def register(app: App, services: Services, access: Access, people: People) -> No
                     title=value("title"),
                     language=value("language"),
                     tags=tags,
-                    text=value("text"),
-                    html=value("html") or None,
+                    # Long sources are shown across several boxes: joined back whole.
+                    text=modals.joined_value(view, "text").strip(),
+                    html=modals.joined_value(view, "html").strip() or None,
                     user=acting_user(body),
                     now=services.clock.now(),
                 ),

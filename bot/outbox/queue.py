@@ -24,6 +24,7 @@ SLACK_SET_TOPIC = "slack.set_topic"  # a channel's topic (who is on call)
 SLACK_USERGROUP = "slack.usergroup_users"  # a user group's members (the @oncall group)
 SLACK_TICKET_NOTICE = "slack.ticket_notice"  # a short text in a ticket's thread, posted once the ticket is
 SLACK_PAGE = "slack.page"  # a page DM; delivery then reads the person's Do Not Disturb state
+SLACK_PAGE_CLOSE = "slack.page_close"  # chat.update of one page DM once its page is over (who answered)
 SLACK_DND_CHECK = (
     "slack.dnd_check"  # at duty start: warn the holder (and managers) if notifications are paused
 )

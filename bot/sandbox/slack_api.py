@@ -144,9 +144,17 @@ class SlackStandIn(Workspace):
         with self._lock:
             return self.channel_names.get(channel, channel.lower())
 
-    def set_dnd(self, user: str, snoozed: bool) -> None:
+    def schedule_dnd(self, user: str, start: float, end: float) -> None:
+        """A Do Not Disturb schedule (the user's nightly quiet hours, epoch seconds): any
+        app may read it through `dnd.info`."""
         with self._lock:
-            self.dnd[user] = snoozed
+            self.dnd.setdefault(user, {}).update(start=start, end=end)
+
+    def snooze(self, user: str, minutes: float = 60) -> None:
+        """The user's "Pause notifications": `dnd.info` shows it to that user only, so the
+        bot (asking with its own token) never sees it, as in Slack."""
+        with self._lock:
+            self.dnd.setdefault(user, {})["snooze_until"] = time.time() + minutes * 60
 
     def post_as_user(
         self, channel: str, user: str, text: str, thread_ts: str | None = None, metadata: Json | None = None
@@ -239,13 +247,38 @@ class SlackStandIn(Workspace):
                 self.modal_errors.pop(view_id, None)
             self._changed.notify_all()
 
+    def submission_problems(self, view_id: str, answer: Json) -> list[str]:
+        """What Slack would refuse in the app's answer to a view_submission: `errors` may
+        name input blocks only (and not none). Slack then shows the person a generic failure
+        instead of the errors."""
+        if answer.get("response_action") != "errors":
+            return []
+        with self._lock:
+            view = self.views.get(view_id) or {}
+            inputs = {str(b.get("block_id")) for b in view.get("blocks") or [] if b.get("type") == "input"}
+            errors = answer.get("errors")
+            if not isinstance(errors, dict) or not errors:
+                return ["errors: none given"]
+            return [f"errors: {k!r} is not an input block" for k in errors if str(k) not in inputs]
+
+    def check_submission_answer(self, view_id: str, answer: Json) -> list[str]:
+        """`submission_problems`, recorded in `invalid` like a refused post."""
+        problems = self.submission_problems(view_id, answer)
+        if problems:
+            with self._lock:
+                self.invalid.append(("view_submission", problems))
+        return problems
+
     def answer_submission(self, user: str, view_id: str, answer: Json) -> None:
         """Do what Slack does with the app's answer to a view_submission: show field errors,
         replace or push a view, clear the stack, or (an empty answer) close the modal."""
         with self._changed:
             action = answer.get("response_action")
             stack = self.modal_stacks.setdefault(user, [])
-            if action == "errors":
+            if action == "errors" and self.submission_problems(view_id, answer):
+                # Refused: the modal stays as it was, with no field errors to read.
+                self.modal_errors[view_id] = {}
+            elif action == "errors":
                 self.modal_errors[view_id] = {str(k): str(v) for k, v in (answer.get("errors") or {}).items()}
             elif action == "update" and isinstance(answer.get("view"), dict):
                 self.modal_errors.pop(view_id, None)

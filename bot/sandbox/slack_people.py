@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from bot.sandbox.slack_workspace import BOT_ID, BOT_USER, TEAM, Json, Method, SlackError, Workspace, page
 
 
@@ -48,15 +50,31 @@ def users_list(ws: Workspace, args: Json) -> Json:
 
 
 def dnd_info(ws: Workspace, args: Json) -> Json:
-    snoozed = ws.dnd.get(str(args.get("user")), False)
-    return {"ok": True, "dnd_enabled": snoozed, "snooze_enabled": snoozed}
+    """Slack's reference: "All of the snooze_* properties will only be visible if the user
+    being queried is also the current user". The caller is the bot, so a colleague's
+    manual pause is invisible; only their Do Not Disturb schedule shows."""
+    user = str(args.get("user") or BOT_USER)
+    if user not in ws.users:
+        raise SlackError("user_not_found")
+    state = ws.dnd.get(user, {})
+    answer: Json = {"ok": True, "dnd_enabled": "start" in state}
+    if "start" in state:
+        answer.update(next_dnd_start_ts=int(state["start"]), next_dnd_end_ts=int(state["end"]))
+    if user == BOT_USER:
+        left = state.get("snooze_until", 0) - time.time()
+        answer["snooze_enabled"] = left > 0
+        if left > 0:
+            answer.update(snooze_endtime=int(state["snooze_until"]), snooze_remaining=int(left))
+    return answer
 
 
 def usergroups_list(ws: Workspace, args: Json) -> Json:
+    _check_usergroups_allowed(ws, changing=False)
     return {"ok": True, "usergroups": list(ws.usergroups.values())}
 
 
 def usergroups_create(ws: Workspace, args: Json) -> Json:
+    _check_usergroups_allowed(ws, changing=True)
     group_id = f"S{next(ws.ids):07d}"
     ws.usergroups[group_id] = {
         "id": group_id,
@@ -67,7 +85,17 @@ def usergroups_create(ws: Workspace, args: Json) -> Json:
     return {"ok": True, "usergroup": ws.usergroups[group_id]}
 
 
+def _check_usergroups_allowed(ws: Workspace, *, changing: bool) -> None:
+    if not ws.paid_plan:
+        raise SlackError("plan_upgrade_required")
+    if changing and not ws.everyone_manages_usergroups:
+        # docs.slack.dev/reference/methods/usergroups.users.update: "A bot token can be used
+        # only if permissions are set to everyone."
+        raise SlackError("permission_denied")
+
+
 def usergroups_users_update(ws: Workspace, args: Json) -> Json:
+    _check_usergroups_allowed(ws, changing=True)
     group = ws.usergroups.get(str(args.get("usergroup")))
     if group is None:
         raise SlackError("no_such_subteam")
@@ -76,6 +104,7 @@ def usergroups_users_update(ws: Workspace, args: Json) -> Json:
 
 
 def usergroups_users_list(ws: Workspace, args: Json) -> Json:
+    _check_usergroups_allowed(ws, changing=False)
     group = ws.usergroups.get(str(args.get("usergroup")))
     if group is None:
         raise SlackError("no_such_subteam")

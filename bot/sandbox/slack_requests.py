@@ -182,11 +182,15 @@ class SlackUser:
         sends along as the view's state."""
         view = self.slack.views[view_id]
         element = find_element(view["blocks"], action_id, block_id)
+        given = dict(values or {})
+        if element["type"] != "button":
+            # The state Slack sends holds the element just used, with its new value.
+            given[element["block_id"]] = value
         payload: Json = {
             "type": "block_actions",
             "trigger_id": self._trigger(),
             "container": {"type": "view", "view_id": view_id},
-            "view": {**view, "state": {"values": view_state(view, values or {}, only_given=True)}},
+            "view": {**view, "state": {"values": view_state(view, given, only_given=True)}},
             "actions": [action_of(element, value)],
         }
         return self._interaction(payload)
@@ -195,13 +199,16 @@ class SlackUser:
         """Submit a modal. `values` maps block_id → value (str, list of str, or a user id for
         users_select); inputs not given are submitted with their initial value, as Slack does."""
         view = self.slack.views[view_id]
-        return self._interaction(
+        answer = self._interaction(
             {
                 "type": "view_submission",
                 "trigger_id": self._trigger(),
                 "view": {**view, "state": {"values": view_state(view, values or {})}},
             }
         )
+        if answer.status == 200:
+            self.slack.check_submission_answer(view_id, answer.json())
+        return answer
 
     def close(self, view_id: str) -> Answer | None:
         """Cancel a modal: Slack tells the app only when the view asked for it (notify_on_close)."""
@@ -370,17 +377,30 @@ def initial_value(element: Json) -> Any:
     return element.get("initial_value")
 
 
+# Elements that hold a value (Slack's "stateful" elements); buttons and overflow menus don't.
+_STATELESS = ("button", "overflow")
+
+
 def view_state(view: Json, values: dict[str, Any], *, only_given: bool = False) -> dict[str, Json]:
-    """A view's `state.values`: each input block's element, holding `values[block_id]` or,
-    when not given, its initial value (as Slack submits untouched inputs)."""
+    """A view's `state.values`: each stateful element, by block_id then action_id, holding
+    `values[block_id]` or, when not given, its initial value (as Slack submits untouched
+    inputs). As in Slack, this covers the selects of actions blocks and section accessories
+    too, not only input blocks, in the order of the blocks."""
     state: dict[str, Json] = {}
-    for block in view.get("blocks") or []:
-        if block.get("type") != "input" or not isinstance(block.get("element"), dict):
+    for index, block in enumerate(view.get("blocks") or []):
+        if block.get("type") == "input" and isinstance(block.get("element"), dict):
+            elements = [block["element"]]
+        elif block.get("type") in ("actions", "section"):
+            elements = [e for e in _elements_of(block) if e.get("type") not in _STATELESS]
+        else:
             continue
-        block_id = str(block.get("block_id") or "")
-        if only_given and block_id not in values:
+        block_id = str(block.get("block_id") or f"block{index}")
+        if not elements or (only_given and block_id not in values):
             continue
-        element = block["element"]
-        given = values[block_id] if block_id in values else initial_value(element)
-        state[block_id] = {element["action_id"]: {"type": element["type"], **_selection(element, given)}}
+        for element in elements:
+            given = values[block_id] if block_id in values else initial_value(element)
+            if given is None and block.get("type") != "input":
+                continue  # an untouched select outside an input block holds nothing yet
+            entry = {"type": element["type"], **_selection(element, given)}
+            state.setdefault(block_id, {})[element["action_id"]] = entry
     return state

@@ -92,11 +92,17 @@ class Workspace:
         self.topics: dict[str, str] = {}
         self.ephemeral: list[Json] = []
         self.users: dict[str, Json] = {}
-        self.dnd: dict[str, bool] = {}
+        # Per user: a Do Not Disturb schedule (start, end) and a manual snooze (snooze_until).
+        self.dnd: dict[str, dict[str, float]] = {}
         self.dm_channels: dict[str, str] = {}
         self.views: dict[str, Json] = {}
         self.home: dict[str, Json] = {}
         self.usergroups: dict[str, Json] = {}
+        # Workspace settings → Permissions → User Groups: a bot token may change a group's
+        # members only when "everyone" may (Slack answers permission_denied otherwise), and
+        # user groups exist on paid plans only (plan_upgrade_required on the free plan).
+        self.everyone_manages_usergroups = True
+        self.paid_plan = True
         self.files: list[Json] = []
         self.uploads: dict[str, Json] = {}
         self.channel_names: dict[str, str] = {}
@@ -152,7 +158,9 @@ class Workspace:
         problems = view_problems(view)
         if problems:
             self.invalid.append((method, problems))
-            raise SlackError("invalid_blocks")
+            # views.* answer a broken view (a text box over 3,000 characters, say) with
+            # invalid_arguments; chat.* say invalid_blocks.
+            raise SlackError("invalid_arguments")
 
     def find(self, channel: str, ts: str) -> Posted:
         for post in self.posts.get(channel, []):

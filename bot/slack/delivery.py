@@ -20,6 +20,7 @@ from bot.outbox.queue import (
     SLACK_DND_CHECK,
     SLACK_ERASE_MESSAGE,
     SLACK_PAGE,
+    SLACK_PAGE_CLOSE,
     SLACK_POST,
     SLACK_SET_TOPIC,
     SLACK_THREAD_MESSAGE,
@@ -31,7 +32,7 @@ from bot.outbox.queue import (
 from bot.outbox.worker import Handler
 from bot.slack.erase_delivery import DeleteFileHandler, EraseMessageHandler
 from bot.slack.export_delivery import CustomerExportHandler
-from bot.slack.page_delivery import DndCheckHandler, PageHandler
+from bot.slack.page_delivery import DndCheckHandler, PageCloseHandler, PageHandler
 from bot.slack.post_delivery import PlainPostHandler, TopicHandler, UsergroupHandler
 from bot.slack.ticket_delivery import (
     ThreadMessageHandler,
@@ -51,9 +52,10 @@ def slack_handlers(
     return {
         SLACK_TICKET_NOTICE: TicketNoticeHandler(client, factory),
         SLACK_PAGE: PageHandler(client, factory, settings),
+        SLACK_PAGE_CLOSE: PageCloseHandler(client, factory),
         SLACK_DND_CHECK: DndCheckHandler(client, factory),
         SLACK_SET_TOPIC: TopicHandler(client, factory),
-        SLACK_USERGROUP: UsergroupHandler(client, factory),
+        SLACK_USERGROUP: UsergroupHandler(client, factory, settings.managers if settings else ()),
         SLACK_TICKET_POST: TicketPostHandler(client, factory),
         SLACK_TICKET_REFRESH: TicketRefreshHandler(client, factory),
         SLACK_THREAD_MESSAGE: ThreadMessageHandler(client, factory),

@@ -180,6 +180,10 @@ def _actor(actor: str) -> str:
 
 
 def _detail(action: str, data: dict[str, Any]) -> str:
+    if action == "customer_message" and data.get("previous_status"):
+        if data["previous_status"] == "resolved":
+            return " and reopened it"
+        return " (it was waiting on them)" if data["previous_status"] == "waiting" else ""
     if action == "tagged":
         added = ", ".join(data.get("added") or [])
         removed = ", ".join(data.get("removed") or [])

@@ -43,10 +43,46 @@ class TemplateChoice:
     language: str
 
 
-def body_block_id(revision: int) -> str:
+def body_block_id(revision: int, part: int = 0) -> str:
     # Slack keeps what was typed per block_id: a new id is the only way to put new
     # text into the editor with views.update.
-    return f"reply_body:{revision}"
+    return f"reply_body:{revision}" if part == 0 else f"reply_body:{revision}:{part}"
+
+
+# A reply longer than one text box (Slack: 3,000 characters) is shown across several,
+# and sent as one text, joined as it was split: never cut.
+REPLY_PARTS = 10
+REPLY_LIMIT = REPLY_PARTS * INPUT_LIMIT
+# The template editor's Text and HTML fields: a modal holds 100 blocks.
+TEMPLATE_PARTS = 40
+
+
+def split_text(text: str, limit: int = INPUT_LIMIT) -> list[str]:
+    """`text` in pieces of at most `limit` characters that join ("".join) back to it exactly:
+    each cut after a line break where there is one, else after a space, else anywhere."""
+    parts: list[str] = []
+    while len(text) > limit:
+        window = text[:limit]
+        cut = window.rfind("\n") + 1 or window.rfind(" ") + 1 or limit
+        parts.append(text[:cut])
+        text = text[cut:]
+    return [*parts, text] if text or not parts else parts
+
+
+def joined_value(view: dict[str, Any], block_id: str, action_id: str = "value") -> str:
+    """A long text shown across several inputs (`block_id`, `block_id:1`, …), joined back."""
+    values = ((view.get("state") or {}).get("values") or {}) if isinstance(view, dict) else {}
+    text = str(state_value(view, block_id, action_id) or "")
+    part = 1
+    while f"{block_id}:{part}" in values:
+        text += str(state_value(view, f"{block_id}:{part}", action_id) or "")
+        part += 1
+    return text
+
+
+def typed_reply(view: dict[str, Any], revision: int) -> str:
+    """The reply as the agent has it: every part of the editor, joined."""
+    return joined_value(view, body_block_id(revision), BODY_ACTION)
 
 
 def reply_modal(
@@ -113,17 +149,35 @@ def reply_modal(
                 "elements": [{"type": "mrkdwn", "text": fit(f":warning: {escape(truncate(error, 1000))}")}],
             }
         )
-    element = _limited_input(
-        BODY_ACTION, "Write to the customer, or pick a template above", body, multiline=True
-    )
-    blocks.append(
-        {
+    parts = split_text(body[:REPLY_LIMIT])
+    if len(parts) > 1:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"This reply is {len(body):,} characters and a Slack text box holds "
+                        f"{INPUT_LIMIT:,}, so it is shown in {len(parts)} boxes. It goes out as one "
+                        "message, the boxes joined in order.",
+                    }
+                ],
+            }
+        )
+    for index, part in enumerate(parts):
+        element = _limited_input(
+            BODY_ACTION, "Write to the customer, or pick a template above", part, multiline=True
+        )
+        label = "Message" if len(parts) == 1 else f"Message (part {index + 1} of {len(parts)})"
+        box: Block = {
             "type": "input",
-            "block_id": body_block_id(revision),
-            "label": {"type": "plain_text", "text": "Message"},
+            "block_id": body_block_id(revision, index),
+            "label": {"type": "plain_text", "text": label},
             "element": element,
         }
-    )
+        if index:
+            box["optional"] = True
+        blocks.append(box)
     cc_element = _limited_input(CC_ACTION, "Nobody; add addresses separated by commas", cc, multiline=False)
     blocks.append(
         {
@@ -153,6 +207,7 @@ def _limited_input(action_id: str, placeholder: str, initial: str | None, *, mul
         "placeholder": {"type": "plain_text", "text": placeholder},
     }
     if initial:
+        # Callers split longer text (split_text); a Cc list is fitted by its caller.
         element["initial_value"] = initial[:INPUT_LIMIT]
     return element
 
@@ -251,6 +306,9 @@ class TemplateDraft:
 
 
 def template_editor(draft: TemplateDraft, *, editing: bool) -> dict[str, Any]:
+    """The template form. Text and HTML longer than one text box are shown across several
+    (`text`, `text:1`, …; joined on save by `joined_value`), so saving never loses a tail."""
+
     def text_input(
         block: str,
         label: str,
@@ -274,22 +332,58 @@ def template_editor(draft: TemplateDraft, *, editing: bool) -> dict[str, Any]:
             block_def["hint"] = {"type": "plain_text", "text": hint}
         return block_def
 
+    def long_input(
+        block: str, label: str, value: str, *, optional: bool, hint: str | None = None
+    ) -> list[Block]:
+        parts = split_text(value)
+        return [
+            text_input(
+                block if index == 0 else f"{block}:{index}",
+                label if len(parts) == 1 else f"{label} (part {index + 1} of {len(parts)})",
+                part,
+                multiline=True,
+                optional=optional or index > 0,
+                hint=hint if index == 0 else None,
+            )
+            for index, part in enumerate(parts)
+        ]
+
+    title = "Edit template" if editing else "New template"
+    metadata = {"editing": draft.name if editing else None}
+    too_long = [
+        label
+        for label, value in (("Text", draft.text), ("HTML version", draft.html or ""))
+        if len(split_text(value)) > TEMPLATE_PARTS
+    ]
+    if too_long:
+        # Past what a modal can hold: say so rather than open a form that would cut it.
+        notice = {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"`{escape(truncate(draft.name, 120))}` is too long to edit in Slack "
+                f"({' and '.join(too_long)} over {TEMPLATE_PARTS * INPUT_LIMIT:,} characters). "
+                "Edit its file in the templates folder instead.",
+            },
+        }
+        view = modal(TEMPLATE_EDIT_CALLBACK, title, "Save", [notice], metadata)
+        del view["submit"]  # nothing to save
+        return view
     blocks = [
         text_input("name", "Name", draft.name, hint="Lowercase, e.g. password_reset.en"),
         text_input("title", "Title", draft.title),
         text_input("language", "Language", draft.language, hint="e.g. en, it"),
         text_input("tags", "Tags", ", ".join(draft.tags), optional=True, hint="Comma-separated"),
-        text_input(
+        *long_input(
             "text",
             "Text",
             draft.text,
-            multiline=True,
+            optional=False,
             hint="Jinja2: {{ customer_first_name }}, {{ ticket_number }}, {{ agent_name }}…",
         ),
-        text_input("html", "HTML version", draft.html or "", multiline=True, optional=True),
+        *long_input("html", "HTML version", draft.html or "", optional=True),
     ]
-    title = "Edit template" if editing else "New template"
-    return modal(TEMPLATE_EDIT_CALLBACK, title, "Save", blocks, {"editing": draft.name if editing else None})
+    return modal(TEMPLATE_EDIT_CALLBACK, title, "Save", blocks, metadata)
 
 
 def state_value(view: dict[str, Any], block_id: str, action_id: str = "value") -> Any:

@@ -72,6 +72,9 @@ ONCALL_USAGE = (
         for k in ("plan", "import", "fairness", "roster", "weight", "away_for", "comp_manage")
     )
     + "\n• `/oncall help`: this list"
+    # Slack hides a manual pause from apps (dnd.info's snooze_* is for the person only).
+    + "\n_On call, keep notifications on: the bot sees a Do Not Disturb schedule but not a manual "
+    "*Pause notifications*; a page nobody answers repeats, then goes to the backup._"
 )
 
 

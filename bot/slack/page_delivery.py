@@ -20,6 +20,7 @@ from bot.slack.handoffs import queue_dnd_warnings
 from bot.slack.paging import queue_paging_notices
 from bot.slack.post_delivery import PlainPostHandler
 from bot.slack.web_api import SlackHandler, call_slack
+from bot.storage.db import reading
 from bot.storage.models import OutboxItem
 from rota.handoff_jobs import duty_dnd_observed
 from rota.paging import PagePolicy
@@ -29,10 +30,12 @@ log = logging.getLogger(__name__)
 
 
 def notifications_paused(client: WebClient, user: str, now: float | None = None) -> bool:
-    """Whether Slack is holding back `user`'s notifications right now (snooze, or scheduled DND)."""
+    """Whether `user`'s Do Not Disturb schedule holds back their notifications right now.
+
+    Only the schedule can be seen: Slack shows `snooze_*` (a manual "Pause notifications")
+    to the user themselves, never to an app asking about them. A paused phone is covered
+    by the chain instead: no answer repeats the page, then pages the backup."""
     data = call_slack(client.dnd_info, user=user)
-    if data.get("snooze_enabled"):
-        return True
     if not data.get("dnd_enabled"):
         return False
     start, end = data.get("next_dnd_start_ts"), data.get("next_dnd_end_ts")
@@ -90,3 +93,29 @@ class DndCheckHandler(SlackHandler):
             paused=bool(result.get("paused")),
         )
         queue_dnd_warnings(session, notices, item.created_at)
+
+
+class PageCloseHandler(SlackHandler):
+    """Rewrites one page DM once the page is over: its buttons give way to the outcome.
+
+    Queued in the page DM's own lane, after it, so the DM is out before its rewrite; a
+    page DM that never went out (dead) has nothing to rewrite. chat.update is idempotent,
+    so a retry after a crash just writes the same again.
+    """
+
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        with reading(self.factory) as session:
+            page = session.get(OutboxItem, int(item.payload["page_item"]))
+            if page is None or page.status == "dead":
+                return {"skipped": "the page DM never went out"}
+            if page.status != "done":
+                raise RetryLater("the page DM is not out yet")
+            channel, ts = page.result.get("channel"), page.result.get("ts")
+            blocks = [b for b in page.payload.get("blocks") or [] if b.get("type") != "actions"]
+            text = str(page.payload.get("text") or "")
+        if not channel or not ts:
+            return {"skipped": "no message to rewrite"}
+        outcome = str(item.payload["outcome"])
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": outcome}]})
+        call_slack(self.client.chat_update, channel=channel, ts=ts, text=text or outcome, blocks=blocks)
+        return {"channel": channel, "ts": ts}

@@ -11,13 +11,21 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.business_hours import BusinessCalendar
 from bot.config import Settings
-from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_NOTICE, enqueue, enqueue_post, slack_lane
+from bot.outbox.queue import (
+    SLACK_PAGE,
+    SLACK_PAGE_CLOSE,
+    SLACK_TICKET_NOTICE,
+    enqueue,
+    enqueue_post,
+    slack_lane,
+)
 from bot.slack.render import escape, slack_date, truncate
-from bot.storage.models import Customer, Ticket, TicketTriage
+from bot.storage.models import Customer, OutboxItem, Ticket, TicketTriage
 from bot.tickets.status import TicketStatus
 from rota.paging import PagePolicy, PageStep, start_page
 from rota.paging_jobs import (
@@ -82,9 +90,17 @@ def morning_handover(session: Session, settings: Settings, calendar: BusinessCal
 
 
 def queue_paging_notices(
-    session: Session, notices: Iterable[PagingNotice], now: datetime, *, support_channel: str
+    session: Session,
+    notices: Iterable[PagingNotice],
+    now: datetime,
+    *,
+    support_channel: str,
+    answered_in: str | None = None,
 ) -> None:
-    """Word each notice and queue it; a notice about a ticket that is gone says nothing."""
+    """Word each notice and queue it; a notice about a ticket that is gone says nothing.
+
+    `answered_in`: the ts of the page DM whose button was pressed; the listener rewrites
+    that one itself (it says "you"), every other DM of the page is rewritten from here."""
     for notice in notices:
         ticket_id = notice.ticket_id if isinstance(notice, DndNoticed) else _ticket_id(notice)
         ticket = session.get(Ticket, ticket_id)
@@ -95,7 +111,7 @@ def queue_paging_notices(
         elif isinstance(notice, PagingEnded):
             _ended(session, ticket, notice, now, support_channel)
         elif isinstance(notice, PageAcknowledged):
-            _acknowledged(session, ticket, notice, now)
+            _acknowledged(session, ticket, notice, now, answered_in)
         else:
             _dnd(session, ticket, notice, now)
 
@@ -156,6 +172,7 @@ def _ended(
             dedupe_key=f"page:{step.page_id}:{step.step}:exhausted-channel",
         )
     _stand_down(session, notice, f"Paging for ticket #{ticket.number} stopped ({stop_reason(step)})", now)
+    _close_page_dms(session, step.page_id, f"{icon} Over: paging stopped ({stop_reason(step)}).", now)
 
 
 def _stand_down(session: Session, notice: PagingEnded | PageAcknowledged, why: str, now: datetime) -> None:
@@ -170,16 +187,52 @@ def _stand_down(session: Session, notice: PagingEnded | PageAcknowledged, why: s
         )
 
 
-def _acknowledged(session: Session, ticket: Ticket, notice: PageAcknowledged, now: datetime) -> None:
+def _acknowledged(
+    session: Session, ticket: Ticket, notice: PageAcknowledged, now: datetime, answered_in: str | None
+) -> None:
     ack = notice.ack
+    after = duration(ack.after)
     _thread_notice(
         session,
         ticket,
-        f":white_check_mark: <@{ack.by}> acknowledged the page after {duration(ack.after)}.",
+        f":white_check_mark: <@{ack.by}> acknowledged the page after {after}.",
         now,
         notice.key,
     )
-    _stand_down(session, notice, f"<@{ack.by}> acknowledged urgent ticket #{ticket.number}", now)
+    _stand_down(
+        session, notice, f"<@{ack.by}> acknowledged urgent ticket #{ticket.number} after {after}", now
+    )
+    _close_page_dms(
+        session,
+        ack.page_id,
+        f":white_check_mark: Over: <@{ack.by}> acknowledged this page after {after}.",
+        now,
+        skip_ts=answered_in,
+    )
+
+
+def _close_page_dms(
+    session: Session, page_id: int, outcome: str, now: datetime, skip_ts: str | None = None
+) -> None:
+    """Every DM of the page (each step, each person) loses its buttons and says how it ended,
+    so nobody acknowledges a page that is over. Each rewrite goes in its DM's lane, after it."""
+    dms = session.scalars(
+        select(OutboxItem)
+        .where(OutboxItem.kind == SLACK_PAGE, OutboxItem.dedupe_key.like(f"page:{page_id}:%"))
+        .order_by(OutboxItem.id)
+    )
+    for dm in dms:
+        if skip_ts is not None and dm.result.get("ts") == skip_ts:
+            continue
+        enqueue(
+            session,
+            kind=SLACK_PAGE_CLOSE,
+            lane=dm.lane,
+            now=now,
+            ticket_id=dm.ticket_id,
+            payload={"page_item": dm.id, "outcome": outcome},
+            dedupe_key=f"page-close:{dm.id}",
+        )
 
 
 def _dnd(session: Session, ticket: Ticket, notice: DndNoticed, now: datetime) -> None:

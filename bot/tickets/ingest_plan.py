@@ -240,22 +240,20 @@ class BatchPlan:
             return PlannedOutcome("new_ticket", ticket, message)
 
         message = self._message(mail, ticket)
-        self.events.append(EventPlan(ticket, actor, "customer_message", message, {}))
+        # One answer is one event: the status it moved the ticket out of rides along, so
+        # the timeline shows it once. A reopening stays an event of its own as well, as
+        # the figures count reopened tickets (the timeline folds it into this line).
+        said: dict[str, Any] = {}
+        self.events.append(EventPlan(ticket, actor, "customer_message", message, said))
         if isinstance(ticket, Ticket):
             ticket.updated_at = self.now
             if ticket.status in {TicketStatus.RESOLVED, TicketStatus.WAITING}:
                 previous = ticket.status
                 ticket.status = TicketStatus.CLAIMED if ticket.owner else TicketStatus.OPEN
                 ticket.resolved_at = None
-                self.events.append(
-                    EventPlan(
-                        ticket,
-                        actor,
-                        "reopened" if previous == TicketStatus.RESOLVED else "customer_replied",
-                        None,
-                        {"previous_status": previous, "status": ticket.status},
-                    )
-                )
+                said.update({"previous_status": previous, "status": ticket.status})
+                if previous == TicketStatus.RESOLVED:
+                    self.events.append(EventPlan(ticket, actor, "reopened", None, dict(said)))
         if ticket.status == SPAM:
             return PlannedOutcome("follow_up", ticket, message)  # stays quiet; Not spam shows it
         self.outbox.append(OutboxPlan(SLACK_THREAD_MESSAGE, ticket, message))

@@ -78,8 +78,27 @@ def timeline(session: Session, number: int) -> Timeline:
     line = ticket_line(session, ticket.id)
     assert line is not None
     events = session.scalars(select(Event).where(Event.ticket_id == ticket.id).order_by(Event.at, Event.id))
-    entries = [TimelineEntry(e.at, e.actor, e.action, dict(e.data or {})) for e in events]
+    entries: list[TimelineEntry] = []
+    for e in events:
+        entry = TimelineEntry(e.at, e.actor, e.action, dict(e.data or {}))
+        previous = entries[-1] if entries else None
+        if (
+            previous is not None
+            and previous.action == "customer_message"
+            and entry.action in _MOVED_BY_AN_ANSWER
+            and (entry.actor, entry.at) == (previous.actor, previous.at)
+        ):
+            # The status change the same answer caused: one answer, one line.
+            entries[-1] = TimelineEntry(
+                previous.at, previous.actor, previous.action, {**previous.data, **entry.data}
+            )
+            continue
+        entries.append(entry)
     return Timeline(line, tuple(entries))
+
+
+# Recorded beside a customer's answer (older rows wrote `customer_replied` as well).
+_MOVED_BY_AN_ANSWER = ("reopened", "customer_replied")
 
 
 def customer_tickets(session: Session, email: str) -> list[TicketLine]:

@@ -18,7 +18,7 @@ VARIABLES: dict[str, str] = {
     "customer_email": "The customer's address",
     "ticket_number": "The ticket's number, e.g. 123",
     "subject": "The ticket's subject",
-    "agent_name": "The replying agent's Slack display name",
+    "agent_name": "The replying agent's full name in Slack (the display name only when that is empty)",
     "agent_first_name": "The first word of agent_name",
     "previous_message": "The customer's latest message, without quoted history",
     "support_address": "The support address (SUPPORT_ADDRESS)",

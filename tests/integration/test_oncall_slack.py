@@ -368,6 +368,7 @@ def test_bad_input_is_explained_with_usage(team: Team) -> None:
     assert "not on the rota" in team.oncall(MAY, f"away {mention(EVE)} 2026-12-21")["text"]
     assert "whole number" in team.oncall(MAY, "plan lots")["text"]
     assert "/oncall swap" in team.oncall(ADA, "help")["text"]
+    assert "Pause notifications" in team.oncall(ADA, "help")["text"]
     assert "<script>" not in team.oncall(ADA, "away <script>")["text"]
 
 

@@ -5,6 +5,7 @@ restarts and competing replicas; the morning hand-over tells the day team."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -272,6 +273,41 @@ def test_a_page_reaches_the_on_call_dm_and_acknowledge_stops_it(live: Night) -> 
     assert not [m for m in live.slack.dms(BOB) if "Urgent ticket" in m.get("text", "")]
 
 
+def test_an_acknowledgement_ends_every_page_dm_and_says_how_fast(live: Night) -> None:
+    start(live)
+    page_dm(live, ADA)
+    for _ in range(4):  # Ada never answers: three repeats, then her backup
+        live.clock.advance(timedelta(minutes=5))
+        live.bot.jobs.paging_tick()
+    page_dm(live, ADA, count=4)
+    # The backup (or, when the rota names none, a manager) answers.
+    _, _, backup = wait_until(lambda: attempts(live.bot.factory)[4:], what="the next level paged")[0]
+    answered = page_dm(live, backup)
+    live.clock.advance(timedelta(minutes=2))
+    assert SlackUser(live.bot.url, live.slack, backup).click(answered, ACTION_ACK).status == 200
+
+    def pages(user: str) -> list[dict]:
+        return [m for m in live.slack.dms(user) if "Urgent ticket" in m.get("text", "")]
+
+    def all_over(user: str) -> list[dict] | None:
+        shown = pages(user)
+        if any(b["type"] == "actions" for m in shown for b in m.get("blocks") or []):
+            return None
+        return shown
+
+    adas = wait_until(lambda: all_over(ADA), what="every page DM to Ada rewritten")
+    assert len(adas) == 4
+    assert all(f"Over: <@{backup}> acknowledged this page after 22 min" in str(m["blocks"]) for m in adas)
+    theirs = wait_until(lambda: all_over(backup), what="the answered page DM rewritten")
+    assert "You acknowledged this page" in str(theirs[0]["blocks"])
+    wait_until(
+        lambda: [m for m in live.slack.dms(ADA) if "acknowledged urgent ticket" in m.get("text", "")],
+        what="Ada's stand-down DM",
+    )
+    stand_down = next(m for m in live.slack.dms(ADA) if "acknowledged urgent ticket" in m.get("text", ""))
+    assert f"<@{backup}> acknowledged urgent ticket #1 after 22 min" in stand_down["text"]
+
+
 def test_claim_from_the_page_and_a_late_click_by_someone_else(live: Night) -> None:
     ticket_id = start(live)
     live.clock.advance(timedelta(minutes=20))
@@ -281,6 +317,7 @@ def test_claim_from_the_page_and_a_late_click_by_someone_else(live: Night) -> No
         live.clock.advance(timedelta(minutes=5))
     live.bot.jobs.paging_tick()  # Ada's three repeats are done: the backup's turn
     bob_page = page_dm(live, BOB)
+    ada_page = page_dm(live, ADA)  # as her phone shows it, buttons still there
     SlackUser(live.bot.url, live.slack, BOB).click(bob_page, ACTION_CLAIM)
     wait_until(
         lambda: any("claimed the ticket" in str(m.get("blocks")) for m in live.slack.dms(BOB)),
@@ -293,14 +330,21 @@ def test_claim_from_the_page_and_a_late_click_by_someone_else(live: Night) -> No
         lambda: any("acknowledged urgent ticket" in m.get("text", "") for m in live.slack.dms(ADA)),
         what="Ada told",
     )
-    ada_page = page_dm(live, ADA)
-    SlackUser(live.bot.url, live.slack, ADA).click(ada_page, ACTION_ACK)
-    wait_until(
-        lambda: any(
-            f"<@{BOB}> had already acknowledged" in str(m.get("blocks")) for m in live.slack.dms(ADA)
-        ),
-        what="Ada sees Bob got there first",
-    )
+    # A click on the stale DM (sent before its rewrite reached her) is answered in place:
+    # "Bob had already acknowledged", or the page's own rewrite if that lands after it.
+    assert SlackUser(live.bot.url, live.slack, ADA).click(ada_page, ACTION_ACK).status == 200
+
+    def clicked_dm_says_bob() -> bool:
+        shown = next((m for m in live.slack.dms(ADA) if m["ts"] == ada_page["ts"]), {})
+        blocks = str(shown.get("blocks"))
+        return "page_ack" not in blocks and (
+            f"<@{BOB}> had already acknowledged" in blocks or f"Over: <@{BOB}> acknowledged" in blocks
+        )
+
+    wait_until(clicked_dm_says_bob, what="Ada sees Bob got there first")
+    with live.bot.factory() as session:
+        page = session.scalar(select(Page))
+        assert page is not None and page.acknowledged_by == BOB
 
 
 def test_a_tick_run_by_hand_waits_for_one_under_way_and_takes_what_fell_due_since(live: Night) -> None:
@@ -338,7 +382,8 @@ def test_a_tick_run_by_hand_waits_for_one_under_way_and_takes_what_fell_due_sinc
 
 
 def test_do_not_disturb_is_noticed_and_the_backup_paged_sooner(live: Night) -> None:
-    live.slack.set_dnd(ADA, True)
+    # Her quiet hours, which any app can read (a manual pause it cannot: see below).
+    live.slack.schedule_dnd(ADA, time.time() - 3600, time.time() + 8 * 3600)
     start(live)
     page_dm(live, ADA)
 
@@ -362,6 +407,29 @@ def test_do_not_disturb_is_noticed_and_the_backup_paged_sooner(live: Night) -> N
         lambda: any("has notifications paused" in text and "sooner" in text for text in notices()),
         what="the DND notice in the ticket's thread",
     )
+
+
+def test_a_paused_phone_the_bot_cannot_see_still_ends_with_the_backup(live: Night) -> None:
+    # "Pause notifications" shows in dnd.info to the person only; the bot reads nothing.
+    live.slack.snooze(ADA, minutes=120)
+    start(live)
+    page_dm(live, ADA)
+
+    def dnd_read() -> bool | None:
+        with live.bot.factory() as session:
+            attempt = session.scalar(select(PageAttempt).where(PageAttempt.user_id == ADA))
+            return attempt.dnd if attempt is not None and attempt.dnd is not None else None
+
+    assert wait_until(lambda: dnd_read() is not None, what="Do Not Disturb read") and dnd_read() is False
+    # No answer: the page repeats, then goes to the backup, as for anyone not answering.
+    for _ in range(4):
+        live.clock.advance(timedelta(minutes=5))
+        live.bot.jobs.paging_tick()
+    page_dm(live, ADA, count=4)
+    # The next level (the backup; the managers when the rota names none) is paged.
+    step, _, backup = wait_until(lambda: attempts(live.bot.factory)[4:], what="the next level paged")[0]
+    assert step == 4 and backup != ADA
+    page_dm(live, backup)
 
 
 @pytest.mark.parametrize(

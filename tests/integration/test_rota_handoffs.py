@@ -20,6 +20,7 @@ from bot.storage.db import transaction
 from bot.storage.models import Event, LedgerLine, OutboxItem
 from rota import store, swaps
 from rota.store import StaffMember
+from tests.support.desk import settle_outbox
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
 from tests.support.settings import settings_for as harness_settings
 
@@ -187,3 +188,55 @@ def test_hand_off_reaches_slack_through_the_outbox(tmp_path: Path, database_url:
             wait_until(
                 lambda: slack.topics[CHANNEL] == f"On call: {name} | Support for ACME customers", what="topic"
             )
+
+
+def test_a_user_group_slack_will_not_let_the_bot_change_is_one_notice_to_the_managers(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A bot token may change a group's members only if everyone may manage user groups:
+    otherwise Slack answers permission_denied, and only a person can fix that."""
+    with SlackStandIn(channels=(CHANNEL,)) as slack, PymapServer(tmp_path / "imap") as imap:
+        for member in TEAM:
+            slack.add_user(
+                member.user_id, member.name.lower(), member.name, tz=member.tz, channels=(CHANNEL,)
+            )
+        slack.add_user("UMAY", "may", "May Manager")
+        slack.usergroups["S0ONCALL"] = {"id": "S0ONCALL", "handle": "oncall", "users": []}
+        slack.everyone_manages_usergroups = False
+        clock = FrozenClock(SUNDAY)
+        env = bot_env(
+            slack_url=slack.base_url,
+            imap=imap,
+            database_url=database_url,
+            ONCALL_USERGROUP="S0ONCALL",
+            MANAGERS="UMAY",
+        )
+        with running_bot(env, clock=clock) as bot:
+            bot.jobs.sync_roster()
+            start_rota(bot.factory, bot.settings, SUNDAY)
+            bot.jobs.rota_tick()
+
+            def notices() -> list[str]:
+                return [m["text"] for m in slack.dms("UMAY") if "user group" in m.get("text", "")]
+
+            told = wait_until(notices, what="the managers told")
+            assert "permission_denied" in told[0] and "Workspace settings" in told[0]
+            assert "ONCALL_USERGROUP" in told[0]
+
+            def refused() -> list[OutboxItem]:
+                with bot.factory() as session:
+                    return list(
+                        session.scalars(select(OutboxItem).where(OutboxItem.kind == "slack.usergroup_users"))
+                    )
+
+            wait_until(lambda: all(r.status == "dead" for r in refused()), what="the row set aside")
+            assert [r.attempts for r in refused()] == [1], "not tried again"
+            # The next hand-over is refused too: no second notice.
+            clock.advance(timedelta(days=1))
+            bot.jobs.rota_tick()
+            wait_until(
+                lambda: len(refused()) == 2 and all(r.status == "dead" for r in refused()), what="next"
+            )
+            settle_outbox(bot.factory)
+            assert len(notices()) == 1
+            assert slack.usergroups["S0ONCALL"]["users"] == []

@@ -247,12 +247,26 @@ def test_the_stand_in_shows_modals_and_responses_to_the_user_who_acted() -> None
 
     with SlackStandIn(channels=(CHANNEL,)) as slack:
         client = WebClient(token="xoxb-test", base_url=slack.base_url)
-        view = {"type": "modal", "title": {"type": "plain_text", "text": "Hi"}, "blocks": []}
+        field = {
+            "type": "input",
+            "block_id": "b",
+            "label": {"type": "plain_text", "text": "Name"},
+            "element": {"type": "plain_text_input", "action_id": "v"},
+        }
+        view = {
+            "type": "modal",
+            "title": {"type": "plain_text", "text": "Hi"},
+            "submit": {"type": "plain_text", "text": "Save"},
+            "blocks": [field],
+        }
         opened = client.views_open(trigger_id=slack.issue_trigger(ADA), view=view)["view"]
         pushed = client.views_push(trigger_id=slack.issue_trigger(ADA), view=view)["view"]
         assert slack.open_modal(ADA)["id"] == pushed["id"] and slack.open_modal(LUCA) is None
         slack.answer_submission(ADA, pushed["id"], {"response_action": "errors", "errors": {"b": "No."}})
         assert slack.open_modal(ADA)["errors"] == {"b": "No."}
+        # Slack refuses errors beside anything but an input block: none are shown.
+        slack.answer_submission(ADA, pushed["id"], {"response_action": "errors", "errors": {"x": "No."}})
+        assert slack.open_modal(ADA)["errors"] == {}
         slack.answer_submission(ADA, pushed["id"], {})
         assert slack.open_modal(ADA)["id"] == opened["id"]
         slack.answer_submission(ADA, opened["id"], {"response_action": "clear"})

@@ -284,6 +284,25 @@ def test_domains_are_for_managers_and_staff_are_never_blocked(desk: Desk) -> Non
     assert desk.ticket(3).owner is None  # type: ignore[union-attr]
 
 
+def test_staff_stay_protected_in_a_big_workspace_slack_rate_limits(desk: Desk) -> None:
+    """Thousands of people in the workspace, users.list throttled (about 20 calls a minute)
+    and a 429 from users.info on the way: staff addresses come from the staff list, one
+    profile each, with Retry-After waited out, so a colleague is still never blocked."""
+    for n in range(3000):
+        desk.slack.add_user(f"U1{n:06d}", f"guest{n}", email=f"guest{n}@elsewhere.example")
+    desk.slack.fail_next("users.list", times=1000, retry_after=30)
+    desk.slack.fail_next("users.info", retry_after=1)
+    desk.imap.append(customer_mail(1, sender="bob@example.com", subject="Forwarding a phish"))
+    assert desk.user(ADA).click(desk.card(1), "ticket_more", option="spam").status == 200
+    assert "can't be blocked" in desk.told(ADA, "Ticket #1 is marked as spam")
+    assert desk.count(BlockedSender) == 0
+    assert not desk.slack.calls("users.list")
+    assert [c.status for c in desk.slack.calls("users.info")].count(429) == 1
+    # The command answers within Slack's three seconds, from what is now known.
+    said = desk.user(MAY).command("spam block-domain example.com").json()["text"]
+    assert "can't be blocked" in said
+
+
 # -- stats ------------------------------------------------------------------------------------
 
 ROME = ZoneInfo("Europe/Rome")

@@ -17,6 +17,7 @@ from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
 from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import Event, Message
+from bot.tickets import template_store
 from tests.support import desk as support_desk
 from tests.support.desk import add_people, running_desk
 from tests.support.harness import CHANNEL, SUPPORT_ADDRESS, wait_until
@@ -226,6 +227,55 @@ def test_an_empty_reply_keeps_the_modal_open_with_the_reason(desk: Desk) -> None
     answer = desk.user(ADA).submit(view_id, {block_id: "   "}).json()
     assert answer["response_action"] == "errors" and block_id in answer["errors"]
     assert not desk.smtp.mails
+
+
+def test_a_refused_reply_names_its_text_box_not_the_template_picker(desk: Desk) -> None:
+    desk.imap.append(customer_mail(1))
+    view_id = open_reply(desk)
+    hash_before = desk.slack.views[view_id]["hash"]
+    desk.user(ADA).pick(view_id, "reply_template", STARTERS[0])
+    wait_until(lambda: desk.slack.views[view_id]["hash"] != hash_before, what="the rendered template")
+    # Someone off the team sending it (a forged or replayed submission) is refused beside a field.
+    answer = desk.user(EVE).submit(view_id).json()
+    block_id, _ = editor_text(desk, view_id)
+    assert answer["response_action"] == "errors" and list(answer["errors"]) == [block_id]
+    assert "Only support staff" in answer["errors"][block_id]
+    assert desk.slack.invalid == []
+    assert not desk.smtp.mails
+
+
+LONG_TEXT = "\n".join(f"Step {i}: " + "check the setting and try again " * 3 for i in range(90))
+
+
+def test_a_reply_longer_than_a_slack_text_box_goes_out_whole(desk: Desk) -> None:
+    """Slack's text box holds 3,000 characters: a longer rendered template is shown across
+    several boxes and sent whole, and the template editor saves such a source whole."""
+    templates = Path(desk.bot.settings.templates_dir)
+    (templates / "long.en.txt").write_text(f"---\ntitle: Long\nlanguage: en\n---\n{LONG_TEXT}\n")
+    assert len(LONG_TEXT) > 2 * 3000
+    desk.imap.append(customer_mail(1))
+    view_id = open_reply(desk)
+    hash_before = desk.slack.views[view_id]["hash"]
+    desk.user(ADA).pick(view_id, "reply_template", "long.en")
+    wait_until(lambda: desk.slack.views[view_id]["hash"] != hash_before, what="the rendered template")
+    boxes = [
+        b for b in desk.slack.views[view_id]["blocks"] if b["type"] == "input" and b["block_id"] != "reply_cc"
+    ]
+    assert len(boxes) >= 3 and all(len(b["element"]["initial_value"]) <= 3000 for b in boxes)
+    assert f"shown in {len(boxes)} boxes" in json.dumps(desk.slack.views[view_id]["blocks"])
+    assert desk.user(ADA).submit(view_id).status == 200
+    mail = desk.smtp.wait_for(1)[0].message
+    assert mail.get_body(("plain",)).get_content().replace("\r\n", "\n").strip() == LONG_TEXT.strip()
+
+    manager = desk.user(MAY)
+    before = set(desk.slack.views)
+    manager.command("template edit long.en")
+    editor = wait_until(lambda: list(set(desk.slack.views) - before), what="the template editor")[0]
+    assert manager.submit(editor).json() == {}
+    assert desk.slack.invalid == []
+    with desk.bot.factory() as session:
+        saved = template_store.get_template(session, templates, "long.en")
+    assert saved.text.strip() == LONG_TEXT.strip() and saved.version > 0
 
 
 def test_a_template_with_a_missing_variable_or_a_sandbox_escape_is_an_error_not_an_email(desk: Desk) -> None:

@@ -241,3 +241,30 @@ def test_text_the_database_cannot_hold_does_not_stop_the_others(session_factory)
     assert [r.outcome for r in results] == ["new_ticket"] * 3
     assert [r.malformed for r in results] in ([False] * 3, [False, True, False])
     assert count(session_factory, Message) == 3
+
+
+@pytest.mark.parametrize(
+    ("before", "line"),
+    [("waiting", "wrote again (it was waiting on them)"), ("resolved", "wrote again and reopened it")],
+)
+def test_one_customer_answer_is_one_timeline_entry(session_factory, before, line):
+    from bot.slack.lists import timeline_blocks
+    from bot.tickets.queries import timeline
+
+    first_mail = customer_mail(1)
+    first = ingest(session_factory, first_mail)
+    with session_factory.begin() as session:
+        session.get(Ticket, first.ticket_id).status = before
+    ingest(
+        session_factory,
+        customer_mail(2, sender="customer1@example.org", in_reply_to=message_id_of(first_mail)),
+    )
+    with session_factory() as session:
+        entries = timeline(session, first.ticket_number).entries
+        text = "\n".join(b["text"]["text"] for b in timeline_blocks(timeline(session, first.ticket_number)))
+    answers = [
+        e for e in entries if e.actor == "customer:customer1@example.org" and e.action != "ticket_created"
+    ]
+    assert [e.action for e in answers] == ["customer_message"]
+    assert text.count("customer1@example.org") == 3  # the head, the ticket opened, the one answer
+    assert line in text and "customer replied" not in text
