@@ -172,8 +172,10 @@ def run_sandbox(settings: Settings) -> int:
     configure_logging(
         settings.log_level, secrets=[settings.slack_signing_secret], log_format=settings.log_format
     )
-    # aiosmtpd logs every connection at INFO; in the sandbox that drowns the bot's own lines.
-    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # aiosmtpd logs every connection at INFO; in the sandbox that drowns the bot's own lines;
+    # the same for the Socket Mode stand-in's server; the bot's client logs its own sessions.
+    for noisy in ("mail.log", "websockets.server"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # The first line a newcomer sees must be where to click: hold start-up's log lines
     # until it is printed (an error is printed at once, with everything before it).
     root = logging.getLogger()
