@@ -62,6 +62,8 @@ class SocketModeStandIn:
         self._sent: dict[str, float] = {}
         self._acks: dict[str, Ack] = {}
         self.connections = 0  # sockets opened so far
+        # How long a request waits for its acknowledgement before it reads as NOT_ACKNOWLEDGED.
+        self.ack_timeout = ACK_TIMEOUT
         self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -79,6 +81,10 @@ class SocketModeStandIn:
     def stop(self) -> None:
         self.slack.socket_url = None
         self.drop()
+        if self._thread is None:
+            # Never served: shutdown() would wait for serve_forever() to let go of the socket.
+            self._server.socket.close()
+            return
         self._server.shutdown()
 
     def __enter__(self) -> SocketModeStandIn:
@@ -191,9 +197,10 @@ class SocketModeStandIn:
         with self._changed:
             return list(self._acks.values())
 
-    def request(self, kind: str, payload: Json, timeout: float = ACK_TIMEOUT) -> Answer:
+    def request(self, kind: str, payload: Json, timeout: float | None = None) -> Answer:
         """Deliver an envelope and read the acknowledgement as Slack would show it; a request
         no socket took, or nobody acknowledged in time, reads as `NOT_ACKNOWLEDGED`."""
+        timeout = self.ack_timeout if timeout is None else timeout
         try:
             ack = self.wait_ack(self.deliver(kind, payload, timeout=timeout), timeout)
         except (TimeoutError, ConnectionClosed):

@@ -21,7 +21,8 @@ import pytest
 
 from bot.config import load_settings
 from bot.sandbox.runner import Sandbox
-from bot.sandbox.slack_requests import find_element
+from bot.sandbox.slack_requests import NOT_ACKNOWLEDGED, find_element
+from bot.sandbox.socket_mode import ACK_TIMEOUT
 from bot.sandbox.team import CHANNEL
 from rota import store
 from tests.support.harness import wait_until
@@ -250,6 +251,15 @@ def test_over_socket_mode_the_page_talks_to_the_bot_only_through_the_socket(sock
     status, answer = socket_page.post("command", {"user": ADA, "text": "/oncall"})
     assert status == 200 and answer["ok"] and "On call" in json.dumps(answer["answer"])
     assert len(sandbox.socket_mode.acks()) == acked + 1  # the command went as an envelope, acked
+
+    # A command the bot never acknowledges (no listener for it) shows what Slack shows then.
+    sandbox.socket_mode.ack_timeout = 1.0
+    try:
+        status, answer = socket_page.post("command", {"user": ADA, "text": "/nosuchcommand"})
+    finally:
+        sandbox.socket_mode.ack_timeout = ACK_TIMEOUT
+    assert status == 200 and not answer["ok"] and answer["status"] == NOT_ACKNOWLEDGED
+    assert "operation_timeout" in socket_page.state(ADA)["ephemerals"][-1]["text"]
 
 
 def test_the_sandbox_reconnects_after_a_refresh_and_a_dropped_socket(socket_page: Page) -> None:
