@@ -29,7 +29,7 @@ from bot.mail.oauth_settings import MailOAuthSettings, load_mail_oauth
 from bot.phone.settings import PhoneSettings, load_phone_settings
 from bot.privacy.settings import PrivacySettings, load_privacy_settings
 from bot.resources import templates_dir
-from bot.sandbox.team import sandbox_settings
+from bot.sandbox.team import sandbox_settings, sandbox_transport
 from rota.compensation import CompensationPolicy, DaysInLieu, PayPerWeightedHour
 from rota.duties import DUTY_UNITS, DutyUnit
 from rota.load import LoadWeights, parse_load_weights
@@ -84,6 +84,8 @@ class Settings:
     attachment_upload_max_mb: int = 20
     # No Slack app configured: Slack, the mailbox and SMTP are the embedded stand-ins (bot/sandbox).
     sandbox: bool = False
+    # How the sandbox page's requests reach the bot: "socket" (Socket Mode) or "http".
+    sandbox_transport: str = "socket"
     # Working tickets from Slack.
     staff_usergroup: str | None = None
     templates_dir: Path = DEFAULT_TEMPLATES_DIR
@@ -397,6 +399,7 @@ def _settings_from(env: Mapping[str, str]) -> Settings:
         attachment_upload_max_mb=r.integer("ATTACHMENT_UPLOAD_MAX_MB", 20, 0, 1000),
         log_level=r.text("LOG_LEVEL", "INFO").upper(),
         sandbox=sandbox,
+        sandbox_transport=sandbox_transport(r) if sandbox else "socket",
         staff_usergroup=usergroup,
         templates_dir=templates_dir,
         reply_late_minutes=r.number("REPLY_LATE_MINUTES", 30.0, 1.0, 7 * 24 * 60.0),

@@ -1,7 +1,8 @@
 """The sandbox page's server side: what one sandbox user sees, and what they do.
 
-Every action becomes the request real Slack would send (`SlackUser`: signed, to the
-bot's own `/slack/events`); what the bot does in return lands in the Slack stand-in,
+Every action becomes the request real Slack would send: an envelope over the Socket Mode
+stand-in's WebSocket, acknowledged by the bot (`SocketUser`), or over HTTP signed, to the
+bot's own `/slack/events` (`SlackUser`); what the bot does in return lands in the Slack stand-in,
 which `state()` reads back. Mail goes in through IMAP APPEND to the embedded mailbox
 and comes out of the SMTP catcher, so nothing here takes a shortcut into the bot.
 """
@@ -17,7 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.clock import OffsetClock
 from bot.config import Settings
@@ -25,11 +26,14 @@ from bot.mail.attachments import image_dimensions
 from bot.sandbox.imap_server import MailboxOps
 from bot.sandbox.seed import customer_email
 from bot.sandbox.slack_api import SlackStandIn
-from bot.sandbox.slack_requests import Answer, SlackUser
+from bot.sandbox.slack_requests import NOT_ACKNOWLEDGED, Answer, SlackUser
 from bot.sandbox.slack_workspace import BOT_USER
 from bot.sandbox.smtp_catcher import CaughtMail, SmtpCatcher
 from bot.sandbox.team import TEAM, member
 from bot.slack.render import human_size
+
+if TYPE_CHECKING:
+    from bot.sandbox.socket_mode import SocketModeStandIn
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,7 @@ Json = dict[str, Any]
 
 # Customer mail typed into the page; generous, but a page is not a way to fill a disk.
 _MAX_FIELD = 20_000
+
 # Files attached in the page's email form, all together; below ATTACHMENT_UPLOAD_MAX_MB's
 # default, so what a newcomer attaches is what they see uploaded into the thread.
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
@@ -78,6 +83,7 @@ class SandboxDesk:
         smtp: SmtpCatcher,
         clock: OffsetClock,
         bot_url: str,
+        socket_mode: SocketModeStandIn | None = None,
     ) -> None:
         self.settings = settings
         self.slack = slack
@@ -85,6 +91,7 @@ class SandboxDesk:
         self.smtp = smtp
         self.clock = clock
         self.bot_url = bot_url
+        self.socket_mode = socket_mode
         self.channel = settings.support_channel
         self.calendar = settings.calendar()
 
@@ -92,6 +99,10 @@ class SandboxDesk:
         person = member(user_id)
         if person is None:
             raise DeskError(f"{user_id!r} is not a member of the sandbox team")
+        if self.socket_mode is not None:
+            from bot.sandbox.socket_mode import SocketUser  # only loaded when websockets is there
+
+            return SocketUser(self.socket_mode, person.id, person.name, channel=self.channel)
         return SlackUser(
             self.bot_url,
             self.slack,
@@ -128,7 +139,15 @@ class SandboxDesk:
             "outbox": [outgoing_mail(n, mail) for n, mail in enumerate(list(self.smtp.mails), start=1)],
             "clock": self.clock_state(),
             "support_address": self.settings.support_address,
+            "transport": self.transport_state(),
         }
+
+    def transport_state(self) -> Json:
+        """How the page reaches the bot, for the page to say so: Socket Mode shows the sockets
+        the bot has opened so far (each reconnection opens one more)."""
+        if self.socket_mode is None:
+            return {"kind": "http"}
+        return {"kind": "socket", "connections": self.socket_mode.connections}
 
     def _with_files(self, messages: list[Json]) -> list[Json]:
         """Messages with what the page needs to draw their files: where to fetch the bytes,
@@ -235,9 +254,11 @@ class SandboxDesk:
         command, _, text = line.partition(" ")
         answer = user.command(text.strip(), command)
         if answer.status != 200:
-            # What Slack itself shows when an app does not answer a command properly.
+            # What Slack itself shows when an app does not answer a command properly (over
+            # Socket Mode, an envelope never acknowledged).
+            error = "operation_timeout" if answer.status == NOT_ACKNOWLEDGED else "dispatch_failed"
             self.slack.add_ephemeral(
-                self.channel, user.id, f"{command} failed with the error “dispatch_failed” ({answer.status})"
+                self.channel, user.id, f"{command} failed with the error “{error}” ({answer.status})"
             )
             return _outcome(answer)
         reply = answer.json()

@@ -2,8 +2,10 @@
 
 Slack's Web API is the stand-in the test suite uses (`SlackStandIn`), the mailbox a
 real IMAP server (pymap) and outgoing mail a real SMTP server (aiosmtpd), all on
-loopback; the bot itself is the unchanged `SupportBot`, in HTTP mode, with a page at
-`/sandbox` that acts as Slack's client. Everything lives in a fresh temporary
+loopback; the bot itself is the unchanged `SupportBot` with a page at `/sandbox` that acts
+as Slack's client. The page's commands and clicks reach the bot over Socket Mode (a local
+WebSocket stand-in, bot/sandbox/socket_mode.py) or, with SANDBOX_TRANSPORT=http or without
+the `websockets` package, as signed HTTP requests. Everything lives in a fresh temporary
 directory that is removed on exit, so a sandbox never touches a real database.
 """
 
@@ -18,7 +20,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.app import SupportBot, prepare_database
 from bot.clock import OffsetClock
@@ -34,7 +36,29 @@ from bot.sandbox.team import CHANNEL, DATABASE_FILE, IMAP_PASSWORD, IMAP_USER
 from bot.signals import StopSignal
 from bot.web import Router
 
+if TYPE_CHECKING:
+    from bot.sandbox.socket_mode import SocketModeStandIn
+
 log = logging.getLogger(__name__)
+
+# The app-level token the bot presents to the Web API stand-in's apps.connections.open.
+SANDBOX_APP_TOKEN = "xapp-1-A0SUPPORTBOT-1-sandbox"
+
+
+def _socket_mode_for(settings: Settings, slack: SlackStandIn) -> SocketModeStandIn | None:
+    """The Socket Mode stand-in when the sandbox runs over Socket Mode and can: its WebSocket
+    server needs the `websockets` package, which a bare install may lack."""
+    if settings.sandbox_transport != "socket":
+        return None
+    try:
+        from bot.sandbox.socket_mode import SocketModeStandIn
+    except ImportError:
+        # Logged, so it comes after the line saying where to click (run_sandbox holds logs).
+        log.warning(
+            "the sandbox runs over HTTP: Socket Mode needs the websockets package (pip install websockets)"
+        )
+        return None
+    return SocketModeStandIn(slack)
 
 
 class SandboxBot(SupportBot):
@@ -76,9 +100,11 @@ class Sandbox:
         self.slack = SlackStandIn(channels=(CHANNEL,))
         self.imap = PymapServer(self.directory / "imap", user=IMAP_USER, password=IMAP_PASSWORD)
         self.smtp = SmtpCatcher()
+        self.socket_mode = _socket_mode_for(settings, self.slack)
         port = _port_for(settings.http_host, settings.http_port)
         self.settings = dataclasses.replace(
             settings,
+            slack_app_token=SANDBOX_APP_TOKEN if self.socket_mode else None,
             slack_api_url=self.slack.base_url,
             database_url=f"sqlite:///{self.directory / DATABASE_FILE}",
             imap_host=self.imap.host,
@@ -95,8 +121,13 @@ class Sandbox:
             smtp=self.smtp,
             clock=self.clock,
             bot_url=self.bot_url,
+            socket_mode=self.socket_mode,
         )
         self.bot: SandboxBot | None = None
+
+    @property
+    def transport(self) -> str:
+        return "Socket Mode" if self.socket_mode else "HTTP"
 
     @property
     def url(self) -> str:
@@ -111,6 +142,9 @@ class Sandbox:
         seed_workspace(self.slack)
         self.smtp.start()
         self.imap.start()
+        if self.socket_mode is not None:
+            # Before the bot: its start-up opens the socket through apps.connections.open.
+            self.socket_mode.start()
         prepare_database(self.settings)
         self.bot = SandboxBot(self.settings, clock=self.clock, page=SandboxPage(self.desk))
         self.bot.start()
@@ -121,7 +155,10 @@ class Sandbox:
         if self.bot is not None:
             self.bot.stop()
             self.bot = None
-        for stop in (self.imap.stop, self.smtp.stop, self.slack.stop):
+        stops = [self.imap.stop, self.smtp.stop, self.slack.stop]
+        if self.socket_mode is not None:
+            stops.insert(0, self.socket_mode.stop)
+        for stop in stops:
             try:
                 stop()
             except Exception:
@@ -135,8 +172,10 @@ def run_sandbox(settings: Settings) -> int:
     configure_logging(
         settings.log_level, secrets=[settings.slack_signing_secret], log_format=settings.log_format
     )
-    # aiosmtpd logs every connection at INFO; in the sandbox that drowns the bot's own lines.
-    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # aiosmtpd logs every connection at INFO; in the sandbox that drowns the bot's own lines;
+    # the same for the Socket Mode stand-in's server; the bot's client logs its own sessions.
+    for noisy in ("mail.log", "websockets.server"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # The first line a newcomer sees must be where to click: hold start-up's log lines
     # until it is printed (an error is printed at once, with everything before it).
     root = logging.getLogger()
@@ -162,7 +201,8 @@ def run_sandbox(settings: Settings) -> int:
         return 1
     print(
         f"supportbot sandbox: {sandbox.url} (no SLACK_BOT_TOKEN, so Slack, the mailbox and SMTP are "
-        f"local stand-ins; data in {sandbox.database_path}, deleted on exit; Ctrl-C to stop)",
+        f"local stand-ins; the page reaches the bot over {sandbox.transport}; data in "
+        f"{sandbox.database_path}, deleted on exit; Ctrl-C to stop)",
         flush=True,
     )
     release()

@@ -24,6 +24,9 @@ from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.slack_workspace import TEAM
 
 APP_ID = "A0SUPPORTBOT"
+# What a Socket Mode request that was never acknowledged reads as (bot/sandbox/socket_mode.py):
+# Slack shows the user "operation_timeout"; 504 keeps it apart from the bot's refusals over HTTP.
+NOT_ACKNOWLEDGED = 504
 _events = itertools.count(1)
 
 Json = dict[str, Any]
@@ -105,7 +108,7 @@ class SlackUser:
         return self.send_interaction({**base, **payload}, **signing)
 
     # How each kind of request reaches the bot: over HTTP here; a Socket Mode user
-    # (tests/support/socket_mode.py) sends the same payloads in envelopes instead.
+    # (bot/sandbox/socket_mode.py) sends the same payloads in envelopes instead.
 
     def send_interaction(self, payload: Json, **signing: Any) -> Answer:
         body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from bot.env_reader import ConfigError, EnvReader
+
 CHANNEL = "C0SUPPORT"
 CHANNEL_NAME = "support"
 SUPPORT_ADDRESS = "support@example.com"
@@ -39,6 +41,18 @@ TEAM: tuple[Member, ...] = (
 
 def member(user_id: str) -> Member | None:
     return next((m for m in TEAM if m.id == user_id), None)
+
+
+TRANSPORTS = ("socket", "http")
+
+
+def sandbox_transport(r: EnvReader) -> str:
+    """SANDBOX_TRANSPORT: how the page's commands and clicks reach the bot. Socket Mode by
+    default, as a real deployment usually runs; `http` shows the signed-request path."""
+    transport = r.text("SANDBOX_TRANSPORT", "socket").lower()
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"SANDBOX_TRANSPORT must be socket or http, got {transport!r}")
+    return transport
 
 
 def sandbox_settings() -> dict[str, str]:

@@ -1,8 +1,9 @@
 """The sandbox page's JSON endpoints, without a browser: JSON in, the state a user sees out.
 
 The sandbox runs in this process (the same `Sandbox` that `supportbot run` starts without
-a token); each action must reach the bot as a signed Slack request and show up in the
-state the way the bot's answer made it.
+a token); each action must reach the bot as Slack would send it (a signed HTTP request, or
+an envelope over Socket Mode) and show up in the state the way the bot's answer made it.
+Most tests run over HTTP; a representative flow and reconnection run over Socket Mode too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pytest
 
 from bot.config import load_settings
 from bot.sandbox.runner import Sandbox
-from bot.sandbox.slack_requests import find_element
+from bot.sandbox.slack_requests import NOT_ACKNOWLEDGED, find_element
+from bot.sandbox.socket_mode import ACK_TIMEOUT
 from bot.sandbox.team import CHANNEL
 from rota import store
 from tests.support.harness import wait_until
@@ -90,15 +92,36 @@ class Page:
         return dict(wait_until(find, timeout=20, what=f"ticket #{number}"))
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
-    settings = load_settings(env={"HTTP_PORT": "0", "TIMEZONE": "Europe/Rome", "SLACK_PACE_SECONDS": "0"})
-    sandbox = Sandbox(settings, directory=tmp_path_factory.mktemp("sandbox"))
+def running_page(tmp_path_factory: pytest.TempPathFactory, transport: str) -> Iterator[Page]:
+    settings = load_settings(
+        env={
+            "HTTP_PORT": "0",
+            "TIMEZONE": "Europe/Rome",
+            "SLACK_PACE_SECONDS": "0",
+            "SANDBOX_TRANSPORT": transport,
+        }
+    )
+    sandbox = Sandbox(settings, directory=tmp_path_factory.mktemp(f"sandbox-{transport}"))
     sandbox.start()
     try:
         yield Page(sandbox)
     finally:
         sandbox.stop()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
+    yield from running_page(tmp_path_factory, "http")
+
+
+@pytest.fixture(scope="module")
+def socket_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
+    yield from running_page(tmp_path_factory, "socket")
+
+
+@pytest.fixture(params=["http", "socket"])
+def either_page(request: pytest.FixtureRequest) -> Page:
+    return request.getfixturevalue("page" if request.param == "http" else "socket_page")
 
 
 def test_the_first_screen_is_alive(page: Page) -> None:
@@ -130,7 +153,8 @@ def test_unknown_users_and_non_json_are_refused(page: Page) -> None:
     )
 
 
-def test_email_claim_reply_with_a_template_and_resolve(page: Page) -> None:
+def test_email_claim_reply_with_a_template_and_resolve(either_page: Page) -> None:
+    page = either_page
     status, _ = page.post(
         "email",
         {
@@ -211,6 +235,50 @@ def test_email_claim_reply_with_a_template_and_resolve(page: Page) -> None:
 
     page.post("act", {"user": LUCA, **where, "action_id": "ticket_resolve", "value": "4"})
     wait_until(lambda: "Resolved" in json.dumps(page.ticket(4, LUCA)["blocks"]), what="the resolution")
+
+
+def test_over_socket_mode_the_page_talks_to_the_bot_only_through_the_socket(socket_page: Page) -> None:
+    sandbox = socket_page.sandbox
+    assert sandbox.socket_mode is not None and sandbox.settings.socket_mode
+    assert socket_page.state(ADA)["transport"] == {"kind": "socket", "connections": 1}
+    # The bot serves no Slack endpoint in Socket Mode, so nothing the page does can go by HTTP.
+    request = urllib.request.Request(f"{sandbox.bot_url}/slack/events", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 404
+
+    acked = len(sandbox.socket_mode.acks())
+    status, answer = socket_page.post("command", {"user": ADA, "text": "/oncall"})
+    assert status == 200 and answer["ok"] and "On call" in json.dumps(answer["answer"])
+    assert len(sandbox.socket_mode.acks()) == acked + 1  # the command went as an envelope, acked
+
+    # A command the bot never acknowledges (no listener for it) shows what Slack shows then.
+    sandbox.socket_mode.ack_timeout = 1.0
+    try:
+        status, answer = socket_page.post("command", {"user": ADA, "text": "/nosuchcommand"})
+    finally:
+        sandbox.socket_mode.ack_timeout = ACK_TIMEOUT
+    assert status == 200 and not answer["ok"] and answer["status"] == NOT_ACKNOWLEDGED
+    assert "operation_timeout" in socket_page.state(ADA)["ephemerals"][-1]["text"]
+
+
+def test_the_sandbox_reconnects_after_a_refresh_and_a_dropped_socket(socket_page: Page) -> None:
+    socket = socket_page.sandbox.socket_mode
+    assert socket is not None
+    opened = socket.connections
+    # Slack recycles the connection: `warning`, `refresh_requested`; the bot opens a new one.
+    socket.refresh()
+    socket.wait_connected(opened + 1)
+    status, answer = socket_page.post("command", {"user": ADA, "text": "/oncall"})
+    assert status == 200 and "On call" in json.dumps(answer["answer"])
+
+    # A socket cut without a closing handshake: the bot's pings notice, and it comes back.
+    socket.drop()
+    socket.wait_connected(opened + 2, timeout=30)
+    status, answer = socket_page.post("command", {"user": GIULIA, "text": "/oncall"})
+    assert status == 200 and "On call" in json.dumps(answer["answer"])
+    assert socket_page.state(GIULIA)["transport"] == {"kind": "socket", "connections": opened + 2}
+    assert len(socket_page.sandbox.slack.calls("apps.connections.open")) == opened + 2
 
 
 def test_commands_notes_home_and_the_clock(page: Page) -> None:

@@ -1,6 +1,6 @@
 """Socket Mode end to end: the real bot with slack_sdk's built-in Socket Mode client, connected
 through `apps.connections.open` to a local WebSocket server that speaks Slack's side of the
-protocol (tests/support/socket_mode.py); what the bot answers lands in the Web API stand-in."""
+protocol (bot/sandbox/socket_mode.py); what the bot answers lands in the Web API stand-in."""
 
 from __future__ import annotations
 

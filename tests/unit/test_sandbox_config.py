@@ -25,7 +25,9 @@ def test_no_token_is_the_sandbox(token: str | None) -> None:
     env = {} if token is None else {"SLACK_BOT_TOKEN": token}
     s = load_settings(env)
     assert s.sandbox
-    assert not s.socket_mode  # the page signs its requests into /slack/events
+    # No app token from the environment: the runner supplies one for its own stand-in.
+    assert not s.socket_mode
+    assert s.sandbox_transport == "socket"  # the page reaches the bot as it usually runs for real
     assert s.support_channel == CHANNEL
     assert s.managers == {m.id for m in TEAM if m.manager}
     assert s.imap_host == s.smtp_host == "127.0.0.1" and not s.imap_ssl
@@ -48,6 +50,19 @@ def test_the_sandbox_ignores_half_filled_real_settings() -> None:
     assert s.imap_host == "127.0.0.1" and s.mail_oauth is None
     assert s.database_url.startswith("sqlite:")
     assert str(s.timezone) == "Europe/Rome"  # the team's own settings still apply
+
+
+@pytest.mark.parametrize(("given", "transport"), [("http", "http"), (" Socket ", "socket"), ("", "socket")])
+def test_the_sandbox_transport_is_socket_mode_unless_http_is_asked_for(given: str, transport: str) -> None:
+    assert load_settings({"SANDBOX_TRANSPORT": given}).sandbox_transport == transport
+
+
+def test_a_wrong_sandbox_transport_is_an_error_naming_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"SANDBOX_TRANSPORT": "carrier-pigeon"})
+    assert str(info.value).startswith("SANDBOX_TRANSPORT must be socket or http")
+    # A real deployment never reads it: a stale line in .env stops nothing.
+    assert load_settings({**REAL, "SANDBOX_TRANSPORT": "carrier-pigeon"}).sandbox_transport == "socket"
 
 
 def test_each_run_signs_with_its_own_secret() -> None:

@@ -613,6 +613,10 @@
     $("clock").replaceChildren(el("div", { className: "clock-time" }, c.local), el("div", { className: "clock-meta" },
       `${c.timezone} · ${c.business_open ? "open" : "closed"}${c.shifted ? " · moved" : ""}`));
     $("support-address").textContent = s.support_address;
+    const t = s.transport;
+    $("transport").textContent = t.kind === "socket"
+      ? `over Socket Mode, as the bot runs for real; ${t.connections === 1 ? "1 connection" : `${t.connections} connections`} opened so far`
+      : "as signed HTTP requests to /slack/events";
     $("dm-count").textContent = s.dms.length ? String(s.dms.length) : "";
     for (const nav of document.querySelectorAll(".nav")) nav.classList.toggle("active", nav.dataset.view === page.view);
   }
