@@ -31,6 +31,14 @@ SLACK_ATTACHMENT_UPLOAD = (
     "slack.attachment_upload"  # a customer's attachment, uploaded as a file into the ticket's thread
 )
 SMTP_SEND = "smtp.send"  # an outgoing reply (a stored Message), sent by bot/mail/sender.py
+PHONE_CALL = "phone.call"  # a voice call through Twilio (bot/phone/delivery.py)
+PHONE_SMS = "phone.sms"  # an SMS through Twilio (bot/phone/delivery.py)
+PHONE_LANE_PREFIX = "phone:"
+
+
+def phone_lane(number: str) -> str:
+    """One lane per phone number: its calls and texts go in order, one at a time."""
+    return PHONE_LANE_PREFIX + number
 
 
 def slack_lane(channel: str) -> str:
