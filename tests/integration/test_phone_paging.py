@@ -259,3 +259,41 @@ def test_oncall_test_pages_yourself_through_every_channel(live: Live) -> None:
     assert wait_until(lambda: live.twilio.messages(PHONES[ADA]), what="the SMS")
     with live.bot.factory() as session:
         assert session.scalar(select(Page)) is None  # not a page: nothing counted
+
+
+def test_twilio_busy_is_retried_after_its_retry_after_and_a_bad_number_set_aside(live: Live) -> None:
+    start(live)
+    live.twilio.refusals.append((429, "30"))
+    live.clock.advance(timedelta(minutes=2))
+    live.bot.jobs.paging_tick()
+
+    def call_row() -> OutboxItem | None:
+        with live.bot.factory() as session:
+            row = session.scalar(select(OutboxItem).where(OutboxItem.kind == "phone.call"))
+            return row if row is not None and row.attempts >= 1 and row.last_error else None
+
+    row = wait_until(call_row, what="the refused try recorded")
+    assert "429" in (row.last_error or "") and row.status == "pending"
+    assert row.next_attempt_at >= live.clock.now() + timedelta(seconds=30)
+    assert live.twilio.calls() == []
+    live.clock.advance(timedelta(seconds=31))
+    live.call_to(ADA)
+    assert len(live.twilio.calls()) == 1
+    # A number Twilio refuses as invalid (400, code 21211) is set aside, not retried for ever.
+    with transaction(live.bot.factory) as session:
+        session.get(Phone, BOB).number = "+1"  # type: ignore[union-attr]
+    live.twilio.no_answer(live.call_to(ADA))
+    live.tick(5)
+    live.tick(2)
+
+    def dead() -> bool:
+        with live.bot.factory() as session:
+            return (
+                session.scalar(
+                    select(OutboxItem.id).where(OutboxItem.kind == "phone.call", OutboxItem.status == "dead")
+                )
+                is not None
+            )
+
+    wait_until(dead, what="the refused call set aside")
+    assert len(live.twilio.calls()) == 1

@@ -8,10 +8,13 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.phone.numbers import confirm, start_registration
 from bot.storage.db import transaction
 from rota import paging
+from rota.handoff_jobs import NoPhoneWarning, tick_rota
 from rota.page_policy import parse_policy
-from tests.support.night_rota import ADA, BOB, MAY, NIGHT, POLICY, night, urgent_ticket
+from tests.support.night_rota import ADA, BOB, MAY, NIGHT, POLICY, night, settings_for, urgent_ticket
+from tests.support.twilio_stand_in import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 
 __all__ = ["night"]  # the fixture, from tests/support/night_rota.py
 
@@ -72,3 +75,29 @@ def test_do_not_disturb_does_not_skip_a_call_still_to_come(night: sessionmaker[S
         step = paging.start_page(session, ticket_id=ticket_id, now=NIGHT, policy=PHONE_POLICY)
         assert step is not None
         assert not paging.record_dnd(session, step.page_id, step.step, ADA, dnd=True, policy=PHONE_POLICY)
+
+
+def test_at_duty_start_a_holder_without_a_phone_and_the_managers_are_told(
+    night: sessionmaker[Session], database_url: str
+) -> None:
+
+    settings = settings_for(
+        database_url,
+        PAGE_POLICY="oncall: slack, call+2m; managers: slack",
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        TWILIO_FROM=FROM_NUMBER,
+        ROTA_PLAN_WEEKS="1",
+    )
+    with transaction(night) as session:
+        report = tick_rota(session, settings, settings.calendar(), NIGHT)
+    warned = {(n.to, n.as_manager) for n in report.notices if isinstance(n, NoPhoneWarning)}
+    assert warned == {(ADA, False), (MAY, True)}
+    # With a confirmed number, the next duty's hand-over warns nobody.
+    with transaction(night) as session:
+        sent = start_registration(session, BOB, "+393332222222", NIGHT)
+        confirm(session, BOB, sent.code, NIGHT)
+    with transaction(night) as session:
+        later = tick_rota(session, settings, settings.calendar(), NIGHT + timedelta(days=6))
+    assert [n for n in later.notices if isinstance(n, NoPhoneWarning)] == []
+    assert any(getattr(n, "holder", None) == BOB for n in later.notices)
