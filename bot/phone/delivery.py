@@ -75,6 +75,9 @@ class _TwilioHandler:
         return {"sid": sid, "status": status}
 
     def record(self, session: Session, item: OutboxItem, result: dict[str, Any]) -> None:
+        if item.payload.get("scrub"):
+            # A registration code is kept hashed; its SMS must not keep it either once it is out.
+            item.payload = {**item.payload, "body": "(a registration code, removed once sent)"}
         if not result.get("sid"):
             return
         record_status(

@@ -94,6 +94,7 @@ def code_sms(session: Session, *, user: str, number: str, code: str, now: dateti
             "user": user,
             "page_id": None,
             "test": True,
+            "scrub": True,
             "body": f"Your supportbot code is {code}. In Slack: /oncall phone confirm {code}",
         },
     )

@@ -141,7 +141,8 @@ class _Hooks:
             if item is None or not call_sid:
                 twiml.say("This call is no longer known to supportbot. Goodbye.")
                 return _xml(twiml)
-            if not _first_time(session, f"gather:{call_sid}:{digits}", now):
+            # Only keys that act are remembered: a stray key may be pressed again after the menu.
+            if digits in ("1", "2") and not _first_time(session, f"gather:{call_sid}:{digits}", now):
                 raise _Replayed
             user = str(item.payload.get("user") or "")
             if item.payload.get("test"):

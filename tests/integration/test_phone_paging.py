@@ -239,6 +239,8 @@ def test_registration_by_code_sent_by_sms(live: Live) -> None:
     with live.bot.factory() as session:
         phone = session.get(Phone, BOB)
         assert phone is not None and phone.number == "+393334445566" and phone.code_hash is None
+        sms_rows = session.scalars(select(OutboxItem).where(OutboxItem.kind == "phone.sms")).all()
+        assert sms_rows and all(code.group(1) not in str(row.payload) for row in sms_rows)
     assert "not a phone number" in user.command("phone 12", "/oncall").json()["text"]
     assert "Forgot" in user.command("phone remove", "/oncall").json()["text"]
     with live.bot.factory() as session:
