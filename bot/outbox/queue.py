@@ -33,6 +33,7 @@ SLACK_ATTACHMENT_UPLOAD = (
 SMTP_SEND = "smtp.send"  # an outgoing reply (a stored Message), sent by bot/mail/sender.py
 PHONE_CALL = "phone.call"  # a voice call through Twilio (bot/phone/delivery.py)
 PHONE_SMS = "phone.sms"  # an SMS through Twilio (bot/phone/delivery.py)
+PHONE_CANCEL = "phone.cancel"  # a page's call still queued or ringing once the page is over
 PHONE_LANE_PREFIX = "phone:"
 
 

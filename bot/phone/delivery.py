@@ -25,7 +25,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.outbox.queue import PHONE_CALL, PHONE_SMS
+from bot.outbox.queue import PHONE_CALL, PHONE_CANCEL, PHONE_SMS
 from bot.outbox.worker import Handler, PermanentFailure, RetryLater
 from bot.phone.timeline import record_status
 from bot.phone.twilio_api import make_client
@@ -191,8 +191,39 @@ class SmsHandler(_TwilioHandler):
         ]
 
 
+class CancelHandler:
+    """A page's call not answered yet, once the page is over: Twilio is asked to cancel it.
+
+    Cancelling is idempotent at Twilio (a call already canceled, answered or ended is left as
+    it is), so a retry after a crash needs no look first.
+    """
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        assert settings.phone is not None and settings.phone.twilio is not None
+        self.clock = clock
+        self.client, self.http = make_client(settings.phone.twilio)
+
+    def deliver(self, item: OutboxItem) -> dict[str, Any]:
+        try:
+            call = self.client.calls(item.payload["sid"]).update(status="canceled")
+        except TwilioRestException as exc:
+            if exc.status == 429 or exc.status >= 500:
+                after = self.http.last_header("Retry-After")
+                seconds = float(after) if after and after.replace(".", "", 1).isdigit() else None
+                raise RetryLater(f"Twilio answered {exc.status}", seconds) from None
+            # 404 or "not in a state to cancel": nothing is ringing any more.
+            return {"status": "gone", "code": exc.code}
+        except OSError as exc:
+            raise RetryLater(f"Twilio unreachable: {type(exc).__name__}") from None
+        return {"status": str(call.status)}
+
+    def record(self, session: Session, item: OutboxItem, result: dict[str, Any]) -> None:
+        return None
+
+
 def phone_handlers(settings: Settings, factory: sessionmaker[Session], clock: Clock) -> dict[str, Handler]:
     return {
         PHONE_CALL: CallHandler(settings, factory, clock),
         PHONE_SMS: SmsHandler(settings, factory, clock),
+        PHONE_CANCEL: CancelHandler(settings, clock),
     }

@@ -10,11 +10,16 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.outbox.queue import PHONE_CALL, PHONE_SMS, enqueue, phone_lane
+from bot.outbox.queue import PHONE_CALL, PHONE_CANCEL, PHONE_SMS, enqueue, phone_lane
 from bot.phone.numbers import number_of
 from bot.storage.models import Customer, Ticket
+from bot.storage.models_phone import PhoneDelivery
+
+# A call in these states has not been answered yet: Twilio can still cancel it.
+NOT_ANSWERED = ("queued", "initiated", "ringing")
 
 SPOKEN_SUBJECT = 120
 SMS_SUBJECT = 80
@@ -52,6 +57,32 @@ def phone_page(
         dedupe_key=f"{key}:{channel}:{user}",
     )
     return True
+
+
+def stop_ringing(session: Session, *, page_id: int, now: datetime, key: str) -> int:
+    """The page is over: cancel its calls still queued or ringing; how many were asked to stop.
+
+    A call already answered goes on: whoever hears it is told the page is over.
+    """
+    calls = session.scalars(
+        select(PhoneDelivery).where(
+            PhoneDelivery.page_id == page_id,
+            PhoneDelivery.kind == "call",
+            PhoneDelivery.status.in_(NOT_ANSWERED),
+            PhoneDelivery.sid.is_not(None),
+        )
+    ).all()
+    for call in calls:
+        enqueue(
+            session,
+            kind=PHONE_CANCEL,
+            lane=phone_lane(call.number),
+            now=now,
+            ticket_id=call.ticket_id,
+            payload={"sid": call.sid, "to": call.number, "page_id": None},
+            dedupe_key=f"{key}:cancel:{call.sid}",
+        )
+    return len(calls)
 
 
 def test_calls(session: Session, *, user: str, now: datetime, key: str) -> list[str]:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bot.business_hours import BusinessCalendar
 from bot.config import Settings
 from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_NOTICE, enqueue, enqueue_post, slack_lane
-from bot.phone.pages import phone_page
+from bot.phone.pages import phone_page, stop_ringing
 from bot.slack.render import escape, slack_date, truncate
 from bot.storage.models import Customer, Ticket, TicketTriage
 from bot.tickets.status import TicketStatus
@@ -171,6 +171,7 @@ def _ended(
     session: Session, ticket: Ticket, notice: PagingEnded, now: datetime, support_channel: str
 ) -> None:
     step = notice.step
+    stop_ringing(session, page_id=step.page_id, now=now, key=notice.key)
     icon = ":warning:" if step.level == "exhausted" else ":white_check_mark:"
     _thread_notice(session, ticket, f"{icon} Paging stopped: {stop_reason(step)}.", now, notice.key)
     if notice.ask_the_channel:
@@ -199,6 +200,7 @@ def _stand_down(session: Session, notice: PagingEnded | PageAcknowledged, why: s
 
 def _acknowledged(session: Session, ticket: Ticket, notice: PageAcknowledged, now: datetime) -> None:
     ack = notice.ack
+    stop_ringing(session, page_id=ack.page_id, now=now, key=notice.key)
     _thread_notice(
         session,
         ticket,

@@ -22,11 +22,11 @@ from bot.app import SupportBot
 from bot.clock import FrozenClock
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
-from bot.slack.paging import step_effects
+from bot.slack.paging import ACTION_ACK, step_effects
 from bot.storage.db import transaction
-from bot.storage.models import Event, OutboxItem, Page, Ticket
+from bot.storage.models import Event, OutboxItem, Page, RotaDuty, Ticket
 from bot.storage.models_phone import Phone, PhoneDelivery
-from rota import paging
+from rota import paging, store
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
 from tests.support.night_rota import ADA, BOB, MAY, NIGHT, rota_with_ada_on_call, urgent_ticket
 from tests.support.slack_requests import SlackUser
@@ -106,8 +106,16 @@ def live(tmp_path: Path, database_url: str) -> Iterator[Live]:
         )
         clock = FrozenClock(NIGHT)
         with running_bot(env, clock=clock) as bot:
+            # The roster first (May is staff too), so the bot's own sync at start cannot race
+            # the plan; then Bob is made the backup: the duty after Ada's is his.
+            bot.jobs.sync_roster()
             rota_with_ada_on_call(bot.factory, bot.settings)
             with transaction(bot.factory) as session:
+                ada = store.duty_at(session, NIGHT)
+                assert ada is not None
+                following = session.scalar(select(RotaDuty).where(RotaDuty.start == ada.end))
+                assert following is not None
+                following.user_id = BOB
                 for user, number in PHONES.items():
                     session.add(
                         Phone(user_id=user, number=number, confirmed_at=NIGHT, code_attempts=0, codes_sent=0)
@@ -162,6 +170,18 @@ def test_dm_then_call_then_keypress_1_acknowledges_and_every_channel_stops(live:
     with live.bot.factory() as session:
         actions = session.scalars(select(Event.action).where(Event.ticket_id == ticket_id)).all()
     assert "page_call_status" in actions and "page_acknowledged" in actions
+
+
+def test_a_slack_acknowledgement_cancels_a_call_still_ringing(live: Live) -> None:
+    start(live)
+    live.tick(2)
+    call = live.call_to(ADA)
+    live.twilio.status(call, "ringing")
+    wait_until(live.phones_quiet, what="the call recorded")
+    dm = {**page_dms(live, ADA)[-1], "channel": live.slack.dm_channels[ADA]}
+    SlackUser(live.bot.url, live.slack, ADA).click(dm, ACTION_ACK)
+    wait_until(lambda: call.status == "canceled", what="Twilio asked to cancel the ringing call")
+    assert live.page().status == "acknowledged"
 
 
 def test_a_slack_acknowledgement_stops_the_call_still_to_come(live: Live) -> None:

@@ -260,7 +260,25 @@ class TwilioStandIn:
             return self._list(http, kind, parse_qs(parsed.query))
         length = int(http.headers.get("Content-Length") or 0)
         params = parse_qs(http.rfile.read(length).decode(), keep_blank_values=True)
+        if sid:
+            return self._update(http, sid, params)
         return self._create(http, kind, params)
+
+    def _update(self, http: BaseHTTPRequestHandler, sid: str, params: dict[str, list[str]]) -> None:
+        """Status=canceled stops a call still queued or ringing; on any other call it changes nothing."""
+        with self.lock:
+            found = self.resources.get(sid)
+        if found is None:
+            return _json(http, 404, {"code": 20404, "message": "not found", "status": 404})
+        wanted = (params.get("Status") or [""])[0]
+        if wanted == "canceled" and found.status in ("queued", "ringing"):
+            found.events.append("canceled")
+            # Twilio tells the status callback afterwards, not inside this answer.
+            threading.Thread(target=self.status, args=(found, "canceled"), daemon=True).start()
+            found.status = "canceled"
+        elif wanted == "completed" and found.status == "in-progress":
+            found.status = "completed"
+        return _json(http, 200, found.as_json(self.account_sid))
 
     def _authorised(self, header: str) -> bool:
         if not header.startswith("Basic "):
