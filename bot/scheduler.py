@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock
 from bot.config import Settings
 from bot.outbox.queue import notify_workers
+from bot.phone.seen import purge_seen_twilio_webhooks
 from bot.slack.handoffs import rota_tick
 from bot.slack.paging import morning_handover, paging_tick
 from bot.slack.staff import fetch_staff
@@ -162,6 +163,7 @@ class ScheduledJobs:
         """Slack signatures old enough that Slack's own freshness check refuses them (bot/web.py)."""
         # Wall-clock time, as the signatures were stamped: the bot's clock may be moved (sandbox).
         with transaction(self.factory) as session:
+            purge_seen_twilio_webhooks(session, self.clock.now())
             return purge_seen_signatures(session, datetime.now(UTC))
 
     @one_at_a_time

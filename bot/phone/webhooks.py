@@ -20,12 +20,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
@@ -35,11 +33,12 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.outbox.queue import enqueue_post, notify_workers
 from bot.phone.numbers import owner_of
+from bot.phone.seen import first_time
 from bot.phone.timeline import KNOWN_STATUSES, record_status
 from bot.slack.paging import queue_paging_notices
 from bot.storage.db import transaction
 from bot.storage.models import OutboxItem, Page, Ticket
-from bot.storage.models_phone import PhoneDelivery, TwilioWebhookSeen
+from bot.storage.models_phone import PhoneDelivery
 from bot.web import WSGIApp
 from rota.paging import PagePolicy, PagingError, acknowledge, pass_on
 from rota.paging_jobs import acknowledged, notice_of_step
@@ -142,7 +141,7 @@ class _Hooks:
                 twiml.say("This call is no longer known to supportbot. Goodbye.")
                 return _xml(twiml)
             # Only keys that act are remembered: a stray key may be pressed again after the menu.
-            if digits in ("1", "2") and not _first_time(session, f"gather:{call_sid}:{digits}", now):
+            if digits in ("1", "2") and not first_time(session, f"gather:{call_sid}:{digits}", now):
                 raise _Replayed
             user = str(item.payload.get("user") or "")
             if item.payload.get("test"):
@@ -194,7 +193,7 @@ class _Hooks:
         sid, sender, body = params.get("MessageSid", ""), params.get("From", ""), params.get("Body", "")
         now = self.clock.now()
         with transaction(self.factory) as session:
-            if not sid or not _first_time(session, f"sms:{sid}", now):
+            if not sid or not first_time(session, f"sms:{sid}", now):
                 raise _Replayed
             user = owner_of(session, sender)
             match = _SMS_ACK.match(body)
@@ -242,18 +241,6 @@ def _page_over(session: Session, item: OutboxItem) -> str | None:
     if page.status == "acknowledged":
         return "This page is already over: someone acknowledged it. Goodbye."
     return "This page is already over. Goodbye."
-
-
-def _first_time(session: Session, key: str, now: datetime) -> bool:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(TwilioWebhookSeen)
-        .values(key=key[:80], seen_at=now)
-        .on_conflict_do_nothing(index_elements=[TwilioWebhookSeen.key])
-        .returning(TwilioWebhookSeen.key)
-    )
-    return session.execute(statement).first() is not None
 
 
 def _outbox_id(query: str) -> int | None:

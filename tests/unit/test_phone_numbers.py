@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.phone import numbers
 from bot.phone.numbers import Confirmed, PhoneError, Refused
+from bot.phone.seen import first_time, purge_seen_twilio_webhooks
 from bot.storage.db import transaction
 from bot.storage.models_phone import Phone
 
@@ -99,3 +100,15 @@ def test_codes_per_day_are_limited(session_factory: sessionmaker[Session]) -> No
     assert caught.value.reason == "too_many"
     with transaction(session_factory) as session:
         numbers.start_registration(session, "UADA", "+393331234567", NOW + timedelta(days=1))
+
+
+def test_a_webhook_is_acted_on_once_and_forgotten_after_a_week(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with transaction(session_factory) as session:
+        assert first_time(session, "sms:SM1", NOW)
+        assert not first_time(session, "sms:SM1", NOW + timedelta(minutes=1))
+    with transaction(session_factory) as session:
+        assert purge_seen_twilio_webhooks(session, NOW + timedelta(days=6)) == 0
+        assert purge_seen_twilio_webhooks(session, NOW + timedelta(days=8)) == 1
+        assert first_time(session, "sms:SM1", NOW + timedelta(days=8))
