@@ -319,3 +319,48 @@ def test_twilio_busy_is_retried_after_its_retry_after_and_a_bad_number_set_aside
 
     wait_until(dead, what="the refused call set aside")
     assert len(live.twilio.calls()) == 1
+
+
+def test_without_a_public_address_calls_still_go_out_reading_the_page(
+    tmp_path: Path, database_url: str
+) -> None:
+    """No PUBLIC_URL: the call carries its TwiML (the page read out), with no webhook to press
+    a key into; authenticated here with an API key instead of the auth token."""
+    with (
+        SlackStandIn(channels=(CHANNEL,)) as slack,
+        PymapServer(tmp_path / "imap") as imap,
+        TwilioStandIn() as twilio,
+    ):
+        key_sid, key_secret = "SK" + "c" * 32, "api-key-secret-value"
+        twilio.api_keys[key_sid] = key_secret
+        slack.add_user(ADA, "ada", "Ada", channels=(CHANNEL,))
+        env = bot_env(
+            slack_url=slack.base_url,
+            imap=imap,
+            database_url=database_url,
+            MANAGERS=MAY,
+            PAGE_POLICY="oncall: call",
+            TWILIO_ACCOUNT_SID=twilio.account_sid,
+            TWILIO_API_KEY_SID=key_sid,
+            TWILIO_API_KEY_SECRET=key_secret,
+            TWILIO_FROM="+390212345678",
+            TWILIO_API_URL=twilio.url,
+        )
+        clock = FrozenClock(NIGHT)
+        with running_bot(env, clock=clock) as bot:
+            bot.jobs.sync_roster()
+            rota_with_ada_on_call(bot.factory, bot.settings)
+            with transaction(bot.factory) as session:
+                session.add(
+                    Phone(user_id=ADA, number=PHONES[ADA], confirmed_at=NIGHT, code_attempts=0, codes_sent=0)
+                )
+            ticket_id = urgent_ticket(bot.factory)
+            with transaction(bot.factory) as session:
+                step = paging.start_page(session, ticket_id=ticket_id, now=NIGHT, settings=bot.settings)
+                assert step is not None
+                step_effects(session, bot.settings, step, NIGHT)
+            bot.jobs.paging_tick()
+            call = wait_until(lambda: twilio.calls(PHONES[ADA]), what="the call")[0]
+    assert call.get("Url") is None and call.get("StatusCallback") is None
+    twiml = call.get("Twiml") or ""
+    assert twiml.count("Urgent support email, ticket 1, from ") == 2 and "<Gather" not in twiml
