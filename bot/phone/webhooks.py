@@ -168,10 +168,12 @@ class _Hooks:
                 twiml.say("Acknowledged. The others are told to stand down. Thank you.")
             elif digits == "2":
                 step = pass_on(session, page_id, user=user, now=now, policy=self.policy)
-                if step is not None:
-                    queue_paging_notices(
-                        session, [notice_of_step(step)], now, support_channel=self.settings.support_channel
-                    )
+                if step is None:
+                    twiml.say("The page has already moved on from you. Goodbye.")
+                    return _xml(twiml)
+                queue_paging_notices(
+                    session, [notice_of_step(step)], now, support_channel=self.settings.support_channel
+                )
                 twiml.say("Passed to the next person. Goodbye.")
             else:
                 twiml.say("That key does nothing. " + _PASS_ON_WORDS)
