@@ -36,6 +36,7 @@ from bot.phone.numbers import owner_of
 from bot.phone.seen import first_time
 from bot.phone.timeline import KNOWN_STATUSES, record_status
 from bot.slack.paging import queue_paging_notices
+from bot.slack.phone import call_outcome_notice
 from bot.storage.db import transaction
 from bot.storage.models import OutboxItem, Page, Ticket
 from bot.storage.models_phone import PhoneDelivery
@@ -230,7 +231,8 @@ class _Hooks:
         if known is not None and known != item.id:
             return  # a SID another row owns: not this row's call
         kind = "call" if sid.startswith("CA") else "sms"
-        record_status(session, outbox=item, kind=kind, sid=sid, status=status, at=self.clock.now())
+        row = record_status(session, outbox=item, kind=kind, sid=sid, status=status, at=self.clock.now())
+        call_outcome_notice(session, row, self.clock.now())
 
 
 def _page_over(session: Session, item: OutboxItem) -> str | None:

@@ -6,10 +6,15 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot.outbox.queue import enqueue_post
+from bot.outbox.queue import SLACK_TICKET_NOTICE, enqueue, enqueue_post, slack_lane
 from bot.phone.numbers import MAX_ATTEMPTS, Confirmed, PhoneError, Refused
 from bot.phone.pages import test_calls
 from bot.slack.render import escape
+from bot.storage.models import Ticket
+from bot.storage.models_phone import PhoneDelivery
+
+# What the ticket's thread hears of a page's call: how it ended when nobody was reached.
+_UNREACHED = {"busy": "busy", "no-answer": "no answer", "failed": "the call failed", "canceled": ""}
 
 PHONE_USAGE = (
     "*Phone pages*\n"
@@ -92,3 +97,22 @@ def test_page_sent(channels: list[str], *, phone_on: bool, has_phone: bool) -> s
     elif phone_on:
         text += " Press 1 on the call to check the keypress reaches us."
     return text
+
+
+def call_outcome_notice(session: Session, delivery: PhoneDelivery, now: datetime) -> None:
+    """A page's call that reached nobody (busy, no answer, failed) is said in the ticket's thread."""
+    words = _UNREACHED.get(delivery.status)
+    if not words or delivery.kind != "call" or delivery.test or delivery.ticket_id is None:
+        return
+    ticket = session.get(Ticket, delivery.ticket_id)
+    if ticket is None:
+        return
+    enqueue(
+        session,
+        kind=SLACK_TICKET_NOTICE,
+        lane=slack_lane(ticket.slack_channel or ""),
+        now=now,
+        ticket_id=ticket.id,
+        payload={"text": f":telephone_receiver: The call to <@{delivery.user_id}>: {words}."},
+        dedupe_key=f"call-outcome:{delivery.sid}",
+    )

@@ -222,6 +222,9 @@ def test_no_answer_goes_to_the_backup_and_keypress_2_passes_to_the_managers(live
             if e.data.get("user") == ADA
         ]
     assert "no-answer" in statuses
+    with live.bot.factory() as session:
+        notices = [row.payload.get("text", "") for row in session.scalars(select(OutboxItem))]
+    assert f":telephone_receiver: The call to <@{ADA}>: no answer." in notices
 
 
 def test_forged_replayed_and_late_keypresses_change_nothing(live: Live) -> None:
