@@ -30,8 +30,10 @@ from bot.mail.sender import smtp_handlers
 from bot.mail.watcher import MailboxSettings, MailboxWatcher
 from bot.mail.xoauth2 import mail_token_source
 from bot.metrics import DeliveryMetrics, MeasuredApp, Metrics, StateCollector, ack_timer, metrics_endpoint
-from bot.outbox.queue import FILES_LANE_PREFIX, IMAP_LANE_PREFIX, SMTP_SEND
+from bot.outbox.queue import FILES_LANE_PREFIX, IMAP_LANE_PREFIX, PHONE_LANE_PREFIX, SMTP_SEND
 from bot.outbox.worker import Backoff, OutboxWorker, outbox_stats
+from bot.phone.delivery import phone_handlers
+from bot.phone.webhooks import twilio_app
 from bot.scheduler import ScheduledJobs, install_standard_jobs, make_scheduler
 from bot.services import Services, make_web_client
 from bot.slack.delivery import attachment_refused, slack_handlers
@@ -288,6 +290,18 @@ class SupportBot:
                     observer=observer,
                 )
             )
+            if s.phone is not None and s.phone.twilio is not None:
+                # Calls and SMS in a thread of their own: a call must not wait behind Slack's pacing.
+                self.workers.append(
+                    OutboxWorker(
+                        self.factory,
+                        phone_handlers(s, self.factory, self.clock),
+                        lane_prefix=PHONE_LANE_PREFIX,
+                        clock=self.clock,
+                        backoff=Backoff(base=2.0, cap=120.0),
+                        observer=observer,
+                    )
+                )
             for worker in self.workers:
                 worker.start()
             self.watcher.start()
@@ -336,6 +350,8 @@ class SupportBot:
             router.add("/metrics", metrics_endpoint(self.metrics, self.settings.metrics_token))
         router.add_prefix("/ical/", ical_app(self.factory, self.clock, self.settings))
         router.add_prefix("/survey/", survey_app(self.factory, self.clock, self.settings))
+        if self.settings.phone is not None and self.settings.phone.twilio is not None:
+            router.add_prefix("/twilio/", twilio_app(self.factory, self.clock, self.settings))
         if not self.settings.socket_mode:
             router.add(
                 "/slack/events",

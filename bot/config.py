@@ -217,6 +217,8 @@ SECRET_SETTINGS = (
     "METRICS_TOKEN",
     "MS_CLIENT_SECRET",  # bot/mail/oauth_settings.py
     "TOKEN_ENCRYPTION_KEY",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_KEY_SECRET",
 )
 
 

@@ -138,9 +138,12 @@ class DeliveryMetrics:
 
 def lane_label(lane: str, channels: frozenset[str]) -> str:
     """A bounded label for an outbox lane: the lane of a configured channel as it is,
-    "smtp", every direct message (a lane per person) as "dm", anything else "other"."""
+    "smtp", every direct message (a lane per person) as "dm", every phone number's lane as
+    "phone", anything else "other"."""
     if lane.startswith("smtp"):
         return "smtp"
+    if lane.startswith("phone:"):
+        return "phone"
     target = lane.removeprefix(FILES_LANE_PREFIX).removeprefix("slack:").removesuffix(":updates")
     if target in channels:
         return lane

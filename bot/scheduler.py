@@ -34,6 +34,7 @@ from bot.config import Settings
 from bot.health.connections import check_outages
 from bot.health.status import record_leader, this_replica
 from bot.outbox.queue import notify_workers
+from bot.phone.seen import purge_seen_twilio_webhooks
 from bot.privacy.erasure import erase_expired, sweep_late_effects
 from bot.slack.handoffs import rota_tick
 from bot.slack.health_notices import queue_health_notices
@@ -186,6 +187,7 @@ class ScheduledJobs:
         """Slack signatures old enough that Slack's own freshness check refuses them (bot/web.py)."""
         # Wall-clock time, as the signatures were stamped: the bot's clock may be moved (sandbox).
         with transaction(self.factory) as session:
+            purge_seen_twilio_webhooks(session, self.clock.now())
             return purge_seen_signatures(session, datetime.now(UTC))
 
     @one_at_a_time

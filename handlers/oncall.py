@@ -26,6 +26,7 @@ from handlers import oncall_import
 from handlers.access import Access, acting_user, guarded, tell
 from handlers.common import action_value, id_of, unstorable
 from handlers.oncall_desk import OncallDesk
+from handlers.oncall_phone import phone_verb, test_verb
 from handlers.oncall_words import NotAllowed, Reply, usage_for, words_of
 from rota.errors import RequestClosed, RotaError
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MANAGER_VERBS = {"plan", "fairness", "roster", "weight", "import"}
-VERBS = {"", "help", "me", "away", "swap", "cover", "comp", "ical", *MANAGER_VERBS}
+VERBS = {"", "help", "me", "away", "swap", "cover", "comp", "ical", "phone", "test", *MANAGER_VERBS}
 
 
 # -- Slack listeners ---------------------------------------------------------------------------
@@ -139,6 +140,8 @@ def register(app: App, services: Services, access: Access) -> None:
             return desk.weight(user, args)
         if verb == "comp":
             return desk.comp(user, args, client)
+        if verb in ("phone", "test"):
+            return phone_verb(services, user, args) if verb == "phone" else test_verb(services, user)
         return desk.ical(user, args)
 
     def clicked(act: Callable[[str, int], str], *, in_place: bool) -> Callable[..., None]:

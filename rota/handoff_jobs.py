@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.business_hours import BusinessCalendar
 from bot.config import Settings
+from bot.phone.numbers import number_of
 from rota import handoffs, ledger, store, swaps
 
 
@@ -85,7 +86,22 @@ class DutyDndWarning:
         return f"dnd-duty:{self.check_id}:{self.to}"
 
 
-RotaNotice = SwapExpired | DutyReminder | HandedOver | DutyDndWarning
+@dataclass(frozen=True)
+class NoPhoneWarning:
+    """The new holder registered no phone while pages call or text: `to` hears that calls
+    cannot reach them (the holder, to register one; the managers, who are paged last)."""
+
+    duty_id: int
+    to: str
+    holder: str
+    as_manager: bool
+
+    @property
+    def key(self) -> str:
+        return f"no-phone:{self.duty_id}:{self.to}"
+
+
+RotaNotice = SwapExpired | DutyReminder | HandedOver | DutyDndWarning | NoPhoneWarning
 
 
 @dataclass
@@ -113,7 +129,9 @@ def tick_rota(session: Session, settings: Settings, calendar: BusinessCalendar, 
         report.notices.append(DutyReminder(duty.id, duty.user_id, duty.start, duty.end))
     for handoff in handoffs.due_handoffs(session, now):
         report.handed_off.append(handoff.duty.id)
-        report.notices.append(_handed_over(session, handoff))
+        notice = _handed_over(session, handoff)
+        report.notices.append(notice)
+        report.notices.extend(_no_phone(session, settings, notice))
     report.settled = len(ledger.settle_duties(session, settings.compensation(), calendar, now=now))
     if settings.comp_page_work:
         report.settled += len(
@@ -148,6 +166,22 @@ def _handed_over(session: Session, handoff: handoffs.HandOff) -> HandedOver:
         previous=handoff.previous,
         continues=handoff.continues,
     )
+
+
+def _no_phone(session: Session, settings: Settings, notice: HandedOver) -> list[NoPhoneWarning]:
+    phone = settings.phone
+    if notice.holder is None or notice.continues or phone is None or phone.twilio is None:
+        return []
+    plan = phone.policy.level("oncall") if phone.policy is not None else None
+    if plan is None or all(action.channel == "slack" for action in plan.actions):
+        return []  # the policy never calls the person on call: nothing is missing
+    if number_of(session, notice.holder) is not None:
+        return []
+    targets = dict.fromkeys([notice.holder, *sorted(settings.managers)])
+    return [
+        NoPhoneWarning(notice.duty_id, to, notice.holder, to in settings.managers and to != notice.holder)
+        for to in targets
+    ]
 
 
 def duty_dnd_observed(

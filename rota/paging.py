@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from bot.storage.models import Page, PageAttempt, RotaDuty, Ticket
 from bot.tickets.events import SYSTEM, record_event
 from bot.tickets.status import TicketStatus
+from rota.page_policy import PagePlan, repeating_plan
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -47,6 +48,10 @@ class PagePolicy:
     repeats: int
     managers: tuple[str, ...]
     dnd_escalate_after: timedelta
+    # PAGE_POLICY (rota/page_policy.py): each level's channels and offsets. None: a Slack DM
+    # per level, repeated `repeats` times `repeat_every` apart. Either way a level's last
+    # step is followed by `repeat_every` before the next level starts.
+    plan: PagePlan | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PagePolicy:
@@ -55,11 +60,23 @@ class PagePolicy:
             repeats=settings.page_repeats,
             managers=tuple(sorted(settings.managers)),
             dnd_escalate_after=timedelta(minutes=settings.page_dnd_escalate_minutes),
+            plan=settings.phone.policy if settings.phone else None,
         )
 
     @property
-    def per_level(self) -> int:
-        return 1 + self.repeats
+    def effective_plan(self) -> PagePlan:
+        return self.plan if self.plan is not None else repeating_plan(self.repeats, self.repeat_every)
+
+
+@dataclass(frozen=True)
+class _Moment:
+    """One step of a chain as the policy lays it out for the people there are now."""
+
+    level: str
+    users: tuple[str, ...]
+    offset: timedelta  # from the level's start
+    channels: tuple[str, ...]
+    index: int  # within its level: 0 the first, 1… the later ones (repeats, calls)
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,7 @@ class PageStep:
     repeat: int  # 0: first page of this level, 1…: a repeat
     reason: str = ""  # why the chain ended (exhausted, cancelled)
     claimed_by: str | None = None  # ended because this person claimed the ticket
+    channels: tuple[str, ...] = ("slack",)  # slack, call, sms: how this step reaches them
 
 
 @dataclass(frozen=True)
@@ -174,9 +192,12 @@ def record_dnd(
     ).all()
     if any(other.dnd is not True for other in others):
         return False  # someone else paged at this step may still wake up
+    moments = _schedule(session, attempt.at, policy)
+    rest = [i for i in range(step + 1, len(moments)) if moments[i].level == attempt.level]
+    if any(channel != "slack" for i in rest for channel in moments[i].channels):
+        return False  # a call or SMS still to come rings whatever Slack holds back
     # Skip this level's remaining repeats: paging a paused phone again wakes nobody.
-    level_start = step - step % policy.per_level
-    page.step = level_start + policy.per_level
+    page.step = (rest[-1] if rest else step) + 1
     sooner = attempt.at + policy.dnd_escalate_after
     page.next_step_at = min(page.next_step_at or sooner, sooner)
     record_event(session, ticket_id=page.ticket_id, actor=SYSTEM, action="page_dnd", at=attempt.at, user=user)
@@ -237,26 +258,21 @@ def _step(session: Session, page: Page, now: datetime, policy: PagePolicy) -> Pa
         if ticket is not None and ticket.owner:
             return _close(session, page, "cancelled", now, "claimed the ticket", claimed_by=ticket.owner)
         return _close(session, page, "cancelled", now, "the ticket is gone")
-    holder, backup = on_call(session, now)
-    levels = [
-        (name, users)
-        for name, users in (
-            ("oncall", (holder,) if holder else ()),
-            ("backup", (backup,) if backup else ()),
-            ("managers", policy.managers),
-        )
-        if users
-    ]
-    index, repeat = divmod(page.step, policy.per_level)
-    if index >= len(levels):
+    moments = _schedule(session, now, policy)
+    if page.step >= len(moments):
         minutes = int((now - page.started_at).total_seconds() // 60)
         return _close(session, page, "exhausted", now, f"nobody acknowledged in {minutes} minutes")
-    level, users = levels[index]
+    moment = moments[page.step]
+    level, users = moment.level, moment.users
     step = page.step
     for user in users:
         session.add(PageAttempt(page_id=page.id, step=step, level=level, user_id=user, at=now))
     page.step = step + 1
-    page.next_step_at = now + policy.repeat_every
+    following = moments[step + 1] if step + 1 < len(moments) else None
+    if following is not None and following.level == level:
+        page.next_step_at = now + (following.offset - moment.offset)
+    else:
+        page.next_step_at = now + policy.repeat_every
     record_event(
         session,
         ticket_id=page.ticket_id,
@@ -266,9 +282,52 @@ def _step(session: Session, page: Page, now: datetime, policy: PagePolicy) -> Pa
         level=level,
         users=list(users),
         step=step,
+        channels=list(moment.channels),
     )
     session.flush()
-    return PageStep(page.id, page.ticket_id, step, level, tuple(users), repeat)
+    return PageStep(
+        page.id, page.ticket_id, step, level, tuple(users), moment.index, channels=moment.channels
+    )
+
+
+def _schedule(session: Session, now: datetime, policy: PagePolicy) -> list[_Moment]:
+    """Every step of the chain, in order, for whoever holds each level now; a level with
+    nobody in it (an unassigned duty, no managers) or left out of the policy is skipped."""
+    holder, backup = on_call(session, now)
+    plan = policy.effective_plan
+    moments: list[_Moment] = []
+    for name, users in (
+        ("oncall", (holder,) if holder else ()),
+        ("backup", (backup,) if backup else ()),
+        ("managers", policy.managers),
+    ):
+        level_plan = plan.level(name)
+        if not users or level_plan is None:
+            continue
+        for index, (offset, channels) in enumerate(level_plan.moments()):
+            moments.append(_Moment(name, tuple(users), offset, channels, index))
+    return moments
+
+
+def pass_on(
+    session: Session, page_id: int, *, user: str, now: datetime, policy: PagePolicy
+) -> PageStep | None:
+    """`user` passes the page to the next level (keypress 2): its first step is taken now.
+
+    None when the page is no longer running (acknowledged, ended) or the chain had already
+    moved past `user`'s level; the chain's other levels are unchanged.
+    """
+    page = session.get(Page, page_id, with_for_update=True)
+    if page is None or page.status != "active":
+        return None
+    moments = _schedule(session, now, policy)
+    current = moments[page.step - 1] if 0 < page.step <= len(moments) else None
+    if current is None or user not in current.users:
+        return None
+    following = next((i for i in range(page.step, len(moments)) if moments[i].level != current.level), None)
+    page.step = following if following is not None else len(moments)
+    record_event(session, ticket_id=page.ticket_id, actor=user, action="page_passed_on", at=now)
+    return _step(session, page, now, policy)
 
 
 def _close(

@@ -41,6 +41,15 @@ SLACK_ERASE_MESSAGE = "slack.erase_message"
 SLACK_DELETE_FILE = "slack.delete_file"
 IMAP_ERASE = "imap.erase"
 IMAP_LANE_PREFIX = "imap:"
+PHONE_CALL = "phone.call"  # a voice call through Twilio (bot/phone/delivery.py)
+PHONE_SMS = "phone.sms"  # an SMS through Twilio (bot/phone/delivery.py)
+PHONE_CANCEL = "phone.cancel"  # a page's call still queued or ringing once the page is over
+PHONE_LANE_PREFIX = "phone:"
+
+
+def phone_lane(number: str) -> str:
+    """One lane per phone number: its calls and texts go in order, one at a time."""
+    return PHONE_LANE_PREFIX + number
 
 
 def slack_lane(channel: str) -> str:

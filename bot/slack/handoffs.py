@@ -24,6 +24,7 @@ from rota.handoff_jobs import (
     DutyDndWarning,
     DutyReminder,
     HandedOver,
+    NoPhoneWarning,
     RotaNotice,
     SwapExpired,
     TickReport,
@@ -62,6 +63,8 @@ def queue_rota_notices(
             )
         elif isinstance(notice, HandedOver):
             _hand_over(session, settings, notice, now)
+        elif isinstance(notice, NoPhoneWarning):
+            _no_phone(session, notice, now)
         else:
             queue_dnd_warnings(session, [notice], now)
 
@@ -119,6 +122,20 @@ def _hand_over(session: Session, settings: Settings, notice: HandedOver, now: da
             payload={"usergroup": settings.oncall_usergroup, "users": [holder]},
             dedupe_key=f"{key}:usergroup",
         )
+
+
+def _no_phone(session: Session, notice: NoPhoneWarning, now: datetime) -> None:
+    if notice.as_manager:
+        text = (
+            f":no_mobile_phones: <@{notice.holder}> is on call and has no phone registered: "
+            "pages reach them in Slack only, calls and SMS cannot."
+        )
+    else:
+        text = (
+            ":no_mobile_phones: You are on call, but you have no phone registered, so pages cannot call "
+            "or text you: only Slack. Register one with `/oncall phone +39 333 …`."
+        )
+    enqueue_post(session, notice.to, text, now=now, dedupe_key=notice.key)
 
 
 def queue_dnd_warnings(session: Session, notices: Iterable[DutyDndWarning], now: datetime) -> None:

@@ -52,6 +52,7 @@ USAGE_LINES = {
     "cover": "`/oncall cover [2026-12-21]`: take that night's duty (default: the one under way)",
     "comp": "`/oncall comp`: your compensation · `/oncall comp take 2026-12-27 [more dates]`",
     "ical": "`/oncall ical`: calendar feeds to subscribe to · `/oncall ical reset`: a new personal URL",
+    "phone": "`/oncall phone +39 333 …`: your number for calls and SMS pages · `/oncall test`: page yourself",
     "plan": "`/oncall plan [WEEKS]`: preview the rota, then publish it",
     "fairness": "`/oncall fairness [DAYS]`: load per person, past and planned, and the balance score",
     "roster": "`/oncall roster` · `/oncall roster add @user` · `/oncall roster remove @user`",
@@ -64,7 +65,8 @@ USAGE_LINES = {
 ONCALL_USAGE = (
     "*`/oncall` commands*\n"
     + "\n".join(
-        f"• {USAGE_LINES[k]}" for k in ("", "me", "away", "away_sync", "swap", "cover", "comp", "ical")
+        f"• {USAGE_LINES[k]}"
+        for k in ("", "me", "away", "away_sync", "swap", "cover", "comp", "ical", "phone")
     )
     + "\n*Managers*\n"
     + "\n".join(

@@ -24,6 +24,7 @@ from bot.outbox.queue import (
     enqueue_post,
     slack_lane,
 )
+from bot.phone.pages import phone_page, stop_ringing
 from bot.slack.render import escape, slack_date, truncate
 from bot.storage.models import Customer, OutboxItem, Ticket, TicketTriage
 from bot.tickets.status import TicketStatus
@@ -44,6 +45,7 @@ from rota.paging_jobs import paging_tick as due_paging
 ACTION_ACK = "page_ack"
 ACTION_CLAIM = "page_claim"
 _LEVEL_WORDS = {"oncall": "on call", "backup": "backup", "managers": "manager"}
+_CHANNEL_WORDS = {"slack": "Slack", "call": "phone call", "sms": "SMS"}
 
 
 # -- the jobs: a rota decision, then its notices queued ----------------------------------------
@@ -123,29 +125,54 @@ def _ticket_id(notice: Paged | PagingEnded | PageAcknowledged) -> int:
 def _paged(session: Session, ticket: Ticket, notice: Paged, now: datetime) -> None:
     step = notice.step
     text, blocks = page_message(session, ticket, step)
+    phone_channels = [c for c in step.channels if c != "slack"]
+    unreachable: list[str] = []
     for user in step.users:
-        enqueue(
-            session,
-            kind=SLACK_PAGE,
-            lane=slack_lane(user),
-            now=now,
-            ticket_id=ticket.id,
-            payload={
-                "channel": user,
-                "text": text,
-                "blocks": blocks,
-                "page_id": step.page_id,
-                "step": step.step,
-                "user": user,
-            },
-            dedupe_key=f"{notice.key}:{user}",
-        )
+        by_slack = "slack" in step.channels
+        for channel in phone_channels:
+            reached = phone_page(
+                session,
+                ticket=ticket,
+                page_id=step.page_id,
+                step=step.step,
+                user=user,
+                channel=channel,
+                now=now,
+                key=notice.key,
+            )
+            if not reached and user not in unreachable:
+                # No number: Slack is the one way left to reach them.
+                unreachable.append(user)
+                by_slack = True
+        if by_slack:
+            enqueue(
+                session,
+                kind=SLACK_PAGE,
+                lane=slack_lane(user),
+                now=now,
+                ticket_id=ticket.id,
+                payload={
+                    "channel": user,
+                    "text": text,
+                    "blocks": blocks,
+                    "page_id": step.page_id,
+                    "step": step.step,
+                    "user": user,
+                },
+                dedupe_key=f"{notice.key}:{user}",
+            )
     who = ", ".join(f"<@{u}>" for u in step.users)
-    again = f" (repeat {step.repeat})" if step.repeat else ""
+    how = " and ".join(_CHANNEL_WORDS[c] for c in step.channels)
+    again = f" (repeat {step.repeat})" if step.repeat and step.channels == ("slack",) else ""
+    missing = (
+        " " + ", ".join(f"<@{u}>" for u in unreachable) + " registered no phone number, so Slack instead."
+        if unreachable
+        else ""
+    )
     _thread_notice(
         session,
         ticket,
-        f":rotating_light: Paging {who} ({_LEVEL_WORDS[step.level]}){again}.",
+        f":rotating_light: Paging {who} ({_LEVEL_WORDS[step.level]}) by {how}{again}.{missing}",
         now,
         f"{notice.key}:thread",
     )
@@ -160,6 +187,7 @@ def _ended(
     session: Session, ticket: Ticket, notice: PagingEnded, now: datetime, support_channel: str
 ) -> None:
     step = notice.step
+    stop_ringing(session, page_id=step.page_id, now=now, key=notice.key)
     icon = ":warning:" if step.level == "exhausted" else ":white_check_mark:"
     _thread_notice(session, ticket, f"{icon} Paging stopped: {stop_reason(step)}.", now, notice.key)
     if notice.ask_the_channel:
@@ -191,6 +219,7 @@ def _acknowledged(
     session: Session, ticket: Ticket, notice: PageAcknowledged, now: datetime, answered_in: str | None
 ) -> None:
     ack = notice.ack
+    stop_ringing(session, page_id=ack.page_id, now=now, key=notice.key)
     after = duration(ack.after)
     _thread_notice(
         session,

@@ -5,4 +5,4 @@ not at the end of models.py (an import cycle), so whoever imports any storage mo
 every table in `Base.metadata`: migrations' checks, backups and `db copy` see them all.
 """
 
-from bot.storage import models_health, models_ical, models_oauth, models_privacy  # noqa: F401
+from bot.storage import models_health, models_ical, models_oauth, models_phone, models_privacy  # noqa: F401

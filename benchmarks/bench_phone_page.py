@@ -1,0 +1,95 @@
+"""Phone paging latency: an urgent mail's APPEND to the IMAP server → the call requested at
+the Twilio stand-in for the person on call, with a policy that calls at once.
+
+The bot runs as in production (IMAP IDLE, the phone outbox worker, the real `twilio`
+client) with its clock set to a weeknight, a published rota, one urgency rule and
+`PAGE_POLICY=oncall: call; managers: slack`. Mails are appended one at a time, each once the
+previous call was requested. Target: p95 < 3 s.
+
+    .venv/bin/python -m benchmarks.bench_phone_page [count]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from benchmarks._setup import fresh_sqlite, machine, mail_server, percentile
+from bot.clock import OffsetClock
+from bot.sandbox.slack_api import SlackStandIn
+from bot.storage.db import transaction
+from bot.storage.models_phone import Phone
+from rota import store
+from rota.store import StaffMember
+from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
+from tests.support.mail import customer_mail
+from tests.support.twilio_stand_in import TwilioStandIn
+
+ON_CALL = "UADA"
+NUMBER = "+393331111111"
+RULES = '[[rule]]\nkind = "keyword"\npattern = "outage"\nurgent = true\n'
+
+
+def main(count: int = 20) -> None:
+    with (
+        fresh_sqlite() as (url, tmp),
+        mail_server("pymap", tmp / "imap") as imap,
+        SlackStandIn(channels=(CHANNEL,)) as slack,
+        TwilioStandIn() as twilio,
+    ):
+        slack.add_user(ON_CALL, "ada", "Ada", channels=(CHANNEL,))
+        rules = tmp / "urgency.toml"
+        rules.write_text(RULES)
+        clock = OffsetClock()
+        clock.jump_to(datetime(2026, 12, 1, 22, 0, tzinfo=ZoneInfo("Europe/Rome")).astimezone(UTC))
+        env = bot_env(
+            slack_url=slack.base_url,
+            imap=imap,
+            database_url=url,
+            URGENCY_RULES_FILE=str(rules),
+            SLACK_PACE_SECONDS="1.0",
+            PAGE_POLICY="oncall: call; managers: slack",
+            **twilio.env(),
+        )
+        latencies: list[float] = []
+        with running_bot(env, clock=clock) as bot:
+            with transaction(bot.factory) as session:
+                store.sync_roster(session, [StaffMember(ON_CALL, "Ada")], clock.now())
+                preview = store.preview_plan(
+                    session,
+                    bot.settings.calendar(),
+                    bot.settings.plan_config(),
+                    now=clock.now(),
+                    until=clock.now() + timedelta(weeks=2),
+                )
+                store.publish_plan(session, preview, by="UMGR", now=clock.now())
+                session.add(
+                    Phone(
+                        user_id=ON_CALL,
+                        number=NUMBER,
+                        confirmed_at=clock.now(),
+                        code_attempts=0,
+                        codes_sent=0,
+                    )
+                )
+            wait_until(lambda: bot.watcher is not None and bot.watcher.connected.is_set(), what="IMAP")
+            time.sleep(0.5)  # let the watcher enter IDLE
+            for n in range(count):
+                before = len(twilio.calls(NUMBER))
+                started = time.time()
+                imap.append(customer_mail(n, subject=f"Outage in region {n}"))
+                calls = wait_until(
+                    lambda b=before: len(found := twilio.calls(NUMBER)) > b and found, timeout=30, what="call"
+                )
+                newest = max(call.created for call in calls)
+                latencies.append(newest.timestamp() - started)
+    print(f"phone paging latency, APPEND -> call requested at Twilio, {count} urgent mails ({machine()})")
+    print(f"  p50 {percentile(latencies, 50) * 1000:6.0f} ms")
+    print(f"  p95 {percentile(latencies, 95) * 1000:6.0f} ms   target < 3000 ms")
+    print(f"  max {max(latencies) * 1000:6.0f} ms")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
