@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.sealed import SealBroken, is_sealed, seal, unseal
 from bot.storage.models import TimeOffRecord
 from bot.storage.models_ical import FeedAbsence, TimeOffFeed
 from bot.tickets.events import record_event
@@ -79,8 +80,11 @@ def url_hash(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
 
 
-def follow_team_feeds(session: Session, urls: Sequence[str], labels: Sequence[str], *, now: datetime) -> None:
-    """The team feeds are the settings' list: new ones followed, dropped ones no longer read."""
+def follow_team_feeds(
+    session: Session, urls: Sequence[str], labels: Sequence[str], *, now: datetime, key: str | None = None
+) -> None:
+    """The team feeds are the settings' list: new ones followed, dropped ones no longer read.
+    `key`: TOKEN_ENCRYPTION_KEY, which seals the stored addresses (bot/sealed.py)."""
     wanted = {url_hash(u): (u, label) for u, label in zip(urls, labels, strict=True)}
     rows = {f.url_hash: f for f in session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner.is_(None)))}
     for digest, row in rows.items():
@@ -90,7 +94,7 @@ def follow_team_feeds(session: Session, urls: Sequence[str], labels: Sequence[st
             session.add(
                 TimeOffFeed(
                     url_hash=digest,
-                    url=url,
+                    url=seal(url, key),
                     label=label,
                     owner=None,
                     active=True,
@@ -101,8 +105,11 @@ def follow_team_feeds(session: Session, urls: Sequence[str], labels: Sequence[st
     session.flush()
 
 
-def set_personal_feed(session: Session, user: str, url: str, label: str, *, now: datetime) -> int:
-    """Follow `user`'s own calendar (one per person: a new URL replaces the old)."""
+def set_personal_feed(
+    session: Session, user: str, url: str, label: str, *, now: datetime, key: str | None = None
+) -> int:
+    """Follow `user`'s own calendar (one per person: a new URL replaces the old). Its address
+    is their secret: sealed with `key` (TOKEN_ENCRYPTION_KEY) when there is one."""
     if store.member(session, user) is None:
         raise NotOnRota(user)
     for old in session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner == user)):
@@ -112,6 +119,7 @@ def set_personal_feed(session: Session, user: str, url: str, label: str, *, now:
     if row is None:
         row = TimeOffFeed(url_hash=digest, url=url, label=label, owner=user, created_by=user, created_at=now)
         session.add(row)
+    row.url = seal(url, key)
     row.active, row.etag, row.last_modified, row.last_error = True, None, None, None
     session.flush()
     record_event(
@@ -135,13 +143,26 @@ def personal_feed(session: Session, user: str) -> FeedView | None:
     return None if row is None else FeedView(row.id, row.label, row.owner, row.last_read_at, row.last_error)
 
 
-def feeds_due(session: Session, *, now: datetime, every: timedelta = READ_EVERY) -> list[FeedToRead]:
+def feeds_due(
+    session: Session, *, now: datetime, every: timedelta = READ_EVERY, key: str | None = None
+) -> list[FeedToRead]:
+    """The feeds to read now, their addresses opened with `key`. An address stored plain
+    before the key was set is sealed now; one that cannot be opened is recorded as the
+    feed's failure (its owner sees it in `/oncall away sync`)."""
     rows = session.scalars(select(TimeOffFeed).where(TimeOffFeed.active).order_by(TimeOffFeed.id))
-    return [
-        FeedToRead(r.id, r.url, r.owner, r.etag, r.last_modified)
-        for r in rows
-        if r.last_read_at is None or r.last_read_at <= now - every + timedelta(minutes=1)
-    ]
+    due = []
+    for row in rows:
+        if key is not None and not is_sealed(row.url):
+            row.url = seal(row.url, key)
+        if not (row.last_read_at is None or row.last_read_at <= now - every + timedelta(minutes=1)):
+            continue
+        try:
+            url = unseal(row.url, key)
+        except SealBroken as exc:
+            record_failure(session, row.id, str(exc), now=now)
+            continue
+        due.append(FeedToRead(row.id, url, row.owner, row.etag, row.last_modified))
+    return due
 
 
 def record_unchanged(session: Session, feed_id: int, *, now: datetime) -> None:

@@ -34,10 +34,10 @@ def read_time_off_feeds(
 ) -> int:
     """Read every feed due; returns how many absences were added, moved or removed."""
     now = clock.now()
-    urls = settings.calendar_feeds.team_urls
+    urls, key = settings.calendar_feeds.team_urls, settings.calendar_feeds.url_key
     with transaction(factory) as session:
-        feeds.follow_team_feeds(session, urls, [mask_url(u) for u in urls], now=now)
-        due = feeds.feeds_due(session, now=now, every=every)
+        feeds.follow_team_feeds(session, urls, [mask_url(u) for u in urls], now=now, key=key)
+        due = feeds.feeds_due(session, now=now, every=every, key=key)
     changed = 0
     for feed in due:
         changed += _read_one(factory, settings, clock, client, feed)

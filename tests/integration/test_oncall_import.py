@@ -14,15 +14,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app import SupportBot
 from bot.clock import FrozenClock
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
+from bot.sealed import unseal
 from bot.slack import oncall_import as ui
 from bot.storage.db import make_engine, make_sessionmaker
+from bot.storage.models_ical import TimeOffFeed
 from rota import store
 from rota.store import DutyView
 from tests.support.calendar_server import CalendarServer, calendar_server
@@ -40,6 +43,9 @@ STAFF = {ADA: ("ada", "Ada Lovelace"), BOB: ("bob", "Bob Byron"), CY: ("cy", "Cy
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=ROME)
 FIRST_WEEK = datetime(2026, 10, 19, 9, 0, tzinfo=ROME)
 ROTATION = [ADA, BOB, CY, ADA, BOB, CY, ADA, BOB, BOB, ADA, BOB, CY]
+
+
+FEED_KEY = Fernet.generate_key().decode()
 
 
 def week(n: int) -> datetime:
@@ -91,6 +97,7 @@ def team(imap: PymapServer, slack: SlackStandIn, database_url: str) -> Iterator[
         MANAGERS=MAY,
         HOLIDAYS_COUNTRY="IT",
         ICAL_ALLOW_PRIVATE_HOSTS="true",
+        TOKEN_ENCRYPTION_KEY=FEED_KEY,
         PUBLIC_URL="https://bot.example.com",
     )
     engine: Engine = make_engine(database_url)
@@ -191,6 +198,10 @@ def test_following_your_own_calendar(team: Team) -> None:
     assert "127.0.0.1" in said and "ada-secret-0123" not in said
     status = team.oncall(ADA, "away sync")["text"]
     assert "not read yet" in status and "ada-secret-0123" not in status
+    # Stored encrypted (TOKEN_ENCRYPTION_KEY is set): the token is not in the database.
+    with team.factory() as session:
+        stored = session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner == ADA)).one().url
+    assert "ada-secret-0123" not in stored and unseal(stored, FEED_KEY) == secret
     assert "https://" in team.oncall(ADA, "away sync ftp://example.com/x.ics")["text"]
     assert "no longer followed" in team.oncall(ADA, "away sync off")["text"]
     assert "No calendar of yours" in team.oncall(ADA, "away sync")["text"]

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from cryptography.fernet import Fernet
 from slack_sdk import WebClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import FrozenClock
 from bot.ical_fetch import FetchFailed, fetch_calendar
 from bot.sandbox.slack_api import SlackStandIn
+from bot.sealed import is_sealed, unseal
 from bot.slack.time_off_sync import read_time_off_feeds
 from bot.storage.db import transaction
 from bot.storage.models import OutboxItem, TimeOffRecord
@@ -223,3 +225,49 @@ def test_fetching_is_bounded_and_conditional(server: CalendarServer) -> None:
     with pytest.raises(FetchFailed, match="private network"):
         fetch_calendar(server.url + "/cal.ics")
     assert len(server.seen) == asked
+
+
+def test_feed_addresses_are_sealed_with_the_key_and_read_back(team: Team) -> None:
+    key, other = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    path = "/personal/cy-private-token-42.ics"
+    team.server.bodies[path] = (FIXTURES / "google_time_off.ics").read_bytes()
+    # Followed before the key was set: stored plain, as other settings are.
+    with transaction(team.factory) as session:
+        time_off_feeds.set_personal_feed(session, "UCY", team.server.url + path, "cy's calendar", now=NOW)
+    assert team.read() > 0
+    # With the key set, the next run seals every address it finds plain, and reads them.
+    team.clock.advance(timedelta(hours=1))
+    team.server.bodies[path] = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nEND:VCALENDAR\r\n"
+    assert team.read(TOKEN_ENCRYPTION_KEY=key) > 0  # Cy's absences went with her calendar's events
+    with team.factory() as session:
+        stored = {f.label: f.url for f in session.scalars(select(TimeOffFeed))}
+    assert all(is_sealed(url) for url in stored.values())
+    assert "cy-private-token-42" not in stored["cy's calendar"]
+    assert "private-0123456789abcdef" not in "".join(stored.values())
+    assert team.server.seen[-1]["path"] in (path, SECRET_PATH)
+    # A new address given with the key is sealed from the start.
+    with transaction(team.factory) as session:
+        time_off_feeds.set_personal_feed(
+            session, "UADA", team.server.url + "/ada-token-7.ics", "ada's", now=NOW, key=key
+        )
+    with team.factory() as session:
+        row = session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner == "UADA")).one()
+        assert "ada-token-7" not in row.url and unseal(row.url, key).endswith("/ada-token-7.ics")
+    # The wrong key (or none): the feed is not read, and says why; nothing is lost.
+    team.clock.advance(timedelta(hours=1))
+    asked = len(team.server.seen)
+    assert team.read(TOKEN_ENCRYPTION_KEY=other) == 0
+    assert len(team.server.seen) == asked
+    with team.factory() as session:
+        errors = {f.label: f.last_error for f in session.scalars(select(TimeOffFeed))}
+    assert errors["cy's calendar"] == "the stored address cannot be decrypted with TOKEN_ENCRYPTION_KEY"
+    team.clock.advance(timedelta(hours=1))
+    team.read()
+    with team.factory() as session:
+        errors = {f.label: f.last_error for f in session.scalars(select(TimeOffFeed))}
+    assert "TOKEN_ENCRYPTION_KEY is not set" in (errors["cy's calendar"] or "")
+    team.clock.advance(timedelta(hours=1))
+    team.read(TOKEN_ENCRYPTION_KEY=key)
+    with team.factory() as session:
+        errors = {f.label: f.last_error for f in session.scalars(select(TimeOffFeed))}
+    assert errors["cy's calendar"] is None
