@@ -25,7 +25,7 @@ from bot.sandbox.slack_api import SlackStandIn
 from bot.sealed import unseal
 from bot.slack import oncall_import as ui
 from bot.storage.db import make_engine, make_sessionmaker
-from bot.storage.models_ical import TimeOffFeed
+from bot.storage.models_ical import RotaImport, TimeOffFeed
 from rota import store
 from rota.store import DutyView
 from tests.support.calendar_server import CalendarServer, calendar_server
@@ -210,3 +210,28 @@ def test_following_your_own_calendar(team: Team) -> None:
 def _on_roster(team: Team, user: str) -> bool:
     with team.factory() as session:
         return store.member(session, user) is not None
+
+
+def test_a_preview_nobody_publishes_expires(team: Team) -> None:
+    view_id = team.open_modal()
+    url = team.calendars.url + "/private/pd-secret-token/support.ics"
+    assert team.user(MAY).submit(view_id, {ui.IMPORT_URL_BLOCK: url}).status == 200
+    preview = team.preview()
+    clock = team.bot.jobs.clock
+    assert isinstance(clock, FrozenClock)
+    # A day on, it is still there to publish.
+    clock.advance(timedelta(days=1))
+    assert team.bot.jobs.expire_rota_imports() == 0
+    clock.advance(timedelta(days=1, minutes=1))
+    assert team.bot.jobs.expire_rota_imports() == 1
+    assert team.bot.jobs.expire_rota_imports() == 0
+    with team.factory() as session:
+        staged = session.scalars(select(RotaImport)).one()
+        assert (staged.outcome, staged.shifts, staged.unmatched) == ("expired", [], [])
+    # Publish on the old preview changes nothing, and says why.
+    team.user(MAY).click(preview, ui.ACTION_IMPORT_PUBLISH)
+    wait_until(
+        lambda: any("expired" in e["text"] for e in team.slack.ephemerals(MAY)) or None,
+        what="the answer to Publish on an expired preview",
+    )
+    assert team.duties() == []
