@@ -37,6 +37,9 @@ READ_EVERY = timedelta(hours=1)
 # as long as `/oncall away` accepts (a "permanent" event is a calendar's mistake).
 AHEAD = timedelta(days=2 * 366)
 LONGEST = timedelta(days=366)
+# A feed failing this long is told to its owner (the managers for a team feed), once: an
+# hour's outage is the calendar's business, days of it usually a changed or revoked address.
+TELL_FAILING_AFTER = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,18 @@ class FeedView:
     owner: str | None
     last_read_at: datetime | None
     last_error: str | None
+    failing_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FeedFailing:
+    """A feed that has failed since `since`, to be told to its owner (None: a team feed)."""
+
+    feed_id: int
+    owner: str | None
+    label: str
+    error: str
+    since: datetime
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,7 @@ def set_personal_feed(
         session.add(row)
     row.url = seal(url, key)
     row.active, row.etag, row.last_modified, row.last_error = True, None, None, None
+    row.last_read_at, row.failing_since, row.failure_told_at = None, None, None
     session.flush()
     record_event(
         session, ticket_id=None, actor=user, action="rota.time_off_feed", at=now, user=user, feed=label
@@ -140,7 +156,9 @@ def stop_personal_feed(session: Session, user: str, *, now: datetime) -> bool:
 
 def personal_feed(session: Session, user: str) -> FeedView | None:
     row = session.scalar(select(TimeOffFeed).where(TimeOffFeed.owner == user, TimeOffFeed.active))
-    return None if row is None else FeedView(row.id, row.label, row.owner, row.last_read_at, row.last_error)
+    if row is None:
+        return None
+    return FeedView(row.id, row.label, row.owner, row.last_read_at, row.last_error, row.failing_since)
 
 
 def feeds_due(
@@ -169,12 +187,36 @@ def record_unchanged(session: Session, feed_id: int, *, now: datetime) -> None:
     row = session.get(TimeOffFeed, feed_id)
     if row is not None:
         row.last_read_at, row.last_error = now, None
+        row.failing_since, row.failure_told_at = None, None
 
 
 def record_failure(session: Session, feed_id: int, error: str, *, now: datetime) -> None:
     row = session.get(TimeOffFeed, feed_id)
     if row is not None:
         row.last_read_at, row.last_error = now, error[:300]
+        row.failing_since = row.failing_since or now
+
+
+def long_failures(
+    session: Session, *, now: datetime, after: timedelta = TELL_FAILING_AFTER
+) -> list[FeedFailing]:
+    """Feeds failing for `after` whose owner was not told yet; each is marked told, so it is
+    said once per stretch of failure (a good read starts afresh)."""
+    rows = session.scalars(
+        select(TimeOffFeed)
+        .where(
+            TimeOffFeed.active,
+            TimeOffFeed.failure_told_at.is_(None),
+            TimeOffFeed.failing_since <= now - after,
+        )
+        .order_by(TimeOffFeed.id)
+    ).all()
+    told = []
+    for row in rows:
+        assert row.failing_since is not None
+        row.failure_told_at = now
+        told.append(FeedFailing(row.id, row.owner, row.label, row.last_error or "", row.failing_since))
+    return told
 
 
 def apply_feed(
@@ -264,6 +306,7 @@ def apply_feed(
             view = TimeOffView(record.id, user, first, last, record.start, record.end)
             news.append(AbsenceNews(user, view, clashes, was_moved))
     feed.etag, feed.last_modified, feed.last_read_at, feed.last_error = etag, last_modified, now, None
+    feed.failing_since, feed.failure_told_at = None, None
     session.flush()
     return FeedApplied(added, moved, removed, tuple(sorted(unmatched)), tuple(news))
 

@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.ical_fetch import FetchFailed, fetch_calendar, mask_url
 from bot.outbox.queue import enqueue_post
 from bot.slack.calendar_people import directory_for, roster_names
-from bot.slack.oncall_import import absence_clash
+from bot.slack.oncall_import import absence_clash, feed_failing
 from bot.storage.db import transaction
 from rota import time_off_feeds as feeds
 from rota.ical_match import Directory, emails_of
@@ -41,6 +41,12 @@ def read_time_off_feeds(
     changed = 0
     for feed in due:
         changed += _read_one(factory, settings, clock, client, feed)
+    with transaction(factory) as session:
+        now = clock.now()
+        for failing in feeds.long_failures(session, now=now):
+            for to in [failing.owner] if failing.owner else sorted(settings.managers):
+                key = f"time-off-feed-failing:{failing.feed_id}:{failing.since.isoformat()}:{to}"
+                enqueue_post(session, to, feed_failing(failing), now=now, dedupe_key=key)
     return changed
 
 

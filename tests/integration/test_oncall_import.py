@@ -202,6 +202,18 @@ def test_following_your_own_calendar(team: Team) -> None:
     with team.factory() as session:
         stored = session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner == ADA)).one().url
     assert "ada-secret-0123" not in stored and unseal(stored, FEED_KEY) == secret
+    # Read by the leader's job: the calendar is not there yet, and the status says so, and since when.
+    team.bot.jobs.read_time_off_feeds()
+    status = team.oncall(ADA, "away sync")["text"]
+    assert "failed: the calendar server answered 404" in status and "failing since" in status
+    assert "127.0.0.1" in status and "ada-secret-0123" not in status
+    team.calendars.bodies["/private/ada-secret-0123/basic.ics"] = (FIXTURES / "opsgenie.ics").read_bytes()
+    clock = team.bot.jobs.clock
+    assert isinstance(clock, FrozenClock)
+    clock.advance(timedelta(hours=1))
+    team.bot.jobs.read_time_off_feeds()
+    status = team.oncall(ADA, "away sync")["text"]
+    assert "last read" in status and "failed" not in status and "ada-secret-0123" not in status
     assert "https://" in team.oncall(ADA, "away sync ftp://example.com/x.ics")["text"]
     assert "no longer followed" in team.oncall(ADA, "away sync off")["text"]
     assert "No calendar of yours" in team.oncall(ADA, "away sync")["text"]

@@ -271,3 +271,43 @@ def test_feed_addresses_are_sealed_with_the_key_and_read_back(team: Team) -> Non
     with team.factory() as session:
         errors = {f.label: f.last_error for f in session.scalars(select(TimeOffFeed))}
     assert errors["cy's calendar"] is None
+
+
+def test_a_feed_failing_for_days_is_told_to_its_owner_once(team: Team) -> None:
+    path = "/personal/cy-gone.ics"  # never served: every read fails
+    with transaction(team.factory) as session:
+        time_off_feeds.set_personal_feed(session, "UCY", team.server.url + path, "cy's calendar", now=NOW)
+
+    def told(to: str) -> list[str]:
+        return [dm["text"] for dm in team.dms() if dm["channel"] == to and "could not be read" in dm["text"]]
+
+    team.server.status = 503  # the team feed fails too
+    team.read(MANAGERS="UMGR")
+    for _ in range(47):  # hourly, for a little under two days: an outage, not told
+        team.clock.advance(timedelta(hours=1))
+        team.read(MANAGERS="UMGR")
+    assert told("UCY") == [] and told("UMGR") == []
+    team.clock.advance(timedelta(hours=1))
+    team.read(MANAGERS="UMGR")
+    assert len(told("UCY")) == 1 and len(told("UMGR")) == 1
+    assert "answered 503" in told("UCY")[0] and "/oncall away sync URL" in told("UCY")[0]
+    assert "cy-gone" not in told("UCY")[0] and "private-0123456789abcdef" not in told("UMGR")[0]
+    assert "TIME_OFF_ICAL_URLS" in told("UMGR")[0]
+    # Once: later failing reads say nothing more.
+    for _ in range(24):
+        team.clock.advance(timedelta(hours=1))
+        team.read(MANAGERS="UMGR")
+    assert len(told("UCY")) == 1 and len(told("UMGR")) == 1
+    # The team feed recovers, then fails for days again: that is news again.
+    team.server.status = 200
+    team.clock.advance(timedelta(hours=1))
+    team.read(MANAGERS="UMGR")
+    with team.factory() as session:
+        feeds = {f.label: f for f in session.scalars(select(TimeOffFeed))}
+        assert feeds["cy's calendar"].failing_since == NOW
+        assert all(f.failing_since is None for label, f in feeds.items() if label != "cy's calendar")
+    team.server.status = 503
+    for _ in range(49):
+        team.clock.advance(timedelta(hours=1))
+        team.read(MANAGERS="UMGR")
+    assert len(told("UMGR")) == 2 and len(told("UCY")) == 1
