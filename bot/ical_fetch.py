@@ -97,8 +97,8 @@ def fetch_calendar(
     try:
         for _hop in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
-            address = _checked_address(parts.hostname or "", resolve, allow_private, address_ok)
-            conn = _connection(parts, address, timeout, tls)
+            addresses = _checked_addresses(parts.hostname or "", resolve, allow_private, address_ok)
+            conn = _connection(parts, addresses, timeout, tls)
             try:
                 path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
                 conn.request("GET", path, headers=headers)
@@ -130,9 +130,9 @@ def fetch_calendar(
         raise FetchFailed(f"the calendar server could not be reached ({type(exc).__name__})") from None
 
 
-def _checked_address(
+def _checked_addresses(
     host: str, resolve: Resolver, allow_private: bool, address_ok: Callable[[IPAddress], bool]
-) -> str:
+) -> tuple[str, ...]:
     try:
         addresses = [ipaddress.ip_address(a.split("%")[0]) for a in resolve(host)]
     except (OSError, ValueError):
@@ -142,36 +142,51 @@ def _checked_address(
     if not allow_private and not all(address_ok(a) for a in addresses):
         # All of them: a name with one public and one private address is refused whole.
         raise FetchFailed("the calendar's address is on a private network")
-    return str(addresses[0])
+    return tuple(str(a) for a in addresses)
 
 
 def _connection(
-    parts: SplitResult, address: str, timeout: float, tls: ssl.SSLContext | None
+    parts: SplitResult, addresses: tuple[str, ...], timeout: float, tls: ssl.SSLContext | None
 ) -> http.client.HTTPConnection:
     host = parts.hostname or ""
     if parts.scheme == "https":
-        return _PinnedHTTPS(host, parts.port or 443, address, timeout, tls or ssl.create_default_context())
-    return _PinnedHTTP(host, parts.port or 80, address, timeout)
+        return _PinnedHTTPS(host, parts.port or 443, addresses, timeout, tls or ssl.create_default_context())
+    return _PinnedHTTP(host, parts.port or 80, addresses, timeout)
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
     """Host header from the name; the socket to the address already checked."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, addresses: tuple[str, ...], timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
-        self.address = address
+        self.addresses = addresses
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = _connect_any(self.addresses, self.port, self.timeout)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
     """As _PinnedHTTP, then TLS with SNI and the certificate checked for the name."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float, tls: ssl.SSLContext) -> None:
+    def __init__(
+        self, host: str, port: int, addresses: tuple[str, ...], timeout: float, tls: ssl.SSLContext
+    ) -> None:
         super().__init__(host, port, timeout=timeout, context=tls)
-        self.address = address
+        self.addresses = addresses
 
     def connect(self) -> None:
-        raw = socket.create_connection((self.address, self.port), self.timeout)
+        raw = _connect_any(self.addresses, self.port, self.timeout)
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
+
+
+def _connect_any(addresses: tuple[str, ...], port: int, timeout: float) -> socket.socket:
+    """The first checked address that answers, in the resolver's order (as
+    socket.create_connection does with a name: an unreachable IPv6 falls back to IPv4)."""
+    last: OSError | None = None
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout)
+        except OSError as exc:
+            last = exc
+    assert last is not None  # _checked_addresses never gives none
+    raise last

@@ -100,6 +100,19 @@ def test_a_redirect_hop_is_resolved_checked_and_pinned_too(
     assert outside.seen[-1]["host"] == f"rebind.example:{outside.port}"
 
 
+def test_an_address_that_does_not_answer_falls_back_to_the_next_checked_one(
+    machines: tuple[CalendarServer, CalendarServer],
+) -> None:
+    outside, inside = machines
+    # Nothing listens on 127.0.0.3 at that port: refused at once, a dead address, not a rebinding.
+    fetched = fetch_calendar(
+        f"http://calendar.example:{outside.port}/cal.ics",
+        resolve=lambda host: ["127.0.0.3", "127.0.0.1"],
+        address_ok=lambda a: str(a) in ("127.0.0.1", "127.0.0.3"),
+    )
+    assert fetched.body == outside.bodies["/cal.ics"] and inside.seen == []
+
+
 def test_redirects_are_bounded(machines: tuple[CalendarServer, CalendarServer]) -> None:
     outside, _ = machines
     outside.redirects["/loop"] = "/loop"
