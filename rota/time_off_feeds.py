@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from bot.sealed import SealBroken, is_sealed, seal, unseal
@@ -70,6 +70,7 @@ class FeedFailing:
     label: str
     error: str
     since: datetime
+    never_read: bool  # the address has not worked once since it was given: likely a typo
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def set_personal_feed(
         session.add(row)
     row.url = seal(url, key)
     row.active, row.etag, row.last_modified, row.last_error = True, None, None, None
-    row.last_read_at, row.failing_since, row.failure_told_at = None, None, None
+    row.last_read_at, row.failing_since, row.failure_told_at, row.last_good_at = None, None, None, None
     session.flush()
     record_event(
         session, ticket_id=None, actor=user, action="rota.time_off_feed", at=now, user=user, feed=label
@@ -186,7 +187,7 @@ def feeds_due(
 def record_unchanged(session: Session, feed_id: int, *, now: datetime) -> None:
     row = session.get(TimeOffFeed, feed_id)
     if row is not None:
-        row.last_read_at, row.last_error = now, None
+        row.last_read_at, row.last_error, row.last_good_at = now, None, now
         row.failing_since, row.failure_told_at = None, None
 
 
@@ -200,14 +201,16 @@ def record_failure(session: Session, feed_id: int, error: str, *, now: datetime)
 def long_failures(
     session: Session, *, now: datetime, after: timedelta = TELL_FAILING_AFTER
 ) -> list[FeedFailing]:
-    """Feeds failing for `after` whose owner was not told yet; each is marked told, so it is
-    said once per stretch of failure (a good read starts afresh)."""
+    """Feeds failing for `after`, or failing from their first read (a mistyped address is
+    news at once), whose owner was not told yet; each is marked told, so it is said once per
+    stretch of failure (a good read starts afresh)."""
     rows = session.scalars(
         select(TimeOffFeed)
         .where(
             TimeOffFeed.active,
             TimeOffFeed.failure_told_at.is_(None),
-            TimeOffFeed.failing_since <= now - after,
+            or_(TimeOffFeed.failing_since <= now - after, TimeOffFeed.last_good_at.is_(None)),
+            TimeOffFeed.failing_since.is_not(None),
         )
         .order_by(TimeOffFeed.id)
     ).all()
@@ -215,7 +218,10 @@ def long_failures(
     for row in rows:
         assert row.failing_since is not None
         row.failure_told_at = now
-        told.append(FeedFailing(row.id, row.owner, row.label, row.last_error or "", row.failing_since))
+        failing = FeedFailing(
+            row.id, row.owner, row.label, row.last_error or "", row.failing_since, row.last_good_at is None
+        )
+        told.append(failing)
     return told
 
 
@@ -306,7 +312,7 @@ def apply_feed(
             view = TimeOffView(record.id, user, first, last, record.start, record.end)
             news.append(AbsenceNews(user, view, clashes, was_moved))
     feed.etag, feed.last_modified, feed.last_read_at, feed.last_error = etag, last_modified, now, None
-    feed.failing_since, feed.failure_told_at = None, None
+    feed.failing_since, feed.failure_told_at, feed.last_good_at = None, None, now
     session.flush()
     return FeedApplied(added, moved, removed, tuple(sorted(unmatched)), tuple(news))
 

@@ -134,8 +134,14 @@ def feed_status(feed: FeedView | None) -> str:
 
 
 def feed_failing(failing: FeedFailing) -> str:
-    """Told once when a feed has failed for days: its address probably changed."""
+    """Told once when a feed fails from its first read (a wrong address), or has failed for
+    days (its address probably changed)."""
     whose = "Your calendar" if failing.owner else "The team's calendar of absences"
+    if failing.never_read:
+        said = f":warning: {whose} {escape(failing.label)} could not be read: {escape(failing.error)}. "
+        if failing.owner:
+            return said + "Check the address and give it again with `/oncall away sync URL`."
+        return said + "Check its address in `TIME_OFF_ICAL_URLS`."
     said = (
         f":warning: {whose} {escape(failing.label)} could not be read since"
         f" {slack_date(failing.since)}: {escape(failing.error)}. Time off from it stays as of its"

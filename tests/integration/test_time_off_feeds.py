@@ -274,40 +274,57 @@ def test_feed_addresses_are_sealed_with_the_key_and_read_back(team: Team) -> Non
 
 
 def test_a_feed_failing_for_days_is_told_to_its_owner_once(team: Team) -> None:
-    path = "/personal/cy-gone.ics"  # never served: every read fails
+    path = "/personal/cy-private.ics"
+    team.server.bodies[path] = (FIXTURES / "google_time_off.ics").read_bytes()
     with transaction(team.factory) as session:
         time_off_feeds.set_personal_feed(session, "UCY", team.server.url + path, "cy's calendar", now=NOW)
 
     def told(to: str) -> list[str]:
         return [dm["text"] for dm in team.dms() if dm["channel"] == to and "could not be read" in dm["text"]]
 
-    team.server.status = 503  # the team feed fails too
-    team.read(MANAGERS="UMGR")
-    for _ in range(47):  # hourly, for a little under two days: an outage, not told
+    team.read(MANAGERS="UMGR")  # both read well once
+    team.server.status = 503  # then both fail
+    for _ in range(48):  # hourly, for a little under two days from the first failure: an outage
         team.clock.advance(timedelta(hours=1))
         team.read(MANAGERS="UMGR")
     assert told("UCY") == [] and told("UMGR") == []
     team.clock.advance(timedelta(hours=1))
     team.read(MANAGERS="UMGR")
     assert len(told("UCY")) == 1 and len(told("UMGR")) == 1
-    assert "answered 503" in told("UCY")[0] and "/oncall away sync URL" in told("UCY")[0]
-    assert "cy-gone" not in told("UCY")[0] and "private-0123456789abcdef" not in told("UMGR")[0]
-    assert "TIME_OFF_ICAL_URLS" in told("UMGR")[0]
+    assert "since" in told("UCY")[0] and "answered 503" in told("UCY")[0]
+    assert "/oncall away sync URL" in told("UCY")[0] and "TIME_OFF_ICAL_URLS" in told("UMGR")[0]
+    assert "cy-private" not in told("UCY")[0] and "private-0123456789abcdef" not in told("UMGR")[0]
     # Once: later failing reads say nothing more.
     for _ in range(24):
         team.clock.advance(timedelta(hours=1))
         team.read(MANAGERS="UMGR")
     assert len(told("UCY")) == 1 and len(told("UMGR")) == 1
-    # The team feed recovers, then fails for days again: that is news again.
+    # Both recover, then the team's fails for days again: that is news again.
     team.server.status = 200
     team.clock.advance(timedelta(hours=1))
     team.read(MANAGERS="UMGR")
     with team.factory() as session:
-        feeds = {f.label: f for f in session.scalars(select(TimeOffFeed))}
-        assert feeds["cy's calendar"].failing_since == NOW
-        assert all(f.failing_since is None for label, f in feeds.items() if label != "cy's calendar")
-    team.server.status = 503
+        assert all(f.failing_since is None for f in session.scalars(select(TimeOffFeed)))
+        cy = session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner == "UCY")).one()
+        assert cy.last_good_at == team.clock.now()
+    del team.server.bodies[SECRET_PATH]
     for _ in range(49):
         team.clock.advance(timedelta(hours=1))
         team.read(MANAGERS="UMGR")
     assert len(told("UMGR")) == 2 and len(told("UCY")) == 1
+
+
+def test_an_address_that_never_worked_is_told_at_once(team: Team) -> None:
+    with transaction(team.factory) as session:
+        time_off_feeds.set_personal_feed(
+            session, "UCY", team.server.url + "/typo-token.icz", "cy's calendar", now=NOW
+        )
+    team.read(MANAGERS="UMGR")
+    dms = [dm["text"] for dm in team.dms() if dm["channel"] == "UCY" and "could not be read" in dm["text"]]
+    assert len(dms) == 1 and "answered 404" in dms[0] and "Check the address" in dms[0]
+    assert "typo-token" not in dms[0]
+    # The team feed works: its managers hear nothing.
+    assert not [dm for dm in team.dms() if dm["channel"] == "UMGR"]
+    team.clock.advance(timedelta(hours=1))
+    team.read(MANAGERS="UMGR")
+    assert len([dm for dm in team.dms() if dm["channel"] == "UCY" and "could not be read" in dm["text"]]) == 1
