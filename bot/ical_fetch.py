@@ -113,7 +113,7 @@ def fetch_calendar(
                         response.getheader("ETag") or etag,
                         response.getheader("Last-Modified") or last_modified,
                     )
-                if response.status != 200:
+                if not 200 <= response.status < 300:
                     raise FetchFailed(f"the calendar server answered {response.status}")
                 body = response.read(max_bytes + 1)
                 if len(body) > max_bytes:
@@ -126,6 +126,9 @@ def fetch_calendar(
         raise FetchFailed(f"the calendar server did not answer within {timeout:g} s") from None
     except ssl.SSLError as exc:
         raise FetchFailed(f"the calendar server's certificate was refused ({type(exc).__name__})") from None
+    except (ValueError, http.client.InvalidURL):
+        # http.client refuses a path or host it cannot send (control or non-ASCII characters).
+        raise FetchFailed("the calendar address holds characters that cannot be sent") from None
     except (OSError, http.client.HTTPException) as exc:
         raise FetchFailed(f"the calendar server could not be reached ({type(exc).__name__})") from None
 

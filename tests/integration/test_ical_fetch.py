@@ -113,6 +113,15 @@ def test_an_address_that_does_not_answer_falls_back_to_the_next_checked_one(
     assert fetched.body == outside.bodies["/cal.ics"] and inside.seen == []
 
 
+def test_an_address_http_cannot_send_is_refused_in_words(
+    machines: tuple[CalendarServer, CalendarServer],
+) -> None:
+    outside, _ = machines
+    with pytest.raises(FetchFailed, match="cannot be sent"):
+        fetch_calendar(f"{outside.url}/cal endar.ics\r\nX-Injected: 1", allow_private=True)
+    assert outside.seen == []
+
+
 def test_redirects_are_bounded(machines: tuple[CalendarServer, CalendarServer]) -> None:
     outside, _ = machines
     outside.redirects["/loop"] = "/loop"
