@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from bot.env_reader import ConfigError, EnvReader
 from bot.ical_fetch import FetchFailed, normalise_url
+from bot.mail.oauth_settings import read_token_key
 
 
 @dataclass(frozen=True)
@@ -14,9 +15,11 @@ class CalendarFeedSettings:
     team_urls: tuple[str, ...] = field(default=(), repr=False)
     # Tests and the sandbox serve calendars on 127.0.0.1; production refuses private hosts.
     allow_private_hosts: bool = False
+    # TOKEN_ENCRYPTION_KEY: when set, feed addresses are stored encrypted (bot/sealed.py).
+    url_key: str | None = field(default=None, repr=False)
 
     def secrets(self) -> list[str]:
-        return list(self.team_urls)
+        return [*self.team_urls, *([self.url_key] if self.url_key else [])]
 
 
 def read_calendar_feed_settings(r: EnvReader) -> CalendarFeedSettings:
@@ -29,4 +32,6 @@ def read_calendar_feed_settings(r: EnvReader) -> CalendarFeedSettings:
             raise ConfigError(
                 f"TIME_OFF_ICAL_URLS entry {len(urls) + 1} is not an https:// or webcal:// address"
             ) from None
-    return CalendarFeedSettings(tuple(urls), r.boolean("ICAL_ALLOW_PRIVATE_HOSTS", False))
+    return CalendarFeedSettings(
+        tuple(urls), r.boolean("ICAL_ALLOW_PRIVATE_HOSTS", False), url_key=read_token_key(r)
+    )

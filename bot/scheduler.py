@@ -46,6 +46,7 @@ from bot.storage.models import OutboxItem
 from bot.storage.seen_signatures import purge_seen_signatures
 from bot.tickets.reminders import nudge_unclaimed
 from bot.tickets.surveys import send_due_surveys
+from rota.ical_import import expire_staged_imports
 from rota.store import sync_roster
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ JOB_NAMES = (
     "read_time_off_feeds",
     "health_tick",
     "apply_retention",
+    "expire_rota_imports",
 )
 # Retention batches per run: a backlog (the setting just turned on) is worked off over
 # several runs, each batch its own short write transaction.
@@ -181,6 +183,12 @@ class ScheduledJobs:
         if removed:
             log.info("purged %s delivered outbox rows older than %s", removed, DELIVERED_RETENTION)
         return int(removed or 0)
+
+    @one_at_a_time
+    def expire_rota_imports(self) -> int:
+        """Import previews nobody published within two days are dropped (rota/ical_import.py)."""
+        with transaction(self.factory) as session:
+            return expire_staged_imports(session, now=self.clock.now())
 
     @one_at_a_time
     def purge_seen_signatures(self) -> int:
@@ -320,6 +328,9 @@ def install_standard_jobs(scheduler: BackgroundScheduler, jobs: ScheduledJobs) -
     )
     scheduler.add_job(
         jobs.purge_seen_signatures, "interval", minutes=10, id="purge_seen_signatures", replace_existing=True
+    )
+    scheduler.add_job(
+        jobs.expire_rota_imports, "interval", hours=1, id="expire_rota_imports", replace_existing=True
     )
     scheduler.add_job(
         jobs.apply_retention, "interval", minutes=15, id="apply_retention", replace_existing=True

@@ -73,7 +73,10 @@ class CalendarDesk:
         except FetchFailed as exc:
             raise BadInput(f"{exc}.") from None
         label = mask_url(url)
-        run_domain(self.services, lambda s: time_off_feeds.set_personal_feed(s, user, url, label, now=now))
+        key = self.settings.calendar_feeds.url_key
+        run_domain(
+            self.services, lambda s: time_off_feeds.set_personal_feed(s, user, url, label, now=now, key=key)
+        )
         return Reply(
             f"Your time off now follows {escape(label)}: read within a few minutes, then hourly. "
             "Absences added, moved or removed there change here too."

@@ -43,6 +43,10 @@ ORIGIN = "import"
 # History older than a year, or duties further than the longest plan, are not a rota.
 MAX_PAST = timedelta(days=366)
 MAX_AHEAD = timedelta(weeks=104)
+# A preview nobody published or cancelled in this long is stale (the rota moved on); its
+# shifts and the names nobody matched are not kept for ever.
+STAGED_KEEP = timedelta(days=2)
+EXPIRED = "expired"
 
 
 class ImportNotFound(errors.RotaError):
@@ -203,6 +207,21 @@ def cancel_import(session: Session, import_id: int, *, by: str, now: datetime) -
     if staged.decided_at is not None:
         raise ImportDecided(import_id, staged.outcome or "decided")
     staged.decided_at, staged.decided_by, staged.outcome = now, by, "cancelled"
+
+
+def expire_staged_imports(session: Session, *, now: datetime, keep: timedelta = STAGED_KEEP) -> int:
+    """Previews left undecided for `keep`: marked expired, their shifts and unmatched names
+    dropped. A later click on the preview's buttons is told it expired. Returns how many."""
+    stale = session.scalars(
+        select(RotaImport)
+        .where(RotaImport.decided_at.is_(None), RotaImport.created_at <= now - keep)
+        # A manager publishing one right now holds its lock: theirs wins, this run skips it.
+        .with_for_update(skip_locked=True)
+    ).all()
+    for row in stale:
+        row.decided_at, row.outcome = now, EXPIRED
+        row.shifts, row.unmatched = [], []
+    return len(stale)
 
 
 # -- laying shifts onto duties ------------------------------------------------------------

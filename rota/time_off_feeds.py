@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from bot.sealed import SealBroken, is_sealed, seal, unseal
 from bot.storage.models import TimeOffRecord
 from bot.storage.models_ical import FeedAbsence, TimeOffFeed
 from bot.tickets.events import record_event
@@ -36,6 +37,9 @@ READ_EVERY = timedelta(hours=1)
 # as long as `/oncall away` accepts (a "permanent" event is a calendar's mistake).
 AHEAD = timedelta(days=2 * 366)
 LONGEST = timedelta(days=366)
+# A feed failing this long is told to its owner (the managers for a team feed), once: an
+# hour's outage is the calendar's business, days of it usually a changed or revoked address.
+TELL_FAILING_AFTER = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,19 @@ class FeedView:
     owner: str | None
     last_read_at: datetime | None
     last_error: str | None
+    failing_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FeedFailing:
+    """A feed that has failed since `since`, to be told to its owner (None: a team feed)."""
+
+    feed_id: int
+    owner: str | None
+    label: str
+    error: str
+    since: datetime
+    never_read: bool  # the address has not worked once since it was given: likely a typo
 
 
 @dataclass(frozen=True)
@@ -79,8 +96,11 @@ def url_hash(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
 
 
-def follow_team_feeds(session: Session, urls: Sequence[str], labels: Sequence[str], *, now: datetime) -> None:
-    """The team feeds are the settings' list: new ones followed, dropped ones no longer read."""
+def follow_team_feeds(
+    session: Session, urls: Sequence[str], labels: Sequence[str], *, now: datetime, key: str | None = None
+) -> None:
+    """The team feeds are the settings' list: new ones followed, dropped ones no longer read.
+    `key`: TOKEN_ENCRYPTION_KEY, which seals the stored addresses (bot/sealed.py)."""
     wanted = {url_hash(u): (u, label) for u, label in zip(urls, labels, strict=True)}
     rows = {f.url_hash: f for f in session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner.is_(None)))}
     for digest, row in rows.items():
@@ -90,7 +110,7 @@ def follow_team_feeds(session: Session, urls: Sequence[str], labels: Sequence[st
             session.add(
                 TimeOffFeed(
                     url_hash=digest,
-                    url=url,
+                    url=seal(url, key),
                     label=label,
                     owner=None,
                     active=True,
@@ -101,8 +121,11 @@ def follow_team_feeds(session: Session, urls: Sequence[str], labels: Sequence[st
     session.flush()
 
 
-def set_personal_feed(session: Session, user: str, url: str, label: str, *, now: datetime) -> int:
-    """Follow `user`'s own calendar (one per person: a new URL replaces the old)."""
+def set_personal_feed(
+    session: Session, user: str, url: str, label: str, *, now: datetime, key: str | None = None
+) -> int:
+    """Follow `user`'s own calendar (one per person: a new URL replaces the old). Its address
+    is their secret: sealed with `key` (TOKEN_ENCRYPTION_KEY) when there is one."""
     if store.member(session, user) is None:
         raise NotOnRota(user)
     for old in session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner == user)):
@@ -112,7 +135,9 @@ def set_personal_feed(session: Session, user: str, url: str, label: str, *, now:
     if row is None:
         row = TimeOffFeed(url_hash=digest, url=url, label=label, owner=user, created_by=user, created_at=now)
         session.add(row)
+    row.url = seal(url, key)
     row.active, row.etag, row.last_modified, row.last_error = True, None, None, None
+    row.last_read_at, row.failing_since, row.failure_told_at, row.last_good_at = None, None, None, None
     session.flush()
     record_event(
         session, ticket_id=None, actor=user, action="rota.time_off_feed", at=now, user=user, feed=label
@@ -132,28 +157,72 @@ def stop_personal_feed(session: Session, user: str, *, now: datetime) -> bool:
 
 def personal_feed(session: Session, user: str) -> FeedView | None:
     row = session.scalar(select(TimeOffFeed).where(TimeOffFeed.owner == user, TimeOffFeed.active))
-    return None if row is None else FeedView(row.id, row.label, row.owner, row.last_read_at, row.last_error)
+    if row is None:
+        return None
+    return FeedView(row.id, row.label, row.owner, row.last_read_at, row.last_error, row.failing_since)
 
 
-def feeds_due(session: Session, *, now: datetime, every: timedelta = READ_EVERY) -> list[FeedToRead]:
+def feeds_due(
+    session: Session, *, now: datetime, every: timedelta = READ_EVERY, key: str | None = None
+) -> list[FeedToRead]:
+    """The feeds to read now, their addresses opened with `key`. An address stored plain
+    before the key was set is sealed now; one that cannot be opened is recorded as the
+    feed's failure (its owner sees it in `/oncall away sync`)."""
     rows = session.scalars(select(TimeOffFeed).where(TimeOffFeed.active).order_by(TimeOffFeed.id))
-    return [
-        FeedToRead(r.id, r.url, r.owner, r.etag, r.last_modified)
-        for r in rows
-        if r.last_read_at is None or r.last_read_at <= now - every + timedelta(minutes=1)
-    ]
+    due = []
+    for row in rows:
+        if key is not None and not is_sealed(row.url):
+            row.url = seal(row.url, key)
+        if not (row.last_read_at is None or row.last_read_at <= now - every + timedelta(minutes=1)):
+            continue
+        try:
+            url = unseal(row.url, key)
+        except SealBroken as exc:
+            record_failure(session, row.id, str(exc), now=now)
+            continue
+        due.append(FeedToRead(row.id, url, row.owner, row.etag, row.last_modified))
+    return due
 
 
 def record_unchanged(session: Session, feed_id: int, *, now: datetime) -> None:
     row = session.get(TimeOffFeed, feed_id)
     if row is not None:
-        row.last_read_at, row.last_error = now, None
+        row.last_read_at, row.last_error, row.last_good_at = now, None, now
+        row.failing_since, row.failure_told_at = None, None
 
 
 def record_failure(session: Session, feed_id: int, error: str, *, now: datetime) -> None:
     row = session.get(TimeOffFeed, feed_id)
     if row is not None:
         row.last_read_at, row.last_error = now, error[:300]
+        row.failing_since = row.failing_since or now
+
+
+def long_failures(
+    session: Session, *, now: datetime, after: timedelta = TELL_FAILING_AFTER
+) -> list[FeedFailing]:
+    """Feeds failing for `after`, or failing from their first read (a mistyped address is
+    news at once), whose owner was not told yet; each is marked told, so it is said once per
+    stretch of failure (a good read starts afresh)."""
+    rows = session.scalars(
+        select(TimeOffFeed)
+        .where(
+            TimeOffFeed.active,
+            TimeOffFeed.failure_told_at.is_(None),
+            or_(TimeOffFeed.failing_since <= now - after, TimeOffFeed.last_good_at.is_(None)),
+            TimeOffFeed.failing_since.is_not(None),
+        )
+        .order_by(TimeOffFeed.id)
+    ).all()
+    told = []
+    for row in rows:
+        assert row.failing_since is not None
+        row.failure_told_at = now
+        failing = FeedFailing(
+            row.id, row.owner, row.label, row.last_error or "", row.failing_since, row.last_good_at is None
+        )
+        told.append(failing)
+    return told
 
 
 def apply_feed(
@@ -243,6 +312,7 @@ def apply_feed(
             view = TimeOffView(record.id, user, first, last, record.start, record.end)
             news.append(AbsenceNews(user, view, clashes, was_moved))
     feed.etag, feed.last_modified, feed.last_read_at, feed.last_error = etag, last_modified, now, None
+    feed.failing_since, feed.failure_told_at, feed.last_good_at = None, None, now
     session.flush()
     return FeedApplied(added, moved, removed, tuple(sorted(unmatched)), tuple(news))
 

@@ -116,15 +116,19 @@ def load_mail_oauth(r: EnvReader) -> MailOAuthSettings | None:
         raise ConfigError(f"MAIL_AUTH must be password, microsoft or google, got {mode!r}")
     account = r.required("IMAP_USER", "the support mailbox's address (the account the tokens are for)")
     if mode == "microsoft":
-        settings = MailOAuthSettings("microsoft", account, microsoft=_microsoft(r), token_key=_token_key(r))
+        settings = MailOAuthSettings(
+            "microsoft", account, microsoft=_microsoft(r), token_key=read_token_key(r)
+        )
     else:
-        settings = MailOAuthSettings("google", account, google=_google(r), token_key=_token_key(r))
+        settings = MailOAuthSettings("google", account, google=_google(r), token_key=read_token_key(r))
     if settings.stores_tokens and settings.token_key is None:
         raise ConfigError(f"TOKEN_ENCRYPTION_KEY is not set: {_KEY_HINT}")
     return settings
 
 
-def _token_key(r: EnvReader) -> str | None:
+def read_token_key(r: EnvReader) -> str | None:
+    """TOKEN_ENCRYPTION_KEY, checked to be a Fernet key; None when unset. Also seals the
+    personal calendar addresses (bot/sealed.py)."""
     key = r.raw("TOKEN_ENCRYPTION_KEY")
     if key is None:
         return None

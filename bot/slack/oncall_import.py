@@ -17,9 +17,9 @@ from bot.slack.oncall import (
     time_off_text,
 )
 from bot.slack.oncall_plan import change_line
-from bot.slack.render import Block, button, escape, truncate
+from bot.slack.render import Block, button, escape, slack_date, truncate
 from rota.ical_import import ImportPreview
-from rota.time_off_feeds import AbsenceNews, FeedView
+from rota.time_off_feeds import AbsenceNews, FeedFailing, FeedView
 
 IMPORT_CALLBACK = "oncall_import"
 IMPORT_URL_BLOCK = "import_url"
@@ -117,10 +117,42 @@ def absence_clash(news: AbsenceNews, tz: ZoneInfo) -> tuple[str, list[Block]]:
 def feed_status(feed: FeedView | None) -> str:
     if feed is None:
         return "No calendar of yours is followed. `/oncall away sync URL` follows one."
-    status = "not read yet" if feed.last_read_at is None else "read hourly"
-    if feed.last_error:
-        status = f"the last read failed: {escape(feed.last_error)}"
-    return f"Your time off follows {escape(feed.label)} ({status}). `/oncall away sync off` stops it."
+    if feed.last_read_at is None:
+        status = "not read yet; it will be within a few minutes"
+    elif feed.last_error:
+        since = feed.failing_since or feed.last_read_at
+        status = (
+            f"the last read, {slack_date(feed.last_read_at)}, failed: {escape(feed.last_error)}"
+            f" (failing since {slack_date(since)})"
+        )
+    else:
+        status = f"last read {slack_date(feed.last_read_at)}, read hourly"
+    return (
+        f"Your time off follows {escape(feed.label)}: {status}. `/oncall away sync URL` gives"
+        " it a new address, `/oncall away sync off` stops it."
+    )
+
+
+def feed_failing(failing: FeedFailing) -> str:
+    """Told once when a feed fails from its first read (a wrong address), or has failed for
+    days (its address probably changed)."""
+    whose = "Your calendar" if failing.owner else "The team's calendar of absences"
+    if failing.never_read:
+        said = f":warning: {whose} {escape(failing.label)} could not be read: {escape(failing.error)}. "
+        if failing.owner:
+            return said + "Check the address and give it again with `/oncall away sync URL`."
+        return said + "Check its address in `TIME_OFF_ICAL_URLS`."
+    said = (
+        f":warning: {whose} {escape(failing.label)} could not be read since"
+        f" {slack_date(failing.since)}: {escape(failing.error)}. Time off from it stays as of its"
+        " last good read. "
+    )
+    if failing.owner:
+        return said + (
+            "Calendar apps change the secret address when it is reset: give the new one with"
+            " `/oncall away sync URL`, or stop with `/oncall away sync off`."
+        )
+    return said + "Check its address in `TIME_OFF_ICAL_URLS`."
 
 
 def unmatched_line(unmatched: Sequence[str]) -> str:

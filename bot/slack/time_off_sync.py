@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.ical_fetch import FetchFailed, fetch_calendar, mask_url
 from bot.outbox.queue import enqueue_post
 from bot.slack.calendar_people import directory_for, roster_names
-from bot.slack.oncall_import import absence_clash
+from bot.slack.oncall_import import absence_clash, feed_failing
 from bot.storage.db import transaction
 from rota import time_off_feeds as feeds
 from rota.ical_match import Directory, emails_of
@@ -34,13 +34,19 @@ def read_time_off_feeds(
 ) -> int:
     """Read every feed due; returns how many absences were added, moved or removed."""
     now = clock.now()
-    urls = settings.calendar_feeds.team_urls
+    urls, key = settings.calendar_feeds.team_urls, settings.calendar_feeds.url_key
     with transaction(factory) as session:
-        feeds.follow_team_feeds(session, urls, [mask_url(u) for u in urls], now=now)
-        due = feeds.feeds_due(session, now=now, every=every)
+        feeds.follow_team_feeds(session, urls, [mask_url(u) for u in urls], now=now, key=key)
+        due = feeds.feeds_due(session, now=now, every=every, key=key)
     changed = 0
     for feed in due:
         changed += _read_one(factory, settings, clock, client, feed)
+    with transaction(factory) as session:
+        now = clock.now()
+        for failing in feeds.long_failures(session, now=now):
+            for to in [failing.owner] if failing.owner else sorted(settings.managers):
+                key = f"time-off-feed-failing:{failing.feed_id}:{failing.since.isoformat()}:{to}"
+                enqueue_post(session, to, feed_failing(failing), now=now, dedupe_key=key)
     return changed
 
 

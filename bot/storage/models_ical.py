@@ -49,6 +49,10 @@ class TimeOffFeed(Base):
     last_modified: Mapped[str | None] = mapped_column(String(100))
     last_read_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(300))
+    # The first failed read since the last good one; when its owner was told it keeps failing.
+    failing_since: Mapped[datetime | None]
+    failure_told_at: Mapped[datetime | None]
+    last_good_at: Mapped[datetime | None]  # None: never read well since this address was given
     created_by: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime]
 

@@ -14,15 +14,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.app import SupportBot
 from bot.clock import FrozenClock
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
+from bot.sealed import unseal
 from bot.slack import oncall_import as ui
 from bot.storage.db import make_engine, make_sessionmaker
+from bot.storage.models_ical import RotaImport, TimeOffFeed
 from rota import store
 from rota.store import DutyView
 from tests.support.calendar_server import CalendarServer, calendar_server
@@ -40,6 +43,9 @@ STAFF = {ADA: ("ada", "Ada Lovelace"), BOB: ("bob", "Bob Byron"), CY: ("cy", "Cy
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=ROME)
 FIRST_WEEK = datetime(2026, 10, 19, 9, 0, tzinfo=ROME)
 ROTATION = [ADA, BOB, CY, ADA, BOB, CY, ADA, BOB, BOB, ADA, BOB, CY]
+
+
+FEED_KEY = Fernet.generate_key().decode()
 
 
 def week(n: int) -> datetime:
@@ -91,6 +97,7 @@ def team(imap: PymapServer, slack: SlackStandIn, database_url: str) -> Iterator[
         MANAGERS=MAY,
         HOLIDAYS_COUNTRY="IT",
         ICAL_ALLOW_PRIVATE_HOSTS="true",
+        TOKEN_ENCRYPTION_KEY=FEED_KEY,
         PUBLIC_URL="https://bot.example.com",
     )
     engine: Engine = make_engine(database_url)
@@ -191,6 +198,22 @@ def test_following_your_own_calendar(team: Team) -> None:
     assert "127.0.0.1" in said and "ada-secret-0123" not in said
     status = team.oncall(ADA, "away sync")["text"]
     assert "not read yet" in status and "ada-secret-0123" not in status
+    # Stored encrypted (TOKEN_ENCRYPTION_KEY is set): the token is not in the database.
+    with team.factory() as session:
+        stored = session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner == ADA)).one().url
+    assert "ada-secret-0123" not in stored and unseal(stored, FEED_KEY) == secret
+    # Read by the leader's job: the calendar is not there yet, and the status says so, and since when.
+    team.bot.jobs.read_time_off_feeds()
+    status = team.oncall(ADA, "away sync")["text"]
+    assert "failed: the calendar server answered 404" in status and "failing since" in status
+    assert "127.0.0.1" in status and "ada-secret-0123" not in status
+    team.calendars.bodies["/private/ada-secret-0123/basic.ics"] = (FIXTURES / "opsgenie.ics").read_bytes()
+    clock = team.bot.jobs.clock
+    assert isinstance(clock, FrozenClock)
+    clock.advance(timedelta(hours=1))
+    team.bot.jobs.read_time_off_feeds()
+    status = team.oncall(ADA, "away sync")["text"]
+    assert "last read" in status and "failed" not in status and "ada-secret-0123" not in status
     assert "https://" in team.oncall(ADA, "away sync ftp://example.com/x.ics")["text"]
     assert "no longer followed" in team.oncall(ADA, "away sync off")["text"]
     assert "No calendar of yours" in team.oncall(ADA, "away sync")["text"]
@@ -199,3 +222,28 @@ def test_following_your_own_calendar(team: Team) -> None:
 def _on_roster(team: Team, user: str) -> bool:
     with team.factory() as session:
         return store.member(session, user) is not None
+
+
+def test_a_preview_nobody_publishes_expires(team: Team) -> None:
+    view_id = team.open_modal()
+    url = team.calendars.url + "/private/pd-secret-token/support.ics"
+    assert team.user(MAY).submit(view_id, {ui.IMPORT_URL_BLOCK: url}).status == 200
+    preview = team.preview()
+    clock = team.bot.jobs.clock
+    assert isinstance(clock, FrozenClock)
+    # A day on, it is still there to publish.
+    clock.advance(timedelta(days=1))
+    assert team.bot.jobs.expire_rota_imports() == 0
+    clock.advance(timedelta(days=1, minutes=1))
+    assert team.bot.jobs.expire_rota_imports() == 1
+    assert team.bot.jobs.expire_rota_imports() == 0
+    with team.factory() as session:
+        staged = session.scalars(select(RotaImport)).one()
+        assert (staged.outcome, staged.shifts, staged.unmatched) == ("expired", [], [])
+    # Publish on the old preview changes nothing, and says why.
+    team.user(MAY).click(preview, ui.ACTION_IMPORT_PUBLISH)
+    wait_until(
+        lambda: any("expired" in e["text"] for e in team.slack.ephemerals(MAY)) or None,
+        what="the answer to Publish on an expired preview",
+    )
+    assert team.duties() == []

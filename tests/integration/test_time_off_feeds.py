@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from cryptography.fernet import Fernet
 from slack_sdk import WebClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import FrozenClock
 from bot.ical_fetch import FetchFailed, fetch_calendar
 from bot.sandbox.slack_api import SlackStandIn
+from bot.sealed import is_sealed, unseal
 from bot.slack.time_off_sync import read_time_off_feeds
 from bot.storage.db import transaction
 from bot.storage.models import OutboxItem, TimeOffRecord
@@ -223,3 +225,106 @@ def test_fetching_is_bounded_and_conditional(server: CalendarServer) -> None:
     with pytest.raises(FetchFailed, match="private network"):
         fetch_calendar(server.url + "/cal.ics")
     assert len(server.seen) == asked
+
+
+def test_feed_addresses_are_sealed_with_the_key_and_read_back(team: Team) -> None:
+    key, other = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    path = "/personal/cy-private-token-42.ics"
+    team.server.bodies[path] = (FIXTURES / "google_time_off.ics").read_bytes()
+    # Followed before the key was set: stored plain, as other settings are.
+    with transaction(team.factory) as session:
+        time_off_feeds.set_personal_feed(session, "UCY", team.server.url + path, "cy's calendar", now=NOW)
+    assert team.read() > 0
+    # With the key set, the next run seals every address it finds plain, and reads them.
+    team.clock.advance(timedelta(hours=1))
+    team.server.bodies[path] = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nEND:VCALENDAR\r\n"
+    assert team.read(TOKEN_ENCRYPTION_KEY=key) > 0  # Cy's absences went with her calendar's events
+    with team.factory() as session:
+        stored = {f.label: f.url for f in session.scalars(select(TimeOffFeed))}
+    assert all(is_sealed(url) for url in stored.values())
+    assert "cy-private-token-42" not in stored["cy's calendar"]
+    assert "private-0123456789abcdef" not in "".join(stored.values())
+    assert team.server.seen[-1]["path"] in (path, SECRET_PATH)
+    # A new address given with the key is sealed from the start.
+    with transaction(team.factory) as session:
+        time_off_feeds.set_personal_feed(
+            session, "UADA", team.server.url + "/ada-token-7.ics", "ada's", now=NOW, key=key
+        )
+    with team.factory() as session:
+        row = session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner == "UADA")).one()
+        assert "ada-token-7" not in row.url and unseal(row.url, key).endswith("/ada-token-7.ics")
+    # The wrong key (or none): the feed is not read, and says why; nothing is lost.
+    team.clock.advance(timedelta(hours=1))
+    asked = len(team.server.seen)
+    assert team.read(TOKEN_ENCRYPTION_KEY=other) == 0
+    assert len(team.server.seen) == asked
+    with team.factory() as session:
+        errors = {f.label: f.last_error for f in session.scalars(select(TimeOffFeed))}
+    assert errors["cy's calendar"] == "the stored address cannot be decrypted with TOKEN_ENCRYPTION_KEY"
+    team.clock.advance(timedelta(hours=1))
+    team.read()
+    with team.factory() as session:
+        errors = {f.label: f.last_error for f in session.scalars(select(TimeOffFeed))}
+    assert "TOKEN_ENCRYPTION_KEY is not set" in (errors["cy's calendar"] or "")
+    team.clock.advance(timedelta(hours=1))
+    team.read(TOKEN_ENCRYPTION_KEY=key)
+    with team.factory() as session:
+        errors = {f.label: f.last_error for f in session.scalars(select(TimeOffFeed))}
+    assert errors["cy's calendar"] is None
+
+
+def test_a_feed_failing_for_days_is_told_to_its_owner_once(team: Team) -> None:
+    path = "/personal/cy-private.ics"
+    team.server.bodies[path] = (FIXTURES / "google_time_off.ics").read_bytes()
+    with transaction(team.factory) as session:
+        time_off_feeds.set_personal_feed(session, "UCY", team.server.url + path, "cy's calendar", now=NOW)
+
+    def told(to: str) -> list[str]:
+        return [dm["text"] for dm in team.dms() if dm["channel"] == to and "could not be read" in dm["text"]]
+
+    team.read(MANAGERS="UMGR")  # both read well once
+    team.server.status = 503  # then both fail
+    for _ in range(48):  # hourly, for a little under two days from the first failure: an outage
+        team.clock.advance(timedelta(hours=1))
+        team.read(MANAGERS="UMGR")
+    assert told("UCY") == [] and told("UMGR") == []
+    team.clock.advance(timedelta(hours=1))
+    team.read(MANAGERS="UMGR")
+    assert len(told("UCY")) == 1 and len(told("UMGR")) == 1
+    assert "since" in told("UCY")[0] and "answered 503" in told("UCY")[0]
+    assert "/oncall away sync URL" in told("UCY")[0] and "TIME_OFF_ICAL_URLS" in told("UMGR")[0]
+    assert "cy-private" not in told("UCY")[0] and "private-0123456789abcdef" not in told("UMGR")[0]
+    # Once: later failing reads say nothing more.
+    for _ in range(24):
+        team.clock.advance(timedelta(hours=1))
+        team.read(MANAGERS="UMGR")
+    assert len(told("UCY")) == 1 and len(told("UMGR")) == 1
+    # Both recover, then the team's fails for days again: that is news again.
+    team.server.status = 200
+    team.clock.advance(timedelta(hours=1))
+    team.read(MANAGERS="UMGR")
+    with team.factory() as session:
+        assert all(f.failing_since is None for f in session.scalars(select(TimeOffFeed)))
+        cy = session.scalars(select(TimeOffFeed).where(TimeOffFeed.owner == "UCY")).one()
+        assert cy.last_good_at == team.clock.now()
+    del team.server.bodies[SECRET_PATH]
+    for _ in range(49):
+        team.clock.advance(timedelta(hours=1))
+        team.read(MANAGERS="UMGR")
+    assert len(told("UMGR")) == 2 and len(told("UCY")) == 1
+
+
+def test_an_address_that_never_worked_is_told_at_once(team: Team) -> None:
+    with transaction(team.factory) as session:
+        time_off_feeds.set_personal_feed(
+            session, "UCY", team.server.url + "/typo-token.icz", "cy's calendar", now=NOW
+        )
+    team.read(MANAGERS="UMGR")
+    dms = [dm["text"] for dm in team.dms() if dm["channel"] == "UCY" and "could not be read" in dm["text"]]
+    assert len(dms) == 1 and "answered 404" in dms[0] and "Check the address" in dms[0]
+    assert "typo-token" not in dms[0]
+    # The team feed works: its managers hear nothing.
+    assert not [dm for dm in team.dms() if dm["channel"] == "UMGR"]
+    team.clock.advance(timedelta(hours=1))
+    team.read(MANAGERS="UMGR")
+    assert len([dm for dm in team.dms() if dm["channel"] == "UCY" and "could not be read" in dm["text"]]) == 1
