@@ -18,6 +18,7 @@ from bot.clock import FrozenClock
 from bot.health.connections import Service
 from bot.slack import modals
 from tests.integration.conftest import need_dovecot
+from tests.integration.test_check_connect import check_config_connect, verdicts
 from tests.integration.test_connection_health import (
     MANAGERS,
     OUTAGE,
@@ -224,3 +225,45 @@ def test_a_revoked_consent_is_told_once_with_what_to_do_and_its_mail_arrives_onc
 
     assert once_each(slack, OUTAGE) and once_each(slack, RECOVERY)
     assert ticket_subjects(slack) == ["Before the outage", "During the outage"], "each mail once"
+
+
+# -- `supportbot check-config --connect` with MAIL_AUTH, as an operator runs it -------------
+
+
+def test_check_config_connect_logs_in_with_the_providers_token_and_names_a_wrong_secret(
+    endpoints, mail_servers, tmp_path
+) -> None:
+    dovecot, smtp = mail_servers
+    dovecot.append(customer_mail(1))
+    servers = {
+        "IMAP_PORT": str(dovecot.port),
+        "IMAP_USER": MAILBOX,
+        "SMTP_PORT": str(smtp.port),
+        "SMTP_USER": MAILBOX,
+        # Not the helper's "secret": the output is redacted of every secret, and the word
+        # "secret" in Microsoft's advice would read "***".
+        "SLACK_SIGNING_SECRET": "8f14e45fceea167a5a36dedd4bea2543",
+    }
+    # REQUESTS_CA_BUNDLE (set by the `endpoints` fixture) reaches the child process.
+    result = check_config_connect(tmp_path, **servers, **microsoft_settings(endpoints, tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert verdicts(result.stdout) == [
+        f"ok      IMAP: logged in to 127.0.0.1:{dovecot.port} as {MAILBOX} with an OAuth token (XOAUTH2); "
+        "folder 'INBOX' holds 1 messages",
+        f"ok      SMTP: 127.0.0.1:{smtp.port} answered (no encryption), logged in as {MAILBOX} "
+        "with an OAuth token (XOAUTH2); no mail was sent",
+    ]
+    [issued] = endpoints.issued  # one token for both, from msal's client credentials
+    assert issued.grant == "client_credentials" and smtp.attempts == [(MAILBOX, issued.access_token)]
+    assert smtp.mails == []
+
+    wrong = microsoft_settings(endpoints, tmp_path, MS_CLIENT_SECRET="wrong-secret-value")
+    result = check_config_connect(tmp_path, **servers, **wrong)
+    assert result.returncode == 1
+    imap_line, smtp_line = verdicts(result.stdout)
+    # Microsoft's AADSTS7000215, translated into what to do.
+    said = "Microsoft refused the client secret (AADSTS7000215): copy the secret's Value (not its ID)"
+    assert imap_line.startswith(f"FAILED  IMAP: no OAuth token for the mailbox: {said}")
+    assert smtp_line.startswith(f"FAILED  SMTP: no OAuth token for the mail server: {said}")
+    assert "wrong-secret-value" not in result.stdout + result.stderr
+    assert len(endpoints.issued) == 1
