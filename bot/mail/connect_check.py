@@ -99,7 +99,8 @@ def check_smtp(settings: Settings, token_source: TokenSource | None, *, timeout:
     except MailLoginRefused as exc:
         return Outcome(False, f"SMTP: {_clean(str(exc), s)}")
     except smtplib.SMTPAuthenticationError as exc:
-        # connect_smtp's sentence already names the settings to check; the code goes last.
+        # connect_smtp's sentence names the settings to check; the server's code goes beside
+        # the refusal, before that advice.
         said = (
             exc.smtp_error.decode("utf-8", "replace")
             if isinstance(exc.smtp_error, bytes)

@@ -178,6 +178,36 @@ def test_mail_in_and_reply_out_on_the_providers_tokens_and_a_revoked_token_is_re
     assert len(grants) == 2 and len(set(grants)) == 1
 
 
+def test_short_lived_tokens_renew_the_session_before_they_expire_and_mail_keeps_coming(
+    endpoints, mail_servers, slack, database_url, tmp_path
+) -> None:
+    """Tokens of a few seconds (a tenant's token lifetime policy, squeezed): the watcher ends
+    each session before its token expires and logs in again on a fresh one, never refused."""
+    dovecot, smtp = mail_servers
+    endpoints.expires_in = 6
+    slack.add_user(AGENT, "ada", "Ada Staff", channels=(CHANNEL,))
+    env = oauth_env(slack, dovecot, smtp, database_url, **microsoft_settings(endpoints, tmp_path))
+    with running_bot(env) as bot:
+        dovecot.append(customer_mail(1, subject="First"))
+        wait_until(lambda: ticket_subjects(slack) == ["First"], what="the first ticket")
+        wait_until(lambda: xoauth2_logins(dovecot) >= 3, timeout=30, what="two renewals")
+        first_expired = endpoints.issued[0]
+        wait_until(lambda: not endpoints.introspect(first_expired.access_token)["active"], what="expiry")
+        dovecot.append(customer_mail(2, subject="Second"))
+        wait_until(lambda: len(ticket_subjects(slack)) == 2, timeout=30, what="the second ticket")
+        reply_from_slack(bot, slack, 2, "Noted.")
+        smtp.wait_for(1)
+
+    log = dovecot.log_path.read_text(errors="replace")
+    assert "auth failed" not in log, "renewed before expiry: no login refused"
+    # Each login a token of its own, each one issued by the stand-in to msal.
+    checked = [form["token"] for path, form in endpoints.requests if path == "/introspect"]
+    assert len(checked) >= 3 and len(set(checked)) == len(checked)
+    assert set(checked) <= {i.access_token for i in endpoints.issued}
+    assert ticket_subjects(slack) == ["First", "Second"], "each mail once"
+    assert smtp.violations == [] and len(smtp.mails) == 1
+
+
 # -- connection health: a revoked consent is told once, and its end once -------------------
 
 
