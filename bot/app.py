@@ -133,8 +133,11 @@ class SupportBot:
         self.engine = engine or make_engine(settings.database_url)
         self.factory = make_sessionmaker(self.engine)
         self.client = make_web_client(settings)
-        # None with passwords; with MAIL_AUTH, IMAP and SMTP log in with its tokens.
-        self.mail_tokens = mail_token_source(settings, self.factory, self.clock)
+        # None with passwords; with MAIL_AUTH, IMAP and SMTP log in with its tokens. On the real
+        # clock, not self.clock (moved by tests and the sandbox): a token's lifetime passes at the
+        # provider, and the watcher renews its session by the real clock too. Mixed, a clock in
+        # the past made every IMAP session end right after its login, in a tight loop.
+        self.mail_tokens = mail_token_source(settings, self.factory, SystemClock())
         self.services, self.access, people = make_services(settings, self.factory, self.clock, self.client)
         self.metrics = Metrics()
         self.bolt = make_bolt_app(self.services, self.access, people, self.metrics)

@@ -98,6 +98,20 @@ def check_smtp(settings: Settings, token_source: TokenSource | None, *, timeout:
         client = connect_smtp(settings, timeout=timeout, token_source=token_source)
     except MailLoginRefused as exc:
         return Outcome(False, f"SMTP: {_clean(str(exc), s)}")
+    except smtplib.SMTPAuthenticationError as exc:
+        # connect_smtp's sentence names the settings to check; the server's code goes beside
+        # the refusal, before that advice.
+        said = (
+            exc.smtp_error.decode("utf-8", "replace")
+            if isinstance(exc.smtp_error, bytes)
+            else str(exc.smtp_error)
+        )
+        said = " ".join(said.split())
+        if "; check " in said:
+            said = said.replace("; check ", f" ({exc.smtp_code}); check ", 1)
+        else:
+            said = f"{exc.smtp_code} {said}"
+        return Outcome(False, f"SMTP: {where} refused us: {_clean(said, s)}")
     except smtplib.SMTPException as exc:  # an OSError too: caught first
         return Outcome(False, f"SMTP: {where} refused us: {_clean(_describe(exc), s)}")
     except ssl.SSLError as exc:

@@ -15,7 +15,8 @@ from typing import Protocol
 @dataclass(frozen=True)
 class AccessToken:
     value: str = ""
-    expires_at: datetime | None = None  # UTC; None: the provider did not say
+    # UTC, by the real clock (the watcher renews sessions by it); None: the provider did not say
+    expires_at: datetime | None = None
 
     def __repr__(self) -> str:  # never print the token itself
         return f"AccessToken(expires_at={self.expires_at!r})"

@@ -22,9 +22,19 @@ from tests.support.oauth_introspection import OAuthStandIn
 
 
 class OAuthDovecot(DovecotServer):
-    def __init__(self, introspection_url: str, directory: Path | None = None, **kwargs: object) -> None:
+    def __init__(
+        self,
+        introspection_url: str,
+        directory: Path | None = None,
+        *,
+        ca_file: Path | None = None,
+        **kwargs: object,
+    ) -> None:
+        """`ca_file`: the certificate to trust for an https introspection URL (the token
+        endpoints' stand-in, tests/support/token_endpoints.py)."""
         super().__init__(directory, **kwargs)  # type: ignore[arg-type]
         self.introspection_url = introspection_url
+        self.ca_file = ca_file
 
     def _write_config(self) -> Path:
         path = super()._write_config()
@@ -37,6 +47,14 @@ class OAuthDovecot(DovecotServer):
             "active_value = true\n"
             "force_introspection = yes\n"
         )
+        if self.ca_file is not None:
+            # Copied beside the config: the auth process (dovecot's user when run as root)
+            # may not enter the test's own temporary directory.
+            trusted = self.directory / "introspection-ca.pem"
+            trusted.write_bytes(self.ca_file.read_bytes())
+            trusted.chmod(0o644)
+            with oauth2.open("a") as config_file:
+                config_file.write(f"tls_ca_cert_file = {trusted}\n")
         oauth2.chmod(0o644)
         config = path.read_text()
         config = config.replace("auth_mechanisms = plain login\n", "auth_mechanisms = plain login xoauth2\n")
@@ -103,3 +121,15 @@ def _is_imap_session(pid: int) -> bool:
         return Path(f"/proc/{pid}/comm").read_text().strip() == "imap"
     except OSError:
         return False  # logged out already
+
+
+def end_oauth_sessions(server: OAuthDovecot) -> int:
+    """End every open XOAUTH2 session at once, as Exchange Online does when a token is revoked
+    (continuous access evaluation): Dovecot checks a token only at login. Returns how many."""
+    ended = 0
+    for pid in {int(p) for p in _XOAUTH2_LOGIN.findall(server.log_path.read_text(errors="replace"))}:
+        if _is_imap_session(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                ended += 1
+    return ended

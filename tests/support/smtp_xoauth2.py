@@ -13,13 +13,20 @@ from __future__ import annotations
 import json
 import ssl
 from base64 import b64decode
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 from bot.sandbox.smtp_catcher import SmtpCatcher, _Handler
-from tests.support.oauth_introspection import OAuthStandIn
+
+
+class Introspector(Protocol):
+    """Who judges a token: the OAuth stand-in (tests/support/oauth_introspection.py), or the
+    providers' token endpoints (tests/support/token_endpoints.py), by RFC 7662."""
+
+    def introspect(self, token: str) -> dict[str, Any]: ...
+
 
 _ERROR = json.dumps({"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"})
 
@@ -70,7 +77,7 @@ def _parse(response: str) -> tuple[str, str]:
 class XOAuthSmtp(SmtpCatcher):
     def __init__(
         self,
-        oauth: OAuthStandIn,
+        oauth: Introspector,
         *,
         password: str = "smtp-secret",
         port: int | None = None,

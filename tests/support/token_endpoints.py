@@ -117,6 +117,7 @@ class Issued:
     grant: str
     access_token: str
     account: str  # the mailbox the token opens ("" for an app-only token with no mailbox set)
+    expires: float = float("inf")  # time.time() when introspection stops calling it active
 
 
 @dataclass
@@ -139,6 +140,7 @@ class TokenEndpoints:
     issued: list[Issued] = field(default_factory=list)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     revoked_refresh_tokens: set[str] = field(default_factory=set)
+    revoked_access_tokens: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.cert_file, self.key_file = self_signed(self.directory)
@@ -190,9 +192,17 @@ class TokenEndpoints:
         passdb) asks at `{url}/introspect`: GET with the token as Bearer, or POST token=…"""
         with self._lock:
             found = next((i for i in self.issued if i.access_token == access_token), None)
-        if found is None:
+            revoked = access_token in self.revoked_access_tokens
+        # RFC 7662 §2.2: an expired or revoked token is simply inactive.
+        if found is None or revoked or found.expires <= time.time():
             return {"active": False}
         return {"active": True, "email": found.account, "username": found.account, "sub": found.account}
+
+    def revoke_access_tokens(self) -> None:
+        """Every access token issued so far stops working (consent withdrawn, secret reset,
+        or the tenant's continuous access evaluation), though none has expired."""
+        with self._lock:
+            self.revoked_access_tokens |= {i.access_token for i in self.issued}
 
     def revoke_all_refresh_tokens(self) -> None:
         with self._lock:
@@ -434,7 +444,7 @@ class TokenEndpoints:
     ) -> dict[str, Any]:
         token = ("EwB" if provider == "microsoft" else "ya29.") + secrets.token_urlsafe(32)
         with self._lock:
-            self.issued.append(Issued(provider, grant, token, account))
+            self.issued.append(Issued(provider, grant, token, account, time.time() + self.expires_in))
         # Entra answers with the resource scopes granted (those asked for, without OIDC's own).
         asked = (form or {}).get("scope", "").split()
         granted = [s for s in asked if s not in ("openid", "profile", "offline_access")]

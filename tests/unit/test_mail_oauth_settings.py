@@ -20,6 +20,7 @@ from bot.config import load_settings
 from bot.env_reader import ConfigError, EnvReader
 from bot.mail.oauth_errors import google_error, microsoft_error
 from bot.mail.oauth_settings import load_mail_oauth
+from tests.support.token_endpoints import service_account_key
 from tests.unit.test_config import BASE
 
 KEY = Fernet.generate_key().decode()
@@ -69,6 +70,36 @@ def test_with_oauth_imap_password_is_optional_and_secrets_are_hidden() -> None:
     assert settings.mail_oauth.microsoft.scopes == ("https://outlook.office365.com/.default",)
     assert {"ms-secret-value", KEY} <= set(settings.secrets())
     assert "ms-secret-value" not in repr(settings) and KEY not in repr(settings)
+
+
+def google_env(tmp_path: Path) -> dict[str, str]:
+    info, _ = service_account_key("https://oauth2.googleapis.com/token")
+    key_file = tmp_path / "service-account.json"
+    key_file.write_text(json.dumps(info))
+    return {"MAIL_AUTH": "google", "GOOGLE_SERVICE_ACCOUNT_FILE": str(key_file)}
+
+
+@pytest.mark.parametrize("provider", ["microsoft", "google"])
+def test_with_mail_auth_smtp_user_needs_no_password_and_imap_password_is_optional(
+    provider: str, tmp_path: Path
+) -> None:
+    oauth = {**MS, "MS_CLIENT_SECRET": "ms-secret-value"} if provider == "microsoft" else google_env(tmp_path)
+    without = {k: v for k, v in BASE.items() if k != "IMAP_PASSWORD"}
+    settings = load_settings({**without, **oauth, "SMTP_USER": "help@example.com"})
+    assert settings.mail_oauth is not None and settings.mail_oauth.provider == provider
+    assert settings.smtp_user == "help@example.com" and not settings.smtp_password
+    assert settings.imap_password == ""
+    # Given anyway (left over from the password setup), it is accepted, and still hidden.
+    settings = load_settings({**BASE, **oauth, "SMTP_USER": "help@example.com", "SMTP_PASSWORD": "old-pw"})
+    assert settings.imap_password == "imap-password-value"
+    assert {"imap-password-value", "old-pw"} <= set(settings.secrets())
+
+
+def test_with_passwords_smtp_user_still_needs_its_password() -> None:
+    with pytest.raises(ConfigError, match=r"^SMTP_PASSWORD is not set but SMTP_USER is"):
+        load_settings({**BASE, "SMTP_USER": "help@example.com"})
+    with pytest.raises(ConfigError, match=r"^IMAP_PASSWORD"):
+        load_settings({k: v for k, v in BASE.items() if k != "IMAP_PASSWORD"})
 
 
 def test_device_flow_asks_for_delegated_scopes_and_needs_the_key() -> None:
