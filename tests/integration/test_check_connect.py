@@ -106,8 +106,8 @@ def test_check_config_connect_says_what_failed_and_what_to_do(
         "check IMAP_USER and IMAP_PASSWORD (Microsoft 365 and Google want MAIL_AUTH and a token)"
     )
     assert smtp_line == (
-        f"FAILED  SMTP: 127.0.0.1:{smtp_server.port} refused us: 535 login as support@example.com "
-        "refused; check SMTP_USER and SMTP_PASSWORD"
+        f"FAILED  SMTP: 127.0.0.1:{smtp_server.port} refused us: login as support@example.com "
+        "refused (535); check SMTP_USER and SMTP_PASSWORD"
     )
     assert "wrong-imap-password" not in result.stdout + result.stderr
     assert "wrong-smtp-password" not in result.stdout + result.stderr
