@@ -46,6 +46,7 @@ from bot.sandbox.slack_workspace import TEAM
 from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.slack import after_hours, modals
 from bot.slack import oncall as oncall_ui
+from bot.slack import oncall_import as import_ui
 from bot.slack import privacy as privacy_ui
 from bot.storage.db import make_engine, make_sessionmaker, transaction
 from bot.storage.models import (
@@ -518,6 +519,9 @@ ONCALL_VERBS = {
     "fairness": "fairness",
     "roster": f"roster remove {mention(CY)}",
     "weight": f"weight {mention(CY)} 0.5",
+    "phone": "phone +39 333 123 4567",
+    "test": "test",
+    "import": "import",
 }
 
 TICKET_ACTIONS = {
@@ -541,6 +545,10 @@ MANAGER_ACTIONS = {
     oncall_ui.ACTION_DISCARD: lambda w: w.until,
     after_hours.ACTION_AUTOMATE: _const("password_reset.en"),
     after_hours.ACTION_AUTOMATION_OFF: _const("password_reset.en"),
+    # A staged rota import's buttons: only managers publish or cancel one.
+    import_ui.ACTION_IMPORT_PUBLISH: _const("1"),
+    import_ui.ACTION_IMPORT_FUTURE_ONLY: _const("1"),
+    import_ui.ACTION_IMPORT_CANCEL: _const("1"),
 }
 TICKET_VIEWS: dict[str, tuple[Callable[[World], dict[str, Any]], dict[str, Any]]] = {
     modals.REPLY_CALLBACK: (lambda w: reply_view(w.ids["ticket2"], 2), {}),
@@ -553,6 +561,10 @@ MANAGER_VIEWS: dict[str, tuple[Callable[[World], dict[str, Any]], dict[str, Any]
     after_hours.AUTOMATION_CALLBACK: (lambda w: automation_view(), AUTOMATION_FIELDS),
     # Typed exactly as asked: only the permission stands between it and an erasure.
     privacy_ui.ERASE_CALLBACK: (lambda w: erase_view(), {privacy_ui.CONFIRM_BLOCK: "c1@example.org"}),
+    import_ui.IMPORT_CALLBACK: (
+        lambda w: {**import_ui.import_modal(), "id": "VIMPORT", "hash": "h"},
+        {import_ui.IMPORT_URL_BLOCK: "https://calendar.example.org/rota.ics"},
+    ),
 }
 
 
@@ -705,6 +717,7 @@ def _not_manager_cases() -> list[Case]:
         f"comp adjust {mention(CY)} 1 forged",
         "comp export",
         f"away {mention(CY)} 2027-01-10",
+        "import",
     ]
     cases = [
         Case(
