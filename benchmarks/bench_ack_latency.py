@@ -28,6 +28,7 @@ from bot.clock import FrozenClock
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
 from bot.slack import oncall as oncall_ui
+from bot.slack import oncall_import as import_ui
 from bot.slack import render
 from bot.slack.after_hours import ACTION_AUTOMATE, ACTION_AUTOMATION_OFF
 from bot.slack.paging import ACTION_ACK, ACTION_CLAIM
@@ -63,8 +64,26 @@ COMMANDS: list[tuple[str, str, str]] = [
         )
     ],
     ("/support", "template new", MANAGER),
-    *[("/oncall", verb, STAFF[0]) for verb in ("", "help", "me", "away", "swap", "cover", "comp", "ical")],
-    *[("/oncall", verb, MANAGER) for verb in ("plan 4", "fairness", "roster")],
+    ("/support", "customer export ada@example.com", MANAGER),
+    ("/support", "customer erase ada@example.com", MANAGER),
+    *[
+        ("/oncall", verb, STAFF[0])
+        for verb in (
+            "",
+            "help",
+            "me",
+            "away",
+            "away sync",
+            "swap",
+            "cover",
+            "comp",
+            "ical",
+            "phone",
+            "phone +39 333 123 4567",
+            "test",
+        )
+    ],
+    *[("/oncall", verb, MANAGER) for verb in ("plan 4", "fairness", "roster", "import")],
 ]
 
 # (action_id, element type, value, who)
@@ -88,6 +107,8 @@ BUTTONS: list[tuple[str, str, str, str]] = [
     (oncall_ui.ACTION_DISCARD, "button", "x", MANAGER),
     (ACTION_AUTOMATE, "button", "welcome", MANAGER),
     (ACTION_AUTOMATION_OFF, "button", "welcome", MANAGER),
+    (import_ui.ACTION_IMPORT_PUBLISH, "button", "1", MANAGER),
+    (import_ui.ACTION_IMPORT_CANCEL, "button", "1", MANAGER),
 ]
 
 
