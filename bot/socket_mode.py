@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.storage.db import transaction
 from bot.storage.seen_signatures import first_time_seen
+from bot.storage.sqlite_writes import answer_waits
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ def first_delivery_only(factory: sessionmaker[Session]) -> Callable[..., BoltRes
             next()
             return None
         try:
-            with transaction(factory) as session:
+            # Not acknowledged until this commits: it goes ahead of background writes.
+            with answer_waits(), transaction(factory) as session:
                 fresh = first_time_seen(session, key, datetime.now(UTC))
         except Exception:
             # Not acknowledged, so Slack delivers it again later, when the database may be back.

@@ -22,6 +22,7 @@ from waitress.server import create_server
 
 from bot.storage.db import transaction
 from bot.storage.seen_signatures import SIGNATURE_WINDOW, first_time_seen
+from bot.storage.sqlite_writes import answer_waits
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ class SlackGate:
             return json_response(start_response, "400 Bad Request", {"error": "not a Slack request body"})
         try:
             # Wall-clock time, as Bolt judges freshness: the bot's clock may be moved (sandbox).
-            with transaction(self.factory) as session:
+            # Slack is waiting for the answer: this write goes ahead of background ones.
+            with answer_waits(), transaction(self.factory) as session:
                 fresh = first_time_seen(session, signature, datetime.now(UTC))
         except Exception:
             log.exception("cannot record a Slack request signature; refusing the request")
