@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from bot.storage.db import make_engine, make_sessionmaker, reading, transaction, upgrade
 from bot.storage.models import Counter
+from bot.storage.seen_signatures import SignatureBook, newly_recorded
 from bot.storage.sqlite_writes import WriteQueue, answer_waits, write_queue_for
 
 WAIT = 10.0
+NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 
 
 def wait_for(condition: Callable[[], bool]) -> None:
@@ -130,3 +133,38 @@ def test_the_lock_is_given_back_however_the_transaction_ends(database: str, endi
     thread.join(WAIT)
     assert results == [True]
     queue.release()
+
+
+def test_requests_arriving_together_are_recorded_in_one_write_and_each_passes_once(database: str) -> None:
+    engine = make_engine(database)
+    factory = make_sessionmaker(engine)
+    book = SignatureBook(factory)
+    queue = write_queue_for(database.removeprefix("sqlite:///"))
+    with transaction(factory) as session:
+        newly_recorded(session, ["v0=old"], NOW)
+    inserts: list[str] = []
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: inserts.append(statement) if "seen_signatures" in statement else None,
+    )
+    # Another writer holds SQLite: the first request waits to write, the rest gather behind it.
+    assert queue.acquire(WAIT)
+    signatures = ["v0=first", "v0=a", "v0=b", "v0=a", "v0=old", "v0=c"]
+    results: dict[int, bool] = {}
+
+    def request(n: int) -> None:
+        results[n] = book.first_time_seen(signatures[n], NOW)
+
+    threads = [threading.Thread(target=request, args=(0,))]
+    threads[0].start()
+    wait_for(lambda: queue.waiting() == 1)
+    for n in range(1, len(signatures)):
+        threads.append(threading.Thread(target=request, args=(n,)))
+        threads[-1].start()
+    wait_for(lambda: len(book._pending) == len(signatures) - 1)
+    queue.release()
+    for thread in threads:
+        thread.join(WAIT)
+    assert len(inserts) == 2  # the first request's write, then one for the five that waited
+    assert [results[n] for n in range(len(signatures))] == [True, True, True, False, False, True]
