@@ -112,9 +112,7 @@ def main() -> None:
     print(f"claim under load, signed HTTP requests, {backend} ({machine()})")
     for label, times in (("50 claims, 50 tickets", different), ("20 claims, one ticket", same)):
         p50, p99 = percentile(times, 50) * 1000, percentile(times, 99) * 1000
-        print(
-            f"  {label}:  p50 {p50:6.0f} ms   p99 {p99:6.0f} ms   (Slack allows 3000; target p99 < 300 on PG)"
-        )
+        print(f"  {label}:  p50 {p50:6.0f} ms   p99 {p99:6.0f} ms   (Slack allows 3000; target p99 < 300)")
     for line in errors[:10]:
         print("  bot error:", line[:300])
     print(f"  tickets with an owner: {owners} of 52 (50 + one warm-up + one raced for)")

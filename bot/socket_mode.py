@@ -19,8 +19,7 @@ from typing import Any
 from slack_bolt import BoltResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.storage.db import transaction
-from bot.storage.seen_signatures import first_time_seen
+from bot.storage.seen_signatures import SignatureBook
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +36,15 @@ def delivery_key(body: dict[str, Any]) -> str | None:
 def first_delivery_only(factory: sessionmaker[Session]) -> Callable[..., BoltResponse | None]:
     """A Bolt middleware that lets each request through once, however often it is delivered."""
 
+    deliveries = SignatureBook(factory)
+
     def middleware(body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
         key = delivery_key(body)
         if key is None:
             next()
             return None
         try:
-            with transaction(factory) as session:
-                fresh = first_time_seen(session, key, datetime.now(UTC))
+            fresh = deliveries.first_time_seen(key, datetime.now(UTC))
         except Exception:
             # Not acknowledged, so Slack delivers it again later, when the database may be back.
             log.exception("cannot record a Socket Mode delivery; leaving it unacknowledged")

@@ -20,8 +20,7 @@ from urllib.parse import parse_qsl
 from sqlalchemy.orm import Session, sessionmaker
 from waitress.server import create_server
 
-from bot.storage.db import transaction
-from bot.storage.seen_signatures import SIGNATURE_WINDOW, first_time_seen
+from bot.storage.seen_signatures import SIGNATURE_WINDOW, SignatureBook
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +73,7 @@ class SlackGate:
         self.app = app
         self.secret = signing_secret.encode()
         self.factory = factory
+        self.signatures = SignatureBook(factory)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
@@ -97,8 +97,7 @@ class SlackGate:
             return json_response(start_response, "400 Bad Request", {"error": "not a Slack request body"})
         try:
             # Wall-clock time, as Bolt judges freshness: the bot's clock may be moved (sandbox).
-            with transaction(self.factory) as session:
-                fresh = first_time_seen(session, signature, datetime.now(UTC))
+            fresh = self.signatures.first_time_seen(signature, datetime.now(UTC))
         except Exception:
             log.exception("cannot record a Slack request signature; refusing the request")
             return json_response(start_response, "503 Service Unavailable", {"error": "try again"})

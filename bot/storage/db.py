@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.resources import migrations_dir
+from bot.storage.sqlite_writes import QueuedConnection, write_queue_for
 
 _READ_ONLY = "supportbot_read_only"
 
@@ -22,14 +24,34 @@ def _unicode_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+def _database_file(url: str) -> str:
+    database = make_url(url).database or ":memory:"
+    return database if database.startswith((":memory:", "file:")) else os.path.abspath(database)
+
+
+# How long a writer waits for the lock, in the process's queue and then in SQLite's.
+_SQLITE_BUSY_SECONDS = 30.0
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
-        # A generous busy timeout lets the HTTP handlers, the IMAP watcher and the
-        # outbox worker share one file; WAL lets readers run beside the writer.
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        # Writers of this process queue in Python (bot/storage/sqlite_writes.py); the busy
+        # timeout is for other processes sharing the file. WAL lets readers run beside the writer.
+        queue = write_queue_for(_database_file(url))
+        engine = create_engine(
+            url,
+            connect_args={
+                "timeout": _SQLITE_BUSY_SECONDS,
+                "check_same_thread": False,
+                "factory": QueuedConnection,
+            },
+            **kwargs,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            if isinstance(dbapi_connection, QueuedConnection):
+                dbapi_connection.write_queue = queue
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
@@ -45,7 +67,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # and one fails at once with "database is locked". A session that only
             # reads (`reading`) needs no lock: WAL runs it beside the writer.
             read_only = conn.get_execution_options().get(_READ_ONLY, False)
-            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+            if read_only:
+                conn.exec_driver_sql("BEGIN")
+                return
+            raw = conn.connection.dbapi_connection
+            queued = raw if isinstance(raw, QueuedConnection) else None
+            if queued is not None:
+                queued.start_write(_SQLITE_BUSY_SECONDS)
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                if queued is not None:
+                    queued.end_write()
+                raise
 
         # pysqlite's own BEGIN handling must be off for the listener above to work.
         @event.listens_for(engine, "connect", insert=True)
