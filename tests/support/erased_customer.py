@@ -6,6 +6,12 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from sqlalchemy.orm import Session
+
+from bot.config import Settings
+from bot.storage.models import Survey
+from bot.tickets.replies import send_reply
+from bot.tickets.workflow import resolve_ticket, set_tags
 from tests.support.settings import SUPPORT_ADDRESS
 
 BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -39,3 +45,45 @@ def message_id(raw: bytes) -> str:
         if line.lower().startswith(b"message-id:"):
             return line.split(b":", 1)[1].strip().decode()
     raise ValueError("no Message-ID")
+
+
+def reply_tag_and_resolve(
+    session: Session,
+    ticket_id: int,
+    *,
+    text: str,
+    settings: Settings,
+    replied_at: datetime,
+    tagged_at: datetime,
+    resolved_at: datetime,
+) -> None:
+    """An agent's work on one of her tickets: a templated reply, a tag, the resolution."""
+    send_reply(
+        session,
+        ticket_id=ticket_id,
+        agent_id="U0AGENT",
+        agent_name="Agent",
+        text=text,
+        template_name="thanks",
+        now=replied_at,
+        settings=settings,
+    )
+    set_tags(session, ticket_id, "U0AGENT", ["billing"], tagged_at)
+    resolve_ticket(session, ticket_id, "U0AGENT", resolved_at)
+
+
+def answered_survey(
+    ticket_id: int, *, resolved_at: datetime, sent_at: datetime, solved: bool, answered_at: datetime
+) -> Survey:
+    """Her survey answer, with the comment that must vanish with her."""
+    return Survey(
+        ticket_id=ticket_id,
+        round=1,
+        agent="U0AGENT",
+        resolved_at=resolved_at,
+        status="sent",
+        sent_at=sent_at,
+        solved=solved,
+        comment=COMMENT,
+        answered_at=answered_at,
+    )

@@ -32,10 +32,19 @@ from bot.storage.models import (
 )
 from bot.storage.models_privacy import Erasure
 from bot.tickets.ingest import ingest_email
-from bot.tickets.replies import send_reply
 from bot.tickets.survey_answers import record_answer
-from bot.tickets.workflow import resolve_ticket, set_tags
-from tests.support.erased_customer import ADDRESS, BASE, COMMENT, NAME, NEEDLES, PHRASE, SUBJECTS, her_mail
+from tests.support.erased_customer import (
+    ADDRESS,
+    BASE,
+    COMMENT,
+    NAME,
+    NEEDLES,
+    PHRASE,
+    SUBJECTS,
+    answered_survey,
+    her_mail,
+    reply_tag_and_resolve,
+)
 from tests.support.erasure_scan import find_anywhere
 from tests.support.settings import CHANNEL, SUPPORT_ADDRESS, make_settings
 
@@ -78,32 +87,25 @@ def seed_customer(factory: sessionmaker[Session], database_url: str) -> list[int
             tickets.append(result.ticket_id)
         session.flush()
         for ticket_id in tickets:
-            send_reply(
+            reply_tag_and_resolve(
                 session,
-                ticket_id=ticket_id,
-                agent_id="U0AGENT",
-                agent_name="Agent",
+                ticket_id,
                 text=f"Gentile {NAME}, abbiamo risolto.",
-                template_name="thanks",
-                now=NOW + timedelta(minutes=30),
                 settings=settings,
+                replied_at=NOW + timedelta(minutes=30),
+                tagged_at=NOW + timedelta(minutes=31),
+                resolved_at=NOW + timedelta(hours=1),
             )
-            set_tags(session, ticket_id, "U0AGENT", ["billing"], NOW + timedelta(minutes=31))
-            resolve_ticket(session, ticket_id, "U0AGENT", NOW + timedelta(hours=1))
         for message in session.scalars(select(Message).where(Message.ticket_id.in_(tickets))):
             message.slack_ts = f"1700000001.{message.id:06d}"
         for attachment in session.scalars(select(Attachment)):
             attachment.slack_file_id = f"F{attachment.id:07d}"
         session.add(
-            Survey(
-                ticket_id=tickets[0],
-                round=1,
-                agent="U0AGENT",
+            answered_survey(
+                tickets[0],
                 resolved_at=NOW + timedelta(hours=1),
-                status="sent",
                 sent_at=NOW + timedelta(hours=2),
                 solved=False,
-                comment=COMMENT,
                 answered_at=NOW + timedelta(hours=3),
             )
         )
