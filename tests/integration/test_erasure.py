@@ -15,7 +15,6 @@ from bot.mail.erase import ERASED_KEYWORD
 from bot.outbox.queue import notify_workers
 from bot.privacy.erasure import start_erasure
 from bot.sandbox.smtp_catcher import SmtpCatcher
-from bot.stats import queries
 from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import AutoReply, Customer, MailboxCheckpoint, Message, OutboxItem, Ticket
 from bot.storage.models_privacy import Erasure
@@ -25,6 +24,7 @@ from tests.support.erased_customer import (
     NAME,
     NEEDLES,
     SUBJECTS,
+    anonymous_figures,
     answered_survey,
     her_mail,
     message_id,
@@ -90,19 +90,6 @@ def work_on_her_tickets(factory, database_url: str, now: datetime) -> None:
     notify_workers()
 
 
-def figures(factory, now: datetime) -> tuple:
-    start, end = now - timedelta(days=1), now + timedelta(days=1)
-    with factory() as session:
-        return (
-            sorted((round(r.created), round(r.resolved)) for r in queries.resolutions(session, start, end)),
-            queries.survey_totals(session, start, end),
-            queries.tag_counts(session, start - timedelta(days=1), start, end),
-            queries.template_uses(session, start, end),
-            sorted(queries.work_by_person(session, start, end).items()),
-            sorted(queries.created_since(session, start)),
-        )
-
-
 def allow_keyword(imap) -> None:
     """pymap keeps only the keywords its maildir lists (Dovecot's file format); Dovecot
     itself, and most servers, take any keyword (PERMANENTFLAGS \\*)."""
@@ -162,7 +149,7 @@ def test_erasing_a_customer_reaches_the_database_slack_the_mailbox_and_stays_era
                     now=now,
                     settings=make_settings(database_url),
                 )
-            before = figures(factory, now)
+            before = anonymous_figures(factory, now)
             with factory.begin() as session:
                 started = start_erasure(session, ADDRESS, by="U0MANAGER", now=now)
             smtp.refuse_rcpt = None
@@ -171,7 +158,7 @@ def test_erasing_a_customer_reaches_the_database_slack_the_mailbox_and_stays_era
             wait_until(lambda: erasure_finished(factory), timeout=30, what="the erasure to finish")
             # The replies she had before are in her mailbox, not ours: nothing was sent since.
             assert_nothing_of_her(factory, slack, smtp.mails[sent_before:])
-            assert figures(factory, now) == before
+            assert anonymous_figures(factory, now) == before
             for uid in uids[: len(mails)]:
                 assert ERASED_KEYWORD in imap.flags(uid)
             assert ERASED_KEYWORD not in imap.flags(uids[-1])

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
+from bot.stats import queries
 from bot.storage.models import Survey
 from bot.tickets.replies import send_reply
 from bot.tickets.workflow import resolve_ticket, set_tags
@@ -87,3 +88,21 @@ def answered_survey(
         comment=COMMENT,
         answered_at=answered_at,
     )
+
+
+def anonymous_figures(factory: sessionmaker[Session], now: datetime) -> tuple:
+    """The statistics an erasure must leave as they were (it keeps her tickets' figures)."""
+    start, end = now - timedelta(days=1), now + timedelta(days=1)
+    with factory() as session:
+        return (
+            sorted(
+                (round(r.created), -1 if r.first_reply is None else round(r.first_reply))
+                for r in queries.first_responses(session, start, end)
+            ),
+            sorted((round(r.created), round(r.resolved)) for r in queries.resolutions(session, start, end)),
+            queries.survey_totals(session, start, end),
+            queries.tag_counts(session, start - timedelta(days=1), start, end),
+            queries.template_uses(session, start, end),
+            sorted(queries.work_by_person(session, start, end).items()),
+            sorted(queries.created_since(session, start)),
+        )

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.outbox.queue import IMAP_ERASE, SLACK_DELETE_FILE, SLACK_ERASE_MESSAGE
 from bot.privacy.erasure import NothingToErase, erasure_preview, start_erasure, sweep_late_effects
 from bot.privacy.erasure_effects import finish_erasures
-from bot.stats import queries
 from bot.storage.models import (
     Attachment,
     AutoReply,
@@ -41,6 +40,7 @@ from tests.support.erased_customer import (
     NEEDLES,
     PHRASE,
     SUBJECTS,
+    anonymous_figures,
     answered_survey,
     her_mail,
     reply_tag_and_resolve,
@@ -152,28 +152,11 @@ def seed_customer(factory: sessionmaker[Session], database_url: str) -> list[int
     return tickets
 
 
-def stats(factory: sessionmaker[Session]) -> tuple:
-    start, end = NOW - timedelta(days=1), NOW + timedelta(days=1)
-    with factory() as session:
-        return (
-            sorted(
-                (round(r.created), -1 if r.first_reply is None else round(r.first_reply))
-                for r in queries.first_responses(session, start, end)
-            ),
-            sorted((round(r.created), round(r.resolved)) for r in queries.resolutions(session, start, end)),
-            queries.survey_totals(session, start, end),
-            queries.tag_counts(session, start - timedelta(days=1), start, end),
-            queries.template_uses(session, start, end),
-            sorted(queries.work_by_person(session, start, end).items()),
-            sorted(queries.created_since(session, start)),
-        )
-
-
 def test_erasing_a_customer_leaves_nothing_of_them_and_keeps_the_anonymous_figures(
     session_factory, database_url
 ):
     tickets = seed_customer(session_factory, database_url)
-    before = stats(session_factory)
+    before = anonymous_figures(session_factory, NOW)
     assert find_anywhere(session_factory.kw["bind"], NEEDLES)  # the scan does see them before
 
     with session_factory.begin() as session:
@@ -185,7 +168,7 @@ def test_erasing_a_customer_leaves_nothing_of_them_and_keeps_the_anonymous_figur
     assert preview.slack_posts == 3 + 9 + 1  # cards, thread posts, the page DM
     assert started.effects == preview.slack_posts + preview.files + 1 and not started.already_running
     assert find_anywhere(session_factory.kw["bind"], NEEDLES) == []
-    assert stats(session_factory) == before
+    assert anonymous_figures(session_factory, NOW) == before
     with session_factory() as session:
         kinds = session.execute(
             select(OutboxItem.kind, func.count())
