@@ -9,10 +9,19 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from sqlalchemy.orm import Session
+
+from bot.app import SupportBot
+from bot.clock import Clock, OffsetClock
 from bot.sandbox.imap_server import MailboxOps
 from bot.storage.db import upgrade
+from rota import store
+from rota.store import StaffMember
+from tests.support.harness import wait_until
 
 
 def machine() -> str:
@@ -121,3 +130,39 @@ def mail_server(kind: str, directory: Path) -> Iterator[MailboxOps]:
 
     with PymapServer(directory) as server:
         yield server
+
+
+ON_CALL = "UADA"
+URGENT_OUTAGE_RULE = '[[rule]]\nkind = "keyword"\npattern = "outage"\nurgent = true\n'
+
+
+def urgency_rules(directory: Path) -> Path:
+    """One rule: a mail saying "outage" is urgent, so it pages at night."""
+    rules = directory / "urgency.toml"
+    rules.write_text(URGENT_OUTAGE_RULE)
+    return rules
+
+
+def tuesday_night_in_rome() -> OffsetClock:
+    """A Tuesday night in Rome; the clock runs on from there at real speed."""
+    clock = OffsetClock()
+    clock.jump_to(datetime(2026, 12, 1, 22, 0, tzinfo=ZoneInfo("Europe/Rome")).astimezone(UTC))
+    return clock
+
+
+def publish_rota(session: Session, bot: SupportBot, clock: Clock) -> None:
+    """Ada alone on the roster and a published two-week plan, so she is the one on call."""
+    store.sync_roster(session, [StaffMember(ON_CALL, "Ada")], clock.now())
+    preview = store.preview_plan(
+        session,
+        bot.settings.calendar(),
+        bot.settings.plan_config(),
+        now=clock.now(),
+        until=clock.now() + timedelta(weeks=2),
+    )
+    store.publish_plan(session, preview, by="UMGR", now=clock.now())
+
+
+def wait_for_idle(bot: SupportBot) -> None:
+    wait_until(lambda: bot.watcher is not None and bot.watcher.connected.is_set(), what="IMAP")
+    time.sleep(0.5)  # let the watcher enter IDLE

@@ -15,27 +15,24 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from benchmarks._setup import (
     FLOOR_GAP_SECONDS,
+    ON_CALL,
     fresh_sqlite,
     idle_floor,
     machine,
     mail_server,
     print_against_floor,
+    publish_rota,
+    tuesday_night_in_rome,
+    urgency_rules,
+    wait_for_idle,
 )
-from bot.clock import OffsetClock
 from bot.sandbox.slack_api import SlackStandIn
 from bot.storage.db import transaction
-from rota import store
-from rota.store import StaffMember
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
-
-ON_CALL = "UADA"
-RULES = '[[rule]]\nkind = "keyword"\npattern = "outage"\nurgent = true\n'
 
 
 def main(count: int = 50, server: str = "pymap") -> None:
@@ -46,11 +43,8 @@ def main(count: int = 50, server: str = "pymap") -> None:
     ):
         floor = idle_floor(imap, [customer_mail(10_000 + n, subject=f"Floor {n}") for n in range(count)])
         slack.add_user(ON_CALL, "ada", "Ada", channels=(CHANNEL,))
-        rules = tmp / "urgency.toml"
-        rules.write_text(RULES)
-        # A Tuesday night in Rome; the clock runs on from there at real speed.
-        clock = OffsetClock()
-        clock.jump_to(datetime(2026, 12, 1, 22, 0, tzinfo=ZoneInfo("Europe/Rome")).astimezone(UTC))
+        rules = urgency_rules(tmp)
+        clock = tuesday_night_in_rome()
         env = bot_env(
             slack_url=slack.base_url,
             imap=imap,
@@ -61,17 +55,8 @@ def main(count: int = 50, server: str = "pymap") -> None:
         latencies: list[float] = []
         with running_bot(env, clock=clock) as bot:
             with transaction(bot.factory) as session:
-                store.sync_roster(session, [StaffMember(ON_CALL, "Ada")], clock.now())
-                preview = store.preview_plan(
-                    session,
-                    bot.settings.calendar(),
-                    bot.settings.plan_config(),
-                    now=clock.now(),
-                    until=clock.now() + timedelta(weeks=2),
-                )
-                store.publish_plan(session, preview, by="UMGR", now=clock.now())
-            wait_until(lambda: bot.watcher is not None and bot.watcher.connected.is_set(), what="IMAP")
-            time.sleep(0.5)  # let the watcher enter IDLE
+                publish_rota(session, bot, clock)
+            wait_for_idle(bot)
 
             def pages() -> list[float]:
                 dm = slack.dm_channels.get(ON_CALL)

@@ -13,23 +13,26 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
-from benchmarks._setup import fresh_sqlite, machine, mail_server, percentile
-from bot.clock import OffsetClock
+from benchmarks._setup import (
+    ON_CALL,
+    fresh_sqlite,
+    machine,
+    mail_server,
+    percentile,
+    publish_rota,
+    tuesday_night_in_rome,
+    urgency_rules,
+    wait_for_idle,
+)
 from bot.sandbox.slack_api import SlackStandIn
 from bot.storage.db import transaction
 from bot.storage.models_phone import Phone
-from rota import store
-from rota.store import StaffMember
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
 from tests.support.twilio_stand_in import TwilioStandIn
 
-ON_CALL = "UADA"
 NUMBER = "+393331111111"
-RULES = '[[rule]]\nkind = "keyword"\npattern = "outage"\nurgent = true\n'
 
 
 def main(count: int = 20) -> None:
@@ -40,10 +43,8 @@ def main(count: int = 20) -> None:
         TwilioStandIn() as twilio,
     ):
         slack.add_user(ON_CALL, "ada", "Ada", channels=(CHANNEL,))
-        rules = tmp / "urgency.toml"
-        rules.write_text(RULES)
-        clock = OffsetClock()
-        clock.jump_to(datetime(2026, 12, 1, 22, 0, tzinfo=ZoneInfo("Europe/Rome")).astimezone(UTC))
+        rules = urgency_rules(tmp)
+        clock = tuesday_night_in_rome()
         env = bot_env(
             slack_url=slack.base_url,
             imap=imap,
@@ -56,15 +57,7 @@ def main(count: int = 20) -> None:
         latencies: list[float] = []
         with running_bot(env, clock=clock) as bot:
             with transaction(bot.factory) as session:
-                store.sync_roster(session, [StaffMember(ON_CALL, "Ada")], clock.now())
-                preview = store.preview_plan(
-                    session,
-                    bot.settings.calendar(),
-                    bot.settings.plan_config(),
-                    now=clock.now(),
-                    until=clock.now() + timedelta(weeks=2),
-                )
-                store.publish_plan(session, preview, by="UMGR", now=clock.now())
+                publish_rota(session, bot, clock)
                 session.add(
                     Phone(
                         user_id=ON_CALL,
@@ -74,8 +67,7 @@ def main(count: int = 20) -> None:
                         codes_sent=0,
                     )
                 )
-            wait_until(lambda: bot.watcher is not None and bot.watcher.connected.is_set(), what="IMAP")
-            time.sleep(0.5)  # let the watcher enter IDLE
+            wait_for_idle(bot)
             for n in range(count):
                 before = len(twilio.calls(NUMBER))
                 started = time.time()

@@ -58,6 +58,21 @@ def check_config_connect(tmp_path: Path, **settings: str) -> subprocess.Complete
     )
 
 
+def check_both(
+    tmp_path: Path, imap: PymapServer, smtp_server: XOAuthSmtp, *, imap_password: str, smtp_password: str
+) -> subprocess.CompletedProcess[str]:
+    """`check-config --connect` against the pymap mailbox and the SMTP stand-in, with passwords."""
+    return check_config_connect(
+        tmp_path,
+        IMAP_PORT=str(imap.port),
+        IMAP_USER=imap.user,
+        IMAP_PASSWORD=imap_password,
+        SMTP_PORT=str(smtp_server.port),
+        SMTP_USER="support@example.com",
+        SMTP_PASSWORD=smtp_password,
+    )
+
+
 def verdicts(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith(("ok ", "FAILED "))]
 
@@ -65,15 +80,7 @@ def verdicts(output: str) -> list[str]:
 def test_check_config_connect_logs_in_to_both_and_sends_nothing(
     tmp_path: Path, imap: PymapServer, smtp_server: XOAuthSmtp
 ) -> None:
-    result = check_config_connect(
-        tmp_path,
-        IMAP_PORT=str(imap.port),
-        IMAP_USER=imap.user,
-        IMAP_PASSWORD=imap.password,
-        SMTP_PORT=str(smtp_server.port),
-        SMTP_USER="support@example.com",
-        SMTP_PASSWORD="smtp-secret",
-    )
+    result = check_both(tmp_path, imap, smtp_server, imap_password=imap.password, smtp_password="smtp-secret")
     assert result.returncode == 0, result.stdout + result.stderr
     imap_line, smtp_line = verdicts(result.stdout)
     assert imap_line == (
@@ -90,14 +97,8 @@ def test_check_config_connect_logs_in_to_both_and_sends_nothing(
 def test_check_config_connect_says_what_failed_and_what_to_do(
     tmp_path: Path, imap: PymapServer, smtp_server: XOAuthSmtp
 ) -> None:
-    result = check_config_connect(
-        tmp_path,
-        IMAP_PORT=str(imap.port),
-        IMAP_USER=imap.user,
-        IMAP_PASSWORD="wrong-imap-password",
-        SMTP_PORT=str(smtp_server.port),
-        SMTP_USER="support@example.com",
-        SMTP_PASSWORD="wrong-smtp-password",
+    result = check_both(
+        tmp_path, imap, smtp_server, imap_password="wrong-imap-password", smtp_password="wrong-smtp-password"
     )
     assert result.returncode == 1
     imap_line, smtp_line = verdicts(result.stdout)

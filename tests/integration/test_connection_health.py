@@ -12,16 +12,25 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
 
-from bot.app import SupportBot
 from bot.clock import FrozenClock
 from bot.health.connections import Service
-from bot.outbox.worker import outbox_stats
 from bot.sandbox.imap_server import PymapServer, free_port
-from bot.storage.models_health import ConnectionHealth
 from tests.integration.test_faults_servers import deliver_to_maildir, queue_reply, ticket_subjects
 from tests.integration.test_secrets import RefusingSmtp
+from tests.support.connection_health import (
+    MANAGERS,
+    OUTAGE,
+    RECOVERY,
+    error_kind,
+    failing,
+    health_row,
+    minutes_pass,
+    notices,
+    once_each,
+    outage_told_after_ten_minutes,
+    quiet,
+)
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
 from tests.support.slack_requests import SlackUser
@@ -30,46 +39,6 @@ from tests.support.socket_mode import SocketModeStandIn, SocketUser
 pytestmark = pytest.mark.timeout(240)
 
 START = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
-MANAGERS = ("UMANAGER1", "UMANAGER2")
-OUTAGE = "is not working"
-RECOVERY = "works again*"  # the bold headline, not the outage's "as soon as it works again"
-
-
-def health_row(bot: SupportBot, service: Service) -> ConnectionHealth | None:
-    with bot.factory() as session:
-        return session.scalar(select(ConnectionHealth).where(ConnectionHealth.service == str(service)))
-
-
-def failing(bot: SupportBot, service: Service) -> bool:
-    row = health_row(bot, service)
-    return row is not None and row.failing_since is not None
-
-
-def error_kind(bot: SupportBot, service: Service) -> str | None:
-    row = health_row(bot, service)
-    return row.error_kind if row is not None and row.failing_since is not None else None
-
-
-def notices(slack, marker: str) -> dict[str, list[str]]:
-    """The health posts holding `marker`: in the channel, and in each manager's DMs."""
-    found = {CHANNEL: [m["text"] for m in slack.messages(CHANNEL) if marker in m["text"]]}
-    for manager in MANAGERS:
-        found[manager] = [m["text"] for m in slack.dms(manager) if marker in m["text"]]
-    return found
-
-
-def once_each(slack, marker: str) -> bool:
-    return all(len(texts) == 1 for texts in notices(slack, marker).values())
-
-
-def quiet(bot: SupportBot) -> bool:
-    return outbox_stats(bot.factory, bot.clock.now()).get("pending", 0) == 0
-
-
-def minutes_pass(bot: SupportBot, clock: FrozenClock, count: int) -> None:
-    for _ in range(count):
-        clock.advance(timedelta(minutes=1))
-        bot.jobs.health_tick()
 
 
 def env_for(slack, imap, database_url: str, **overrides: str) -> dict[str, str]:
@@ -93,12 +62,7 @@ def test_a_mailbox_down_for_ten_minutes_is_told_once_and_its_mail_arrives_once(a
         # First the IDLE drops, then each reconnection is refused.
         wait_until(lambda: error_kind(bot, Service.MAILBOX) == "unreachable", what="the refusals recorded")
         deliver_to_maildir(imap, [customer_mail(n, subject=f"During the outage {n}") for n in (1, 2)])
-        minutes_pass(bot, clock, 2)
-        wait_until(lambda: quiet(bot), what="the outbox idle")
-        assert notices(slack, OUTAGE) == {CHANNEL: [], **{m: [] for m in MANAGERS}}, "two minutes: a blip"
-        minutes_pass(bot, clock, 8)
-        wait_until(lambda: once_each(slack, OUTAGE), what="the outage told in the channel and to managers")
-        text = notices(slack, OUTAGE)[CHANNEL][0]
+        text = outage_told_after_ten_minutes(bot, clock, slack)
         assert "The support mailbox is not working" in text and "cannot be reached" in text
         assert f"`IMAP_HOST` and `IMAP_PORT` (now {imap.host}:{imap.port})" in text
 

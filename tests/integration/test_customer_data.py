@@ -9,7 +9,6 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
-from email.message import EmailMessage
 from email.policy import default as default_policy
 
 import pytest
@@ -33,15 +32,14 @@ PDF = b"%PDF-1.4 the receipt " + bytes(range(256)) * 40
 
 
 def first_mail() -> bytes:
-    msg = EmailMessage()
-    msg["From"] = f'"Lin Customer" <{CUSTOMER}>'
-    msg["To"] = "support@example.com"
-    msg["Subject"] = "Charged twice"
-    msg["Date"] = "Fri, 20 Nov 2026 09:00:00 +0000"
-    msg["Message-ID"] = "<charged-twice@example.org>"
-    msg.set_content("I was charged twice for the blue kettle.\n")
-    msg.add_attachment(PDF, maintype="application", subtype="pdf", filename="receipt.pdf")
-    return bytes(msg)
+    return customer_mail(
+        sender=CUSTOMER,
+        sender_name="Lin Customer",
+        subject="Charged twice",
+        message_id="<charged-twice@example.org>",
+        body="I was charged twice for the blue kettle.\n",
+        attachments=[(PDF, "application", "pdf", "receipt.pdf")],
+    )
 
 
 @pytest.fixture

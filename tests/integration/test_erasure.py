@@ -15,13 +15,21 @@ from bot.mail.erase import ERASED_KEYWORD
 from bot.outbox.queue import notify_workers
 from bot.privacy.erasure import start_erasure
 from bot.sandbox.smtp_catcher import SmtpCatcher
-from bot.stats import queries
 from bot.storage.db import make_engine, make_sessionmaker
-from bot.storage.models import AutoReply, Customer, MailboxCheckpoint, Message, OutboxItem, Survey, Ticket
+from bot.storage.models import AutoReply, Customer, MailboxCheckpoint, Message, OutboxItem, Ticket
 from bot.storage.models_privacy import Erasure
 from bot.tickets.replies import send_reply
-from bot.tickets.workflow import resolve_ticket, set_tags
-from tests.support.erased_customer import ADDRESS, COMMENT, NAME, NEEDLES, SUBJECTS, her_mail, message_id
+from tests.support.erased_customer import (
+    ADDRESS,
+    NAME,
+    NEEDLES,
+    SUBJECTS,
+    anonymous_figures,
+    answered_survey,
+    her_mail,
+    message_id,
+    reply_tag_and_resolve,
+)
 from tests.support.erasure_checks import mail_mentions, slack_mentions
 from tests.support.erasure_scan import find_anywhere
 from tests.support.harness import CHANNEL, BotProcess, bot_env, running_bot, wait_until
@@ -64,46 +72,22 @@ def work_on_her_tickets(factory, database_url: str, now: datetime) -> None:
     tickets = her_tickets(factory)
     with factory.begin() as session:
         for ticket_id in tickets:
-            send_reply(
+            reply_tag_and_resolve(
                 session,
-                ticket_id=ticket_id,
-                agent_id="U0AGENT",
-                agent_name="Agent",
+                ticket_id,
                 text=f"Gentile {NAME}, fatto.",
-                template_name="thanks",
-                now=now,
                 settings=settings,
+                replied_at=now,
+                tagged_at=now,
+                resolved_at=now + timedelta(minutes=1),
             )
-            set_tags(session, ticket_id, "U0AGENT", ["billing"], now)
-            resolve_ticket(session, ticket_id, "U0AGENT", now + timedelta(minutes=1))
         session.add(
-            Survey(
-                ticket_id=tickets[0],
-                round=1,
-                agent="U0AGENT",
-                resolved_at=now,
-                status="sent",
-                sent_at=now,
-                solved=True,
-                comment=COMMENT,
-                answered_at=now + timedelta(minutes=2),
+            answered_survey(
+                tickets[0], resolved_at=now, sent_at=now, solved=True, answered_at=now + timedelta(minutes=2)
             )
         )
         session.add(AutoReply(ticket_id=tickets[1], address=ADDRESS, kind="ack", sent_at=now))
     notify_workers()
-
-
-def figures(factory, now: datetime) -> tuple:
-    start, end = now - timedelta(days=1), now + timedelta(days=1)
-    with factory() as session:
-        return (
-            sorted((round(r.created), round(r.resolved)) for r in queries.resolutions(session, start, end)),
-            queries.survey_totals(session, start, end),
-            queries.tag_counts(session, start - timedelta(days=1), start, end),
-            queries.template_uses(session, start, end),
-            sorted(queries.work_by_person(session, start, end).items()),
-            sorted(queries.created_since(session, start)),
-        )
 
 
 def allow_keyword(imap) -> None:
@@ -165,7 +149,7 @@ def test_erasing_a_customer_reaches_the_database_slack_the_mailbox_and_stays_era
                     now=now,
                     settings=make_settings(database_url),
                 )
-            before = figures(factory, now)
+            before = anonymous_figures(factory, now)
             with factory.begin() as session:
                 started = start_erasure(session, ADDRESS, by="U0MANAGER", now=now)
             smtp.refuse_rcpt = None
@@ -174,7 +158,7 @@ def test_erasing_a_customer_reaches_the_database_slack_the_mailbox_and_stays_era
             wait_until(lambda: erasure_finished(factory), timeout=30, what="the erasure to finish")
             # The replies she had before are in her mailbox, not ours: nothing was sent since.
             assert_nothing_of_her(factory, slack, smtp.mails[sent_before:])
-            assert figures(factory, now) == before
+            assert anonymous_figures(factory, now) == before
             for uid in uids[: len(mails)]:
                 assert ERASED_KEYWORD in imap.flags(uid)
             assert ERASED_KEYWORD not in imap.flags(uids[-1])

@@ -11,17 +11,13 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bot.ical_fetch import FetchFailed, IPAddress, fetch_calendar
 from tests.support.calendar_server import CalendarServer, calendar_server
+from tests.support.tls import self_signed
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -139,29 +135,8 @@ def test_a_mapped_ipv6_loopback_is_private(machines: tuple[CalendarServer, Calen
 
 
 def test_https_checks_the_certificate_for_the_name_not_the_address(tmp_path: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "calendar.example")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("calendar.example")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = tmp_path / "cert.pem"
-    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem = tmp_path / "key.pem"
-    key_pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    name = "calendar.example"
+    pem, key_pem = self_signed(tmp_path, common_name=name, dns_names=(name,), ip_addresses=())
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(pem, key_pem)
     trusted = ssl.create_default_context(cafile=str(pem))

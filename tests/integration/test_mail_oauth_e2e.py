@@ -19,17 +19,17 @@ from bot.health.connections import Service
 from bot.slack import modals
 from tests.integration.conftest import need_dovecot
 from tests.integration.test_check_connect import check_config_connect, verdicts
-from tests.integration.test_connection_health import (
+from tests.integration.test_faults_servers import ticket_posts, ticket_subjects
+from tests.support.connection_health import (
     MANAGERS,
     OUTAGE,
     RECOVERY,
     error_kind,
     minutes_pass,
-    notices,
     once_each,
+    outage_told_after_ten_minutes,
     quiet,
 )
-from tests.integration.test_faults_servers import ticket_posts, ticket_subjects
 from tests.support.dovecot_oauth import OAuthDovecot, end_oauth_sessions
 from tests.support.harness import CHANNEL, bot_env, running_bot, wait_until
 from tests.support.mail import customer_mail
@@ -235,12 +235,7 @@ def test_a_revoked_consent_is_told_once_with_what_to_do_and_its_mail_arrives_onc
         assert end_oauth_sessions(dovecot) == 1
         wait_until(lambda: error_kind(bot, Service.MAILBOX) == "login_refused", what="the refusal recorded")
         dovecot.append(customer_mail(2, subject="During the outage"))
-        minutes_pass(bot, clock, 2)
-        wait_until(lambda: quiet(bot), what="the outbox idle")
-        assert notices(slack, OUTAGE) == {CHANNEL: [], **{m: [] for m in MANAGERS}}, "two minutes: a blip"
-        minutes_pass(bot, clock, 8)
-        wait_until(lambda: once_each(slack, OUTAGE), what="the outage told in the channel and to managers")
-        text = notices(slack, OUTAGE)[CHANNEL][0]
+        text = outage_told_after_ten_minutes(bot, clock, slack)
         assert "The support mailbox is not working" in text and "the login was refused" in text
         assert "run `supportbot auth microsoft` again" in text and "consent" in text
         # What Microsoft said, translated: who must do what.

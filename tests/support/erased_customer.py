@@ -6,6 +6,13 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.config import Settings
+from bot.stats import queries
+from bot.storage.models import Survey
+from bot.tickets.replies import send_reply
+from bot.tickets.workflow import resolve_ticket, set_tags
 from tests.support.settings import SUPPORT_ADDRESS
 
 BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -39,3 +46,63 @@ def message_id(raw: bytes) -> str:
         if line.lower().startswith(b"message-id:"):
             return line.split(b":", 1)[1].strip().decode()
     raise ValueError("no Message-ID")
+
+
+def reply_tag_and_resolve(
+    session: Session,
+    ticket_id: int,
+    *,
+    text: str,
+    settings: Settings,
+    replied_at: datetime,
+    tagged_at: datetime,
+    resolved_at: datetime,
+) -> None:
+    """An agent's work on one of her tickets: a templated reply, a tag, the resolution."""
+    send_reply(
+        session,
+        ticket_id=ticket_id,
+        agent_id="U0AGENT",
+        agent_name="Agent",
+        text=text,
+        template_name="thanks",
+        now=replied_at,
+        settings=settings,
+    )
+    set_tags(session, ticket_id, "U0AGENT", ["billing"], tagged_at)
+    resolve_ticket(session, ticket_id, "U0AGENT", resolved_at)
+
+
+def answered_survey(
+    ticket_id: int, *, resolved_at: datetime, sent_at: datetime, solved: bool, answered_at: datetime
+) -> Survey:
+    """Her survey answer, with the comment that must vanish with her."""
+    return Survey(
+        ticket_id=ticket_id,
+        round=1,
+        agent="U0AGENT",
+        resolved_at=resolved_at,
+        status="sent",
+        sent_at=sent_at,
+        solved=solved,
+        comment=COMMENT,
+        answered_at=answered_at,
+    )
+
+
+def anonymous_figures(factory: sessionmaker[Session], now: datetime) -> tuple:
+    """The statistics an erasure must leave as they were (it keeps her tickets' figures)."""
+    start, end = now - timedelta(days=1), now + timedelta(days=1)
+    with factory() as session:
+        return (
+            sorted(
+                (round(r.created), -1 if r.first_reply is None else round(r.first_reply))
+                for r in queries.first_responses(session, start, end)
+            ),
+            sorted((round(r.created), round(r.resolved)) for r in queries.resolutions(session, start, end)),
+            queries.survey_totals(session, start, end),
+            queries.tag_counts(session, start - timedelta(days=1), start, end),
+            queries.template_uses(session, start, end),
+            sorted(queries.work_by_person(session, start, end).items()),
+            sorted(queries.created_since(session, start)),
+        )

@@ -22,7 +22,9 @@ def customer_mail(
     references: Sequence[str] = (),
     to: str = "support@example.com",
     headers: dict[str, str] | None = None,
+    attachments: Sequence[tuple[bytes, str, str, str]] = (),
 ) -> bytes:
+    """`attachments`: (data, maintype, subtype, filename) each, after the text body."""
     msg = EmailMessage()
     msg["From"] = f'"{sender_name or f"Customer {n}"}" <{sender or f"customer{n}@example.org"}>'
     msg["To"] = to
@@ -35,6 +37,8 @@ def customer_mail(
     for name, value in (headers or {}).items():
         msg[name] = value
     msg.set_content(body if body is not None else f"Hello, this is request number {n}.\n")
+    for data, maintype, subtype, filename in attachments:
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return bytes(msg)
 
 

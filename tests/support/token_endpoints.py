@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import ipaddress
 import json
 import secrets
 import ssl
@@ -33,44 +32,11 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+
+from tests.support.tls import self_signed
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
-
-
-def self_signed(directory: Path, *, common_name: str = "localhost") -> tuple[Path, Path]:
-    """A certificate for localhost and 127.0.0.1 and its key: (cert_file, key_file)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_file, key_file
 
 
 def service_account_key(
@@ -97,7 +63,7 @@ def app_certificate(directory: Path) -> tuple[Path, x509.Certificate]:
     """An app registration's certificate: one PEM file (key and certificate) and the certificate."""
     own = directory / "app-certificate"
     own.mkdir()
-    cert_file, key_file = self_signed(own, common_name="supportbot")
+    cert_file, key_file = self_signed(own, common_name="supportbot", dns_names=("localhost",), use_rsa=True)
     path = own / "credential.pem"
     path.write_bytes(key_file.read_bytes() + cert_file.read_bytes())
     return path, x509.load_pem_x509_certificate(cert_file.read_bytes())
@@ -143,7 +109,9 @@ class TokenEndpoints:
     revoked_access_tokens: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.cert_file, self.key_file = self_signed(self.directory)
+        self.cert_file, self.key_file = self_signed(
+            self.directory, common_name="localhost", dns_names=("localhost",), use_rsa=True
+        )
         self.ca_file = self.cert_file
         self._lock = threading.Lock()
         self._refresh_tokens: dict[str, str] = {}  # refresh token → "microsoft" | client id

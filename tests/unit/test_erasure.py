@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.outbox.queue import IMAP_ERASE, SLACK_DELETE_FILE, SLACK_ERASE_MESSAGE
 from bot.privacy.erasure import NothingToErase, erasure_preview, start_erasure, sweep_late_effects
 from bot.privacy.erasure_effects import finish_erasures
-from bot.stats import queries
 from bot.storage.models import (
     Attachment,
     AutoReply,
@@ -32,10 +31,20 @@ from bot.storage.models import (
 )
 from bot.storage.models_privacy import Erasure
 from bot.tickets.ingest import ingest_email
-from bot.tickets.replies import send_reply
 from bot.tickets.survey_answers import record_answer
-from bot.tickets.workflow import resolve_ticket, set_tags
-from tests.support.erased_customer import ADDRESS, BASE, COMMENT, NAME, NEEDLES, PHRASE, SUBJECTS, her_mail
+from tests.support.erased_customer import (
+    ADDRESS,
+    BASE,
+    COMMENT,
+    NAME,
+    NEEDLES,
+    PHRASE,
+    SUBJECTS,
+    anonymous_figures,
+    answered_survey,
+    her_mail,
+    reply_tag_and_resolve,
+)
 from tests.support.erasure_scan import find_anywhere
 from tests.support.settings import CHANNEL, SUPPORT_ADDRESS, make_settings
 
@@ -78,32 +87,25 @@ def seed_customer(factory: sessionmaker[Session], database_url: str) -> list[int
             tickets.append(result.ticket_id)
         session.flush()
         for ticket_id in tickets:
-            send_reply(
+            reply_tag_and_resolve(
                 session,
-                ticket_id=ticket_id,
-                agent_id="U0AGENT",
-                agent_name="Agent",
+                ticket_id,
                 text=f"Gentile {NAME}, abbiamo risolto.",
-                template_name="thanks",
-                now=NOW + timedelta(minutes=30),
                 settings=settings,
+                replied_at=NOW + timedelta(minutes=30),
+                tagged_at=NOW + timedelta(minutes=31),
+                resolved_at=NOW + timedelta(hours=1),
             )
-            set_tags(session, ticket_id, "U0AGENT", ["billing"], NOW + timedelta(minutes=31))
-            resolve_ticket(session, ticket_id, "U0AGENT", NOW + timedelta(hours=1))
         for message in session.scalars(select(Message).where(Message.ticket_id.in_(tickets))):
             message.slack_ts = f"1700000001.{message.id:06d}"
         for attachment in session.scalars(select(Attachment)):
             attachment.slack_file_id = f"F{attachment.id:07d}"
         session.add(
-            Survey(
-                ticket_id=tickets[0],
-                round=1,
-                agent="U0AGENT",
+            answered_survey(
+                tickets[0],
                 resolved_at=NOW + timedelta(hours=1),
-                status="sent",
                 sent_at=NOW + timedelta(hours=2),
                 solved=False,
-                comment=COMMENT,
                 answered_at=NOW + timedelta(hours=3),
             )
         )
@@ -150,28 +152,11 @@ def seed_customer(factory: sessionmaker[Session], database_url: str) -> list[int
     return tickets
 
 
-def stats(factory: sessionmaker[Session]) -> tuple:
-    start, end = NOW - timedelta(days=1), NOW + timedelta(days=1)
-    with factory() as session:
-        return (
-            sorted(
-                (round(r.created), -1 if r.first_reply is None else round(r.first_reply))
-                for r in queries.first_responses(session, start, end)
-            ),
-            sorted((round(r.created), round(r.resolved)) for r in queries.resolutions(session, start, end)),
-            queries.survey_totals(session, start, end),
-            queries.tag_counts(session, start - timedelta(days=1), start, end),
-            queries.template_uses(session, start, end),
-            sorted(queries.work_by_person(session, start, end).items()),
-            sorted(queries.created_since(session, start)),
-        )
-
-
 def test_erasing_a_customer_leaves_nothing_of_them_and_keeps_the_anonymous_figures(
     session_factory, database_url
 ):
     tickets = seed_customer(session_factory, database_url)
-    before = stats(session_factory)
+    before = anonymous_figures(session_factory, NOW)
     assert find_anywhere(session_factory.kw["bind"], NEEDLES)  # the scan does see them before
 
     with session_factory.begin() as session:
@@ -183,7 +168,7 @@ def test_erasing_a_customer_leaves_nothing_of_them_and_keeps_the_anonymous_figur
     assert preview.slack_posts == 3 + 9 + 1  # cards, thread posts, the page DM
     assert started.effects == preview.slack_posts + preview.files + 1 and not started.already_running
     assert find_anywhere(session_factory.kw["bind"], NEEDLES) == []
-    assert stats(session_factory) == before
+    assert anonymous_figures(session_factory, NOW) == before
     with session_factory() as session:
         kinds = session.execute(
             select(OutboxItem.kind, func.count())

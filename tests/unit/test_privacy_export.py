@@ -51,15 +51,14 @@ PDF = b"%PDF-1.4 Ada's invoice " + bytes(range(256))
 
 
 def mail_with_attachment() -> bytes:
-    msg = EmailMessage()
-    msg["From"] = f'"Ada Lovelace" <{ADA}>'
-    msg["To"] = "support@example.com"
-    msg["Subject"] = "Invoice is wrong"
-    msg["Date"] = "Fri, 20 Nov 2026 09:00:00 +0000"
-    msg["Message-ID"] = "<invoice-1@example.com>"
-    msg.set_content("My invoice shows the analytical engine twice.\n")
-    msg.add_attachment(PDF, maintype="application", subtype="pdf", filename="invoice.pdf")
-    return bytes(msg)
+    return customer_mail(
+        sender=ADA,
+        sender_name="Ada Lovelace",
+        subject="Invoice is wrong",
+        message_id="<invoice-1@example.com>",
+        body="My invoice shows the analytical engine twice.\n",
+        attachments=[(PDF, "application", "pdf", "invoice.pdf")],
+    )
 
 
 def build(session: Session) -> None:
