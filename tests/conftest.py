@@ -16,10 +16,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.storage.db import make_engine, make_sessionmaker
 from tests.support.databases import DatabaseFactory, database_factory
+
+# Property tests assert what comes out, not how fast: on a CI machine running both databases'
+# suites side by side, hypothesis's per-example deadline and its "generation too slow" check
+# failed tests that are correct. Every other setting stays hypothesis's default.
+settings.register_profile(
+    "suite", deadline=None, suppress_health_check=[HealthCheck.too_slow], parent=settings.default
+)
+settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")
