@@ -8,33 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.storage.models import AppSecret
+from bot.storage.app_secrets import app_secret
 
 SALT_NAME = "erasure_salt"
 
 
 def erasure_salt(session: Session) -> bytes:
-    row = session.get(AppSecret, SALT_NAME)
-    if row is not None:
-        return row.value.encode()
-    value = secrets.token_hex(32)
-    try:
-        with session.begin_nested():
-            session.add(AppSecret(name=SALT_NAME, value=value))
-            session.flush()
-    except IntegrityError:
-        # Another replica made it at the same moment: theirs is the one to hash with.
-        row = session.get(AppSecret, SALT_NAME)
-        if row is None:
-            raise
-        return row.value.encode()
-    return value.encode()
+    salt = app_secret(session, SALT_NAME)
+    assert salt is not None  # made when missing
+    return salt.encode()
 
 
 def digest(salt: bytes, value: str) -> str:

@@ -12,16 +12,14 @@ import binascii
 import hashlib
 import hmac
 import re
-import secrets
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.storage.models import AppSecret
+from bot.storage.app_secrets import app_secret
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -108,23 +106,8 @@ def survey_key(session: Session, settings: Settings, *, create: bool = False) ->
     """
     if settings.survey_secret:
         return link_key(settings.survey_secret)
-    row = session.get(AppSecret, SECRET_NAME)
-    if row is not None:
-        return link_key(row.value)
-    if not create:
-        return None
-    value = secrets.token_hex(32)
-    try:
-        with session.begin_nested():
-            session.add(AppSecret(name=SECRET_NAME, value=value))
-            session.flush()
-    except IntegrityError:
-        # Another replica made it at the same moment: theirs is the one links are signed with.
-        row = session.get(AppSecret, SECRET_NAME)
-        if row is None:
-            raise
-        return link_key(row.value)
-    return link_key(value)
+    value = app_secret(session, SECRET_NAME, create=create)
+    return link_key(value) if value is not None else None
 
 
 def survey_links(settings: Settings, key: bytes, survey_id: int, expires_at: datetime) -> dict[Action, str]:
