@@ -34,8 +34,7 @@ from rota import errors, store
 from rota.duties import DutyUnit, duty_slots, next_handoff
 from rota.ical_match import Matched, Placed
 from rota.load import LoadWeights
-from rota.notices import PlanChangesNotice
-from rota.publishing import PlanPublished
+from rota.publishing import PlanPublished, changes_told
 from rota.standing import period_balance
 from rota.store import DutyChange, TimeOffView
 
@@ -189,17 +188,7 @@ def publish_import(
     until = max((s.end for s in slots), default=now)
     coming = store.duties_between(session, now, until) if until > now else []
     balance = period_balance(session, coming, calendar, kinds, now, until) if coming else 1.0
-    people = sorted({p for c in future for p in (c.before, c.after) if p is not None})
-    told = tuple(
-        PlanChangesNotice(
-            person,
-            tuple(c for c in future if c.after == person),
-            tuple(c for c in future if c.before == person and c.after != person),
-            by,
-        )
-        for person in people
-    )
-    return PlanPublished(future, until, balance, by, told)
+    return PlanPublished(future, until, balance, by, changes_told(future, by))
 
 
 def cancel_import(session: Session, import_id: int, *, by: str, now: datetime) -> None:

@@ -3,6 +3,7 @@ whose duties changed is told which ones they gained and lost."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,8 +41,13 @@ def publish(
     if not preview.changes:
         return None
     changes = store.publish_plan(session, preview, by=by, now=now).changes
+    return PlanPublished(changes, until, preview.balance, by, changes_told(changes, by))
+
+
+def changes_told(changes: Sequence[DutyChange], by: str) -> tuple[PlanChangesNotice, ...]:
+    """Each person a published change concerns: the duties they gain and those they lose."""
     people = sorted({p for c in changes for p in (c.before, c.after) if p is not None})
-    told = tuple(
+    return tuple(
         PlanChangesNotice(
             person,
             tuple(c for c in changes if c.after == person),
@@ -50,4 +56,3 @@ def publish(
         )
         for person in people
     )
-    return PlanPublished(changes, until, preview.balance, by, told)
