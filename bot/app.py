@@ -74,6 +74,11 @@ class _TokenFromEnvironment(logging.Filter):
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
+# Room for the answers of every request that can wait at once (32 HTTP threads, Socket
+# Mode's workers) beside a burst's worth of listeners holding their work back.
+LISTENER_THREADS = 256
+
+
 def make_bolt_app(services: Services, access: Access, people: People, metrics: Metrics) -> App:
     settings = services.settings
     bolt_log = get_bolt_logger(App)
@@ -86,8 +91,10 @@ def make_bolt_app(services: Services, access: Access, people: People, metrics: M
         token_verification_enabled=False,
         request_verification_enabled=not settings.socket_mode,
         # Bolt answers Slack only once a listener has called ack(), so a burst of clicks must
-        # not wait for one of the default ten workers (HTTP serves 32 requests at once).
-        listener_executor=ThreadPoolExecutor(max_workers=48, thread_name_prefix="bolt-listener"),
+        # not wait for one of the default ten workers (HTTP serves 32 requests at once), nor
+        # for threads held by listeners whose work waits for others' answers
+        # (bot/answer_first.py). Threads start only as a burst needs them.
+        listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="bolt-listener"),
     )
     app.use(ack_timer(metrics, app))
     if settings.socket_mode:

@@ -26,10 +26,12 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from slack_bolt import App
-from slack_bolt.context.ack import Ack
+from slack_bolt.request import BoltRequest
+from slack_bolt.response import BoltResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.answer_first import FirstAck, PendingAnswers
 from bot.clock import Clock
 from bot.outbox.queue import FILES_LANE_PREFIX, SLACK_TICKET_POST
 from bot.storage.models import OutboxItem, Page, PageAttempt, Survey
@@ -242,11 +244,20 @@ def _histogram(name: str, documentation: str, values: list[float], buckets: Sequ
 
 class MeasuredApp(App):
     """Bolt's App, noting the ids listeners are registered for: the bounded set of
-    `listener` label values (an id Slack sends that no listener has is "other")."""
+    `listener` label values (an id Slack sends that no listener has is "other"), and
+    counting the requests waiting for their answer (`bot.answer_first`)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pending: PendingAnswers | None = None, **kwargs: Any) -> None:
         self.listener_ids: set[str] = set()
+        self.pending = pending or PendingAnswers()
         super().__init__(*args, **kwargs)
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        # Over HTTP and Socket Mode alike: from here until ack() (or the end, for events
+        # Bolt acknowledges itself) this request waits for its answer.
+        with self.pending.request() as waiting:
+            req.context["ack"] = FirstAck(waiting, self.pending)
+            return super().dispatch(req)
 
     def _note(self, constraints: Any) -> None:
         if isinstance(constraints, str):
@@ -284,18 +295,6 @@ def listener_id(body: dict[str, Any]) -> str | None:
     return None
 
 
-class _TimedAck(Ack):
-    def __init__(self, on_first: Callable[[], None]) -> None:
-        super().__init__()
-        self._on_first: Callable[[], None] | None = on_first
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._on_first is not None:
-            on_first, self._on_first = self._on_first, None
-            on_first()
-        return super().__call__(*args, **kwargs)
-
-
 def ack_timer(metrics: Metrics, app: MeasuredApp) -> Callable[..., Any]:
     """Bolt middleware timing each listener's ack(), labelled by the listener's id."""
 
@@ -305,7 +304,10 @@ def ack_timer(metrics: Metrics, app: MeasuredApp) -> Callable[..., Any]:
             return next()  # events are acknowledged by Bolt itself
         label = found if found in app.listener_ids else OTHER
         started = time.monotonic()
-        context["ack"] = _TimedAck(lambda: metrics.acknowledged(label, time.monotonic() - started))
+        ack = context.get("ack")
+        if not isinstance(ack, FirstAck):
+            ack = context["ack"] = FirstAck()
+        ack.on_first.append(lambda: metrics.acknowledged(label, time.monotonic() - started))
         return next()
 
     return middleware
