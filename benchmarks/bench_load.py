@@ -44,7 +44,18 @@ from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.storage.db import make_engine, make_sessionmaker, upgrade
 from tests.support.dovecot import DovecotServer, dovecot_binary
 from tests.support.harness import CHANNEL
-from tests.support.load import ANSWER_KINDS, WINDOW, LoadPlan, LoadReport, check_load, load_bot, run_load
+from tests.support.load import (
+    ANSWER_KINDS,
+    MAILS_PER_HOUR,
+    REALISTIC_FOLLOW_UP_DISTANCE,
+    REALISTIC_MAILS_PER_HOUR,
+    WINDOW,
+    LoadPlan,
+    LoadReport,
+    check_load,
+    load_bot,
+    run_load,
+)
 
 TARGET_P99 = 1.0
 
@@ -77,10 +88,15 @@ def _print_report(
     # pymap slows down as its maildir grows: when it cannot take mail as fast as planned,
     # say how fast the mail really came.
     effective = plan.span * plan.speedup / run.span_seconds if run.span_seconds else plan.speedup
+    staff = (
+        f"a realistic team of {plan.staff} (activity x{plan.activity:g})"
+        if plan.team == "realistic"
+        else f"{plan.staff} staff acting every ~{plan.think:g} s"
+    )
     print(
-        f"load: {plan.mails} mails at 2,000/hour x{plan.speedup:g} ({run.span_seconds:.0f} s, "
+        f"load: {plan.mails} mails at {plan.rate:,.0f}/hour x{plan.speedup:g} ({run.span_seconds:.0f} s, "
         f"effectively x{min(effective, plan.speedup):.1f}), "
-        f"{plan.staff} staff acting every ~{plan.think:g} s, pace {plan.pace * 1000:.1f} ms, "
+        f"{staff}, pace {plan.pace * 1000:.1f} ms, "
         f"{backend}, {server} ({machine()}, load average {os.getloadavg()[0]:.1f})"
     )
     print(f"  {'handler':<24}{'n':>6}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}   ms")
@@ -103,6 +119,11 @@ def _print_report(
         f"  APPEND -> post in Slack: p50 {backlog.p50 * 1000:.0f} ms, p95 {backlog.p95 * 1000:.0f} ms, "
         f"max {backlog.max * 1000:.0f} ms; appender behind schedule at worst {run.append_lag * 1000:.0f} ms; "
         f"drained {run.drain_seconds:.1f} s after the last mail"
+    )
+    new = report.new_posts
+    print(
+        f"  of which new tickets ({new.count}): p50 {new.p50 * 1000:.0f} ms, p95 {new.p95 * 1000:.0f} ms, "
+        f"max {new.max * 1000:.0f} ms"
     )
     # Queued -> delivered, from the outbox's own rows; x speedup gives the wait at Slack's real pace.
     speedup = plan.speedup
@@ -129,6 +150,15 @@ def _print_report(
         f"tightest run of {WINDOW} at {report.tightest_window:.2f}x the pace"
     )
     print(f"  replies sent from the modal {report.replies_sent}, mailed {report.replies_mailed}")
+    print(
+        f"  two or more thread posts of one ticket waiting at once: {report.thread_overlaps} times "
+        f"(at most {report.thread_most_waiting} together)"
+    )
+    if plan.team == "realistic":
+        print(
+            f"  the team's ticket actions: {run.team_planned} planned, {run.team_done} done "
+            "before the mail stopped (the rest belong to tickets still being worked on)"
+        )
     errors = [line for line in bot_log.splitlines() if " ERROR " in line or "Traceback" in line]
     for text in errors[:10]:
         print("  bot error:", text[:300])
@@ -136,11 +166,34 @@ def _print_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="2,000 mails in an hour while 10 staff work tickets.")
-    parser.add_argument("--mails", type=int, default=2000)
-    parser.add_argument("--speedup", type=float, default=60.0, help="1 is the real hour (default 60)")
+    parser = argparse.ArgumentParser(
+        description="An hour at the support desk: mail arriving while staff work tickets."
+    )
+    parser.add_argument(
+        "--team",
+        choices=("busy", "realistic"),
+        default="busy",
+        help="busy: 2,000 mails an hour, everyone acting every --think s; realistic: 200 an hour, "
+        "staff acting on tickets with human delays (tests/support/load.py, RealisticTeam)",
+    )
+    parser.add_argument("--mails", type=int, help="how many mails (busy: 2,000; realistic: --minutes' worth)")
+    parser.add_argument(
+        "--mails-per-hour", type=float, help="the rate at the real pace (busy 2,000, realistic 200)"
+    )
+    parser.add_argument(
+        "--activity",
+        type=float,
+        default=1.0,
+        help="realistic team: mail and lookups this many times as often",
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=20.0, help="realistic team: real minutes of mail (default 20)"
+    )
+    parser.add_argument("--speedup", type=float, help="1 is the real pace (default: busy 60, realistic 1)")
     parser.add_argument("--staff", type=int, default=10)
-    parser.add_argument("--think", type=float, default=3.0, help="mean seconds between one person's actions")
+    parser.add_argument(
+        "--think", type=float, default=3.0, help="busy team: mean seconds between one person's actions"
+    )
     parser.add_argument("--server", choices=("pymap", "dovecot"), default="pymap")
     parser.add_argument(
         "--database-url",
@@ -151,9 +204,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.server == "dovecot" and dovecot_binary() is None:
         raise SystemExit("dovecot is not installed (apt-get install dovecot-imapd)")
-    plan = LoadPlan(
-        mails=args.mails, speedup=args.speedup, staff=args.staff, think=args.think, seed=args.seed
-    )
+    if args.team == "realistic":
+        rate = args.mails_per_hour or REALISTIC_MAILS_PER_HOUR
+        plan = LoadPlan(
+            mails=args.mails or round(rate * args.activity * args.minutes / 60),
+            speedup=args.speedup or 1.0,
+            staff=args.staff,
+            seed=args.seed,
+            team="realistic",
+            mails_per_hour=rate,
+            activity=args.activity,
+            burst=0,
+            follow_up_distance=REALISTIC_FOLLOW_UP_DISTANCE,
+        )
+    else:
+        plan = LoadPlan(
+            mails=args.mails or 2000,
+            speedup=args.speedup or 60.0,
+            staff=args.staff,
+            think=args.think,
+            seed=args.seed,
+            mails_per_hour=args.mails_per_hour or MAILS_PER_HOUR,
+        )
     with ExitStack() as stack:
         sqlite_url, tmp = stack.enter_context(fresh_sqlite())
         url = stack.enter_context(fresh_postgres(args.database_url)) if args.database_url else sqlite_url
@@ -191,7 +263,12 @@ def main(argv: list[str] | None = None) -> int:
                 mails=plan.mails,
                 speedup=plan.speedup,
                 staff=plan.staff,
-                think_s=plan.think,
+                team=plan.team,
+                mails_per_hour=plan.rate,
+                activity=plan.activity,
+                think_s=plan.think if plan.team == "busy" else None,
+                team_actions_planned=run.team_planned,
+                team_actions_done=run.team_done,
                 pace_ms=round(plan.pace * 1000, 2),
                 arrival_seconds=round(run.span_seconds, 1),
                 seconds=round(time.monotonic() - started, 1),
