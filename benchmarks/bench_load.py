@@ -1,4 +1,4 @@
-"""A busy hour: 2,000 customer mails in an hour while 10 staff work tickets at once.
+"""A busy hour: 2,000 customer mails in an hour while 10 staff work tickets at once; or a real team's.
 
 The bot runs as `supportbot run` in its own process, in HTTP mode, against an IMAP server
 (pymap, or Dovecot with `--server dovecot`), the Slack stand-in and an SMTP catcher. Mail
@@ -10,14 +10,31 @@ Slack's pace is the real one. `--speedup 1` is the real hour. Staff act at human
 `/slack/events`: claim, tag, reply from the modal (templates or their own words),
 resolve, notes, `/support open|mine|ticket N|stats`, `/oncall`, App Home.
 
+`--team realistic` is a real team's hour instead, at the real pace unless `--speedup` says
+otherwise: 200 mails an hour at random (Poisson) times for `--minutes` (default 20), 15%
+follow-ups, no burst, and 10 staff (2 managers) whose actions follow the tickets: each new
+ticket is claimed by one person 15 s + 75 s on average after it appears, answered 30 s + 90 s
+after the claim and, for 40% of tickets, again 60 s + 180 s later (a template for 60% of
+replies, their own words otherwise), tagged (30%) or noted in its thread (20%) meanwhile, and
+resolved 20 s + 60 s after its last reply; everyone also looks something up (`/support
+open|mine|ticket N|stats`, App Home) every 6 minutes on average. That is about 170 tickets,
+240 replies and 440 channel posts an hour (one every 8 s). `--activity 3` brings three times
+the mail, so three times the tickets and their actions, and looks up three times as often.
+The numbers are in `tests/support/load.py`, `RealisticTeam`.
+
 Reported: each handler's latency (request → HTTP answer, the ack Slack waits for; and,
 where the answer comes through the Web API, request → the modal or App Home at the
 stand-in) by kind and overall, against the target p99 < 1 s; the delay from APPEND to the
-post in Slack; and what must hold: every mail one ticket or follow-up, posts in arrival
-order and never faster than the pace, every reply mailed once.
+post in Slack (all mail, and new tickets alone); how long each kind of outbox row waited
+(the longest thread post's wait among them); how often two or more thread posts of one
+ticket waited at once (would merging them save posts?); and what must hold: every mail one
+ticket or follow-up, posts in arrival order and never faster than the pace, every reply
+mailed once.
 
     .venv/bin/python -m benchmarks.bench_load                       # SQLite, pymap, 2,000 mails, x60
     .venv/bin/python -m benchmarks.bench_load --server dovecot --speedup 1
+    .venv/bin/python -m benchmarks.bench_load --team realistic --minutes 25     # the real pace
+    .venv/bin/python -m benchmarks.bench_load --team realistic --minutes 25 --activity 3
     BENCH_DATABASE_URL=postgresql://127.0.0.1:5432/test .venv/bin/python -m benchmarks.bench_load
     .venv/bin/python -m benchmarks.bench_load --database-url postgresql://127.0.0.1:5432/test
 """
