@@ -1,4 +1,4 @@
-"""A busy hour: 2,000 customer mails in an hour while 10 staff work tickets at once.
+"""A busy hour: 2,000 customer mails in an hour while 10 staff work tickets at once; or a real team's.
 
 The bot runs as `supportbot run` in its own process, in HTTP mode, against an IMAP server
 (pymap, or Dovecot with `--server dovecot`), the Slack stand-in and an SMTP catcher. Mail
@@ -10,14 +10,31 @@ Slack's pace is the real one. `--speedup 1` is the real hour. Staff act at human
 `/slack/events`: claim, tag, reply from the modal (templates or their own words),
 resolve, notes, `/support open|mine|ticket N|stats`, `/oncall`, App Home.
 
+`--team realistic` is a real team's hour instead, at the real pace unless `--speedup` says
+otherwise: 200 mails an hour at random (Poisson) times for `--minutes` (default 20), 15%
+follow-ups, no burst, and 10 staff (2 managers) whose actions follow the tickets: each new
+ticket is claimed by one person 15 s + 75 s on average after it appears, answered 30 s + 90 s
+after the claim and, for 40% of tickets, again 60 s + 180 s later (a template for 60% of
+replies, their own words otherwise), tagged (30%) or noted in its thread (20%) meanwhile, and
+resolved 20 s + 60 s after its last reply; everyone also looks something up (`/support
+open|mine|ticket N|stats`, App Home) every 6 minutes on average. That is about 170 tickets,
+240 replies and 440 channel posts an hour (one every 8 s). `--activity 3` brings three times
+the mail, so three times the tickets and their actions, and looks up three times as often.
+The numbers are in `tests/support/load.py`, `RealisticTeam`.
+
 Reported: each handler's latency (request → HTTP answer, the ack Slack waits for; and,
 where the answer comes through the Web API, request → the modal or App Home at the
 stand-in) by kind and overall, against the target p99 < 1 s; the delay from APPEND to the
-post in Slack; and what must hold: every mail one ticket or follow-up, posts in arrival
-order and never faster than the pace, every reply mailed once.
+post in Slack (all mail, and new tickets alone); how long each kind of outbox row waited
+(the longest thread post's wait among them); how often two or more thread posts of one
+ticket waited at once (would merging them save posts?); and what must hold: every mail one
+ticket or follow-up, posts in arrival order and never faster than the pace, every reply
+mailed once.
 
     .venv/bin/python -m benchmarks.bench_load                       # SQLite, pymap, 2,000 mails, x60
     .venv/bin/python -m benchmarks.bench_load --server dovecot --speedup 1
+    .venv/bin/python -m benchmarks.bench_load --team realistic --minutes 25     # the real pace
+    .venv/bin/python -m benchmarks.bench_load --team realistic --minutes 25 --activity 3
     BENCH_DATABASE_URL=postgresql://127.0.0.1:5432/test .venv/bin/python -m benchmarks.bench_load
     .venv/bin/python -m benchmarks.bench_load --database-url postgresql://127.0.0.1:5432/test
 """
@@ -44,7 +61,18 @@ from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.storage.db import make_engine, make_sessionmaker, upgrade
 from tests.support.dovecot import DovecotServer, dovecot_binary
 from tests.support.harness import CHANNEL
-from tests.support.load import ANSWER_KINDS, WINDOW, LoadPlan, LoadReport, check_load, load_bot, run_load
+from tests.support.load import (
+    ANSWER_KINDS,
+    MAILS_PER_HOUR,
+    REALISTIC_FOLLOW_UP_DISTANCE,
+    REALISTIC_MAILS_PER_HOUR,
+    WINDOW,
+    LoadPlan,
+    LoadReport,
+    check_load,
+    load_bot,
+    run_load,
+)
 
 TARGET_P99 = 1.0
 
@@ -77,10 +105,15 @@ def _print_report(
     # pymap slows down as its maildir grows: when it cannot take mail as fast as planned,
     # say how fast the mail really came.
     effective = plan.span * plan.speedup / run.span_seconds if run.span_seconds else plan.speedup
+    staff = (
+        f"a realistic team of {plan.staff} (activity x{plan.activity:g})"
+        if plan.team == "realistic"
+        else f"{plan.staff} staff acting every ~{plan.think:g} s"
+    )
     print(
-        f"load: {plan.mails} mails at 2,000/hour x{plan.speedup:g} ({run.span_seconds:.0f} s, "
+        f"load: {plan.mails} mails at {plan.rate:,.0f}/hour x{plan.speedup:g} ({run.span_seconds:.0f} s, "
         f"effectively x{min(effective, plan.speedup):.1f}), "
-        f"{plan.staff} staff acting every ~{plan.think:g} s, pace {plan.pace * 1000:.1f} ms, "
+        f"{staff}, pace {plan.pace * 1000:.1f} ms, "
         f"{backend}, {server} ({machine()}, load average {os.getloadavg()[0]:.1f})"
     )
     print(f"  {'handler':<24}{'n':>6}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}   ms")
@@ -103,6 +136,11 @@ def _print_report(
         f"  APPEND -> post in Slack: p50 {backlog.p50 * 1000:.0f} ms, p95 {backlog.p95 * 1000:.0f} ms, "
         f"max {backlog.max * 1000:.0f} ms; appender behind schedule at worst {run.append_lag * 1000:.0f} ms; "
         f"drained {run.drain_seconds:.1f} s after the last mail"
+    )
+    new = report.new_posts
+    print(
+        f"  of which new tickets ({new.count}): p50 {new.p50 * 1000:.0f} ms, p95 {new.p95 * 1000:.0f} ms, "
+        f"max {new.max * 1000:.0f} ms"
     )
     # Queued -> delivered, from the outbox's own rows; x speedup gives the wait at Slack's real pace.
     speedup = plan.speedup
@@ -129,6 +167,15 @@ def _print_report(
         f"tightest run of {WINDOW} at {report.tightest_window:.2f}x the pace"
     )
     print(f"  replies sent from the modal {report.replies_sent}, mailed {report.replies_mailed}")
+    print(
+        f"  two or more thread posts of one ticket waiting at once: {report.thread_overlaps} times "
+        f"(at most {report.thread_most_waiting} together)"
+    )
+    if plan.team == "realistic":
+        print(
+            f"  the team's ticket actions: {run.team_planned} planned, {run.team_done} done "
+            "before the mail stopped (the rest belong to tickets still being worked on)"
+        )
     errors = [line for line in bot_log.splitlines() if " ERROR " in line or "Traceback" in line]
     for text in errors[:10]:
         print("  bot error:", text[:300])
@@ -136,11 +183,34 @@ def _print_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="2,000 mails in an hour while 10 staff work tickets.")
-    parser.add_argument("--mails", type=int, default=2000)
-    parser.add_argument("--speedup", type=float, default=60.0, help="1 is the real hour (default 60)")
+    parser = argparse.ArgumentParser(
+        description="An hour at the support desk: mail arriving while staff work tickets."
+    )
+    parser.add_argument(
+        "--team",
+        choices=("busy", "realistic"),
+        default="busy",
+        help="busy: 2,000 mails an hour, everyone acting every --think s; realistic: 200 an hour, "
+        "staff acting on tickets with human delays (tests/support/load.py, RealisticTeam)",
+    )
+    parser.add_argument("--mails", type=int, help="how many mails (busy: 2,000; realistic: --minutes' worth)")
+    parser.add_argument(
+        "--mails-per-hour", type=float, help="the rate at the real pace (busy 2,000, realistic 200)"
+    )
+    parser.add_argument(
+        "--activity",
+        type=float,
+        default=1.0,
+        help="realistic team: mail and lookups this many times as often",
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=20.0, help="realistic team: real minutes of mail (default 20)"
+    )
+    parser.add_argument("--speedup", type=float, help="1 is the real pace (default: busy 60, realistic 1)")
     parser.add_argument("--staff", type=int, default=10)
-    parser.add_argument("--think", type=float, default=3.0, help="mean seconds between one person's actions")
+    parser.add_argument(
+        "--think", type=float, default=3.0, help="busy team: mean seconds between one person's actions"
+    )
     parser.add_argument("--server", choices=("pymap", "dovecot"), default="pymap")
     parser.add_argument(
         "--database-url",
@@ -151,9 +221,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.server == "dovecot" and dovecot_binary() is None:
         raise SystemExit("dovecot is not installed (apt-get install dovecot-imapd)")
-    plan = LoadPlan(
-        mails=args.mails, speedup=args.speedup, staff=args.staff, think=args.think, seed=args.seed
-    )
+    if args.team == "realistic":
+        rate = args.mails_per_hour or REALISTIC_MAILS_PER_HOUR
+        plan = LoadPlan(
+            mails=args.mails or round(rate * args.activity * args.minutes / 60),
+            speedup=args.speedup or 1.0,
+            staff=args.staff,
+            seed=args.seed,
+            team="realistic",
+            mails_per_hour=rate,
+            activity=args.activity,
+            burst=0,
+            follow_up_distance=REALISTIC_FOLLOW_UP_DISTANCE,
+        )
+    else:
+        plan = LoadPlan(
+            mails=args.mails or 2000,
+            speedup=args.speedup or 60.0,
+            staff=args.staff,
+            think=args.think,
+            seed=args.seed,
+            mails_per_hour=args.mails_per_hour or MAILS_PER_HOUR,
+        )
     with ExitStack() as stack:
         sqlite_url, tmp = stack.enter_context(fresh_sqlite())
         url = stack.enter_context(fresh_postgres(args.database_url)) if args.database_url else sqlite_url
@@ -191,7 +280,12 @@ def main(argv: list[str] | None = None) -> int:
                 mails=plan.mails,
                 speedup=plan.speedup,
                 staff=plan.staff,
-                think_s=plan.think,
+                team=plan.team,
+                mails_per_hour=plan.rate,
+                activity=plan.activity,
+                think_s=plan.think if plan.team == "busy" else None,
+                team_actions_planned=run.team_planned,
+                team_actions_done=run.team_done,
                 pace_ms=round(plan.pace * 1000, 2),
                 arrival_seconds=round(run.span_seconds, 1),
                 seconds=round(time.monotonic() - started, 1),

@@ -8,6 +8,10 @@ at human speed (every `think` seconds on average): claims, tags, replies from th
 with templates or their own words, resolutions, notes in threads, `/support open|mine|
 ticket N|stats`, `/oncall` and App Home.
 
+`team="realistic"` is a real team's hour instead (see `RealisticTeam`): 200 mails an hour
+(times `activity`), and staff whose actions follow the tickets with human delays rather
+than a fixed clock.
+
 `run_load` drives it and records what happened; `check_load` reads the stand-ins and the
 database afterwards and says what the load broke, if anything: lost or doubled mail,
 posts out of arrival order or faster than the pace, replies not sent exactly once.
@@ -15,6 +19,7 @@ posts out of arrival order or faster than the pace, replies not sent exactly onc
 
 from __future__ import annotations
 
+import heapq
 import json
 import random
 import threading
@@ -24,13 +29,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.outbox.queue import SLACK_THREAD_MESSAGE
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.slack_requests import find_element
 from bot.sandbox.smtp_catcher import SmtpCatcher
@@ -67,6 +74,10 @@ ACTIONS = {
 }
 # A follow-up answers a mail at least this many arrivals older, whose ticket exists by then.
 FOLLOW_UP_DISTANCE = 20
+# A real team's hour (issue #20): 10 staff, 200 mails an hour; `RealisticTeam` has the rest.
+REALISTIC_MAILS_PER_HOUR = 200
+# At 200 an hour five arrivals are about 90 s: the parent's ticket exists long before.
+REALISTIC_FOLLOW_UP_DISTANCE = 5
 
 
 @dataclass(frozen=True)
@@ -79,11 +90,20 @@ class LoadPlan:
     follow_up_share: float = 0.15
     burst: int = 30  # mails delivered at once halfway through (a mail server flushing its queue)
     seed: int = 8
+    team: str = "busy"  # "busy": everyone acts every `think` s; "realistic": see RealisticTeam
+    mails_per_hour: float = MAILS_PER_HOUR
+    activity: float = 1.0  # realistic team: mail rate and lookups multiplied by this
+    follow_up_distance: int = FOLLOW_UP_DISTANCE
+
+    @property
+    def rate(self) -> float:
+        """Mails an hour at the real pace."""
+        return self.mails_per_hour * self.activity
 
     @property
     def span(self) -> float:
         """Wall-clock seconds over which the mail arrives."""
-        return self.mails * 3600 / MAILS_PER_HOUR / self.speedup
+        return self.mails * 3600 / self.rate / self.speedup
 
     @property
     def pace(self) -> float:
@@ -116,8 +136,9 @@ def plan_mails(plan: LoadPlan) -> list[PlannedMail]:
     new_ones: list[int] = []
     for index, at in enumerate(times):
         parent = None
-        if index >= FOLLOW_UP_DISTANCE * 2 and rng.random() < plan.follow_up_share:
-            parent = rng.choice([n for n in new_ones if n <= index - FOLLOW_UP_DISTANCE][-200:])
+        distance = plan.follow_up_distance
+        if index >= distance * 2 and rng.random() < plan.follow_up_share:
+            parent = rng.choice([n for n in new_ones if n <= index - distance][-200:])
         message_id = f"<load-{plan.seed}-{index}@customers.example.org>"
         if parent is None:
             new_ones.append(index)
@@ -171,6 +192,8 @@ class LoadRun:
     span_seconds: float = 0.0  # how long the arrivals actually took
     drain_seconds: float = 0.0  # from the last APPEND to the last post and mail
     failures: list[str] = field(default_factory=list)
+    team_planned: int = 0  # realistic team: ticket actions planned, and done before the mail stopped
+    team_done: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, kind: str, seconds: float, ok: bool = True) -> None:
@@ -290,11 +313,16 @@ class Agent:
         view = self.user.slack.open_modal(self.user.id)
         return view["id"] if view else None
 
+    def _ticket(self, number: int) -> tuple[int, dict[str, Any]] | None:
+        found = self.board.message(number)
+        return (number, {**found, "channel": CHANNEL}) if found else None
+
     def do_claim(self) -> None:
         picked = self._pick_ticket(unclaimed=True)
-        if picked is None:
-            return
-        number, message = picked
+        if picked is not None:
+            self.claim(*picked)
+
+    def claim(self, number: int, message: dict[str, Any]) -> None:
         try:
             find_element(message["blocks"], render.ACTION_CLAIM)
         except LookupError:
@@ -307,14 +335,13 @@ class Agent:
     def do_reply(self) -> None:
         # Mostly one's own tickets; replying to someone else's waiting ticket claims it.
         if self.mine and self.rng.random() < 0.8:
-            number = self.rng.choice(self.mine)
-            found = self.board.message(number)
-            picked = (number, {**found, "channel": CHANNEL}) if found else None
+            picked = self._ticket(self.rng.choice(self.mine))
         else:
             picked = self._pick_ticket()
-        if picked is None:
-            return
-        number, message = picked
+        if picked is not None:
+            self.reply(*picked)
+
+    def reply(self, number: int, message: dict[str, Any]) -> None:
         before = self._current_modal_id()
         started = time.monotonic()
         self._timed("reply: open", lambda: self.user.click(message, render.ACTION_REPLY))
@@ -354,9 +381,10 @@ class Agent:
 
     def do_tag(self) -> None:
         picked = self._pick_ticket()
-        if picked is None:
-            return
-        _, message = picked
+        if picked is not None:
+            self.tag(*picked)
+
+    def tag(self, number: int, message: dict[str, Any]) -> None:
         before = self._current_modal_id()
         started = time.monotonic()
         self._timed("tag: open", lambda: self.user.click(message, render.ACTION_TAG))
@@ -369,11 +397,13 @@ class Agent:
     def do_resolve(self) -> None:
         if not self.mine:
             return
-        number = self.mine.pop(self.rng.randrange(len(self.mine)))
-        message = self.board.message(number)
-        if message is None:
-            return
-        message = {**message, "channel": CHANNEL}
+        picked = self._ticket(self.mine.pop(self.rng.randrange(len(self.mine))))
+        if picked is not None:
+            self.resolve(*picked)
+
+    def resolve(self, number: int, message: dict[str, Any]) -> None:
+        if number in self.mine:
+            self.mine.remove(number)
         try:
             find_element(message["blocks"], render.ACTION_RESOLVE)
         except LookupError:
@@ -382,9 +412,10 @@ class Agent:
 
     def do_note(self) -> None:
         picked = self._pick_ticket()
-        if picked is None:
-            return
-        number, message = picked
+        if picked is not None:
+            self.note(*picked)
+
+    def note(self, number: int, message: dict[str, Any]) -> None:
         text = f"Internal note from {self.user.name} on #{number}."
         self._timed("note in thread", lambda: self.user.write_in_thread(CHANNEL, message["ts"], text))
 
@@ -416,6 +447,144 @@ class Agent:
             started,
             lambda: (slack.home.get(self.user.id) or {}).get("id") not in (None, before),
         )
+
+
+# -- a real team -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delay:
+    """A human delay: at least `least` seconds, then on average `mean` more (exponential)."""
+
+    least: float
+    mean: float
+
+    def draw(self, rng: random.Random) -> float:
+        return self.least + rng.expovariate(1 / self.mean)
+
+
+class RealisticTeam:
+    """A real team's day at the desk, driven by the tickets rather than by a clock.
+
+    For every new ticket seen in the channel, one person (the least busy, ties at random)
+    plans to handle it: claims it after CLAIM (15 s + 75 s on average: tens of seconds to
+    minutes), replies once after FIRST_REPLY (30 s + 90 s after the claim) and, for
+    SECOND_REPLY_SHARE of tickets, again after SECOND_REPLY (60 s + 180 s); the reply is a
+    template (60%, a third of those edited) or their own words. A TAG_SHARE of tickets is
+    tagged and a NOTE_SHARE gets an internal note in its thread, at some time after the
+    claim; every ticket is resolved RESOLVE (20 s + 60 s) after its last reply. Besides,
+    each person looks something up every LOOK_EVERY seconds on average (`/support open`,
+    `mine`, `ticket N`, managers `stats`, App Home); `activity` multiplies that rate with
+    the mail's. Follow-up mails get no planned answer of their own: their ticket's replies
+    are the answer. Each person does one thing at a time, so a busy person's plans slip.
+    All delays are real seconds divided by the plan's speedup. At 200 mails an hour that
+    is about 170 tickets, 240 replies and 100 lookups an hour; with the mail's thread posts
+    about 440 channel posts an hour, one every 8 s against Slack's one a second.
+    """
+
+    CLAIM = Delay(15, 75)
+    FIRST_REPLY = Delay(30, 90)
+    SECOND_REPLY_SHARE = 0.4
+    SECOND_REPLY = Delay(60, 180)
+    TAG_SHARE = 0.3
+    TAG = Delay(0, 60)
+    NOTE_SHARE = 0.2
+    NOTE = Delay(0, 120)
+    RESOLVE = Delay(20, 60)
+    LOOK_EVERY = 360.0
+    # What a lookup is (relative weights); stats is for managers only.
+    LOOKUPS: ClassVar[dict[str, int]] = {"open": 30, "mine": 30, "home": 25, "ticket": 10, "stats": 5}
+
+    def __init__(self, agents: list[Agent], board: Board, run: LoadRun, rng: random.Random) -> None:
+        self.agents = agents
+        self.board = board
+        self.run = run
+        self.rng = rng
+        self.scale = 1 / run.plan.speedup
+        self._agendas: list[list[tuple[float, int, str, int]]] = [[] for _ in agents]
+        self._cond = threading.Condition()
+        self._seq = 0
+        self.planned = 0
+        self.done = 0
+
+    def _later(self, delay: Delay) -> float:
+        return delay.draw(self.rng) * self.scale
+
+    def _add(self, who: int, at: float, action: str, number: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._agendas[who], (at, self._seq, action, number))
+        self.planned += 1
+
+    def plan_ticket(self, number: int, now: float) -> None:
+        with self._cond:
+            least = min(len(a) for a in self._agendas)
+            who = self.rng.choice([n for n, a in enumerate(self._agendas) if len(a) == least])
+            claim = now + self._later(self.CLAIM)
+            self._add(who, claim, "claim", number)
+            reply = claim + self._later(self.FIRST_REPLY)
+            self._add(who, reply, "reply", number)
+            if self.rng.random() < self.SECOND_REPLY_SHARE:
+                reply += self._later(self.SECOND_REPLY)
+                self._add(who, reply, "reply", number)
+            if self.rng.random() < self.TAG_SHARE:
+                self._add(who, claim + self._later(self.TAG), "tag", number)
+            if self.rng.random() < self.NOTE_SHARE:
+                self._add(who, claim + self._later(self.NOTE), "note", number)
+            self._add(who, reply + self._later(self.RESOLVE), "resolve", number)
+            self._cond.notify_all()
+
+    def watch(self, stop: threading.Event) -> None:
+        """Plan each ticket as it appears in the channel."""
+        seen = 0
+        while not stop.wait(0.25 * min(1.0, self.scale * 4)):
+            numbers = self.board.numbers()
+            for number in numbers[seen:]:
+                self.plan_ticket(number, time.monotonic())
+            seen = len(numbers)
+
+    def work(self, who: int, stop: threading.Event) -> None:
+        agent = self.agents[who]
+        look_every = self.LOOK_EVERY * self.scale / self.run.plan.activity
+        kinds = [k for k in self.LOOKUPS if agent.manager or k != "stats"]
+        weights = [self.LOOKUPS[k] for k in kinds]
+        next_look = time.monotonic() + self.rng.expovariate(1 / look_every)
+        agenda = self._agendas[who]
+        while not stop.is_set():
+            with self._cond:
+                now = time.monotonic()
+                due = min(next_look, agenda[0][0] if agenda else next_look)
+                if due > now:
+                    self._cond.wait(min(due - now, 0.5))
+                    continue
+                task = heapq.heappop(agenda) if agenda and agenda[0][0] <= next_look else None
+            if task is None:
+                next_look = time.monotonic() + self.rng.expovariate(1 / look_every)
+                kind = self.rng.choices(kinds, weights)[0]
+                self._act(agent, kind, getattr(agent, f"do_{kind}"))
+                continue
+            _, _, action, number = task
+            picked = agent._ticket(number)
+            if picked is None:
+                self.run.fail(f"{agent.user.id} {action}: ticket #{number} not in the channel")
+                continue
+            self._act(agent, action, partial(getattr(agent, action), *picked))
+            with self._cond:
+                self.done += 1
+
+    def _act(self, agent: Agent, kind: str, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as exc:  # a broken step is a finding, not a reason to stop the desk
+            self.run.fail(f"{agent.user.id} {kind}: {type(exc).__name__}: {exc}")
+
+    def threads(self, stop: threading.Event) -> list[threading.Thread]:
+        return [
+            threading.Thread(target=self.watch, args=(stop,), name="team-watch"),
+            *(
+                threading.Thread(target=self.work, args=(n, stop), name=f"agent-{n}")
+                for n in range(len(self.agents))
+            ),
+        ]
 
 
 def _editor_input(view: dict[str, Any]) -> dict[str, Any]:
@@ -507,7 +676,14 @@ def run_load(
     # Warm the bot's caches (auth.test, the staff list) the way the first click of the day does.
     agents[0].user.command("help")
     stop = threading.Event()
-    threads = [threading.Thread(target=a.work, args=(stop,), name=f"agent-{n}") for n, a in enumerate(agents)]
+    team = (
+        RealisticTeam(agents, board, run, random.Random(rng.random())) if plan.team == "realistic" else None
+    )
+    threads = (
+        team.threads(stop)
+        if team is not None
+        else [threading.Thread(target=a.work, args=(stop,), name=f"agent-{n}") for n, a in enumerate(agents)]
+    )
     for thread in threads:
         thread.start()
     try:
@@ -516,6 +692,9 @@ def run_load(
         stop.set()
         for thread in threads:
             thread.join(60)
+    if team is not None:
+        # Tickets that came late are still being worked on when the mail stops; say how much.
+        run.team_planned, run.team_done = team.planned, team.done
     last_append = time.monotonic()
     expected_new = sum(1 for m in run.mails if m.parent is None)
     try:
@@ -618,6 +797,11 @@ class LoadReport:
     problems: list[str]
     # Per outbox kind: queued → delivered (new tickets' posts, thread posts, card edits...).
     outbox_waits: dict[str, Spread] = field(default_factory=dict)
+    new_posts: Spread = field(default_factory=lambda: Spread.of([]))  # APPEND → post, new tickets only
+    # Thread posts waiting together, for the question whether to merge them: how many times
+    # a ticket came to have two or more waiting at once, and the most one ticket had.
+    thread_overlaps: int = 0
+    thread_most_waiting: int = 0
 
     def as_json(self, **extra: Any) -> str:
         return json.dumps(
@@ -636,6 +820,9 @@ class LoadReport:
                 "replies_sent": self.replies_sent,
                 "replies_mailed": self.replies_mailed,
                 "outbox_waits": {k: v.ms() for k, v in sorted(self.outbox_waits.items())},
+                "new_ticket_posts": self.new_posts.ms(),
+                "thread_overlaps": self.thread_overlaps,
+                "thread_most_waiting": self.thread_most_waiting,
                 "problems": self.problems,
             }
         )
@@ -731,6 +918,7 @@ def check_load(
             )
 
     backlog: list[float] = []
+    new_posts: list[float] = []
     ingest = [
         stored_at[_bare(m.message_id)] - run.appended_at[m.index]
         for m in run.mails
@@ -744,6 +932,8 @@ def check_load(
         )
         if at is not None and mail.index in run.appended_at:
             backlog.append(at - run.appended_at[mail.index])
+            if mail.parent is None:
+                new_posts.append(at - run.appended_at[mail.index])
 
     # Slack's pace: single gaps may shrink by network jitter, a run of writes may not.
     pace = run.plan.pace
@@ -771,16 +961,23 @@ def check_load(
         problems.append(f"{sum(mailed.values())} mails caught for {len(outbound)} replies")
 
     waits: dict[str, list[float]] = defaultdict(list)
+    thread_spans: dict[int, list[tuple[float, float]]] = defaultdict(list)
     with factory() as session:
-        for kind, created_at, delivered_at in session.execute(
-            select(OutboxItem.kind, OutboxItem.created_at, OutboxItem.delivered_at).where(
-                OutboxItem.status == "done", OutboxItem.delivered_at.is_not(None)
-            )
+        for kind, ticket_id, created_at, delivered_at in session.execute(
+            select(
+                OutboxItem.kind, OutboxItem.ticket_id, OutboxItem.created_at, OutboxItem.delivered_at
+            ).where(OutboxItem.status == "done", OutboxItem.delivered_at.is_not(None))
         ):
             waits[kind].append((delivered_at - created_at).total_seconds())
+            if kind == SLACK_THREAD_MESSAGE and ticket_id is not None:
+                thread_spans[ticket_id].append((created_at.timestamp(), delivered_at.timestamp()))
+    overlaps, most = _waiting_together(thread_spans)
 
     return LoadReport(
         outbox_waits={k: Spread.of(v) for k, v in waits.items()},
+        new_posts=Spread.of(new_posts),
+        thread_overlaps=overlaps,
+        thread_most_waiting=most,
         by_kind={k: Spread.of(v) for k, v in by_kind.items()},
         acks=Spread.of(acks),
         answers=Spread.of(answers),
@@ -795,6 +992,22 @@ def check_load(
         replies_mailed=sum(mailed.values()),
         problems=problems[:40],
     )
+
+
+def _waiting_together(spans: dict[int, list[tuple[float, float]]]) -> tuple[int, int]:
+    """How many times one ticket came to have two or more thread posts waiting (queued,
+    not yet delivered) at once, and the most that ever waited together for one ticket."""
+    overlaps = most = 0
+    for intervals in spans.values():
+        # A delivery at the instant another is queued is not waiting together: ends first.
+        events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+        waiting = 0
+        for _, step in events:
+            waiting += step
+            if step == 1 and waiting == 2:
+                overlaps += 1
+            most = max(most, waiting)
+    return overlaps, most
 
 
 def _bare(message_id: str) -> str:
