@@ -7,7 +7,8 @@ strictly. Both share one interpreter: 50 claims at once cost about 7 ms of CPU e
 when each claim's own work ran right after its ack, the last of the 50 answers waited
 behind the work of the first 49 (p99 350–450 ms on SQLite). Here a listener's work after
 its ack() waits, for at most `MAX_DEFER_SECONDS`, until no request is waiting for its
-answer; with none waiting it goes on at once, so a quiet bot adds nothing.
+answer and none has arrived for `SETTLE_SECONDS`; on a quiet bot that is 30 ms after the
+request came, which nobody sees behind a Slack round trip.
 
 The work waits in the listener's own thread, so the listener pool must have threads to
 spare for the acks of the requests still waiting (`LISTENER_THREADS` in bot/app.py): a
@@ -30,14 +31,22 @@ from slack_bolt.response import BoltResponse
 # that a steady stream of requests cannot hold a listener's work back for long.
 MAX_DEFER_SECONDS = 0.5
 
+# A burst's requests reach the gate over 150-400 ms, not at once (the HTTP server's one I/O
+# thread reads them between the others' turns on the interpreter), so "none waiting" came
+# between arrivals and let held work compete with the rest of the burst. Quiet is none
+# waiting and none arrived for this long.
+SETTLE_SECONDS = 0.03
+
 
 class PendingAnswers:
     """How many Slack requests are waiting for their answer in this process."""
 
-    def __init__(self, max_defer: float = MAX_DEFER_SECONDS) -> None:
+    def __init__(self, max_defer: float = MAX_DEFER_SECONDS, settle: float = SETTLE_SECONDS) -> None:
         self.max_defer = max_defer
+        self.settle = settle
         self._changed = threading.Condition()
         self._waiting = 0
+        self._last_arrival = float("-inf")
 
     def request(self) -> Waiting:
         """A request from arrival until its answer is set (or it ends without one)."""
@@ -51,14 +60,28 @@ class PendingAnswers:
     def _add(self, delta: int) -> None:
         with self._changed:
             self._waiting += delta
+            if delta > 0:
+                self._last_arrival = time.monotonic()
             if self._waiting == 0:
                 self._changed.notify_all()
 
     def after_answers(self) -> float:
-        """Wait until no request waits for its answer (at most `max_defer`); the seconds waited."""
+        """Wait until no request waits for its answer and none arrived for `settle` seconds
+        (at most `max_defer` in all); the seconds waited."""
         started = time.monotonic()
+        deadline = started + self.max_defer
         with self._changed:
-            self._changed.wait_for(lambda: self._waiting == 0, timeout=self.max_defer)
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                if self._waiting:
+                    self._changed.wait(deadline - now)
+                    continue
+                quiet_at = self._last_arrival + self.settle
+                if now >= quiet_at:
+                    break
+                self._changed.wait(min(quiet_at, deadline) - now)
         return time.monotonic() - started
 
 

@@ -68,14 +68,14 @@ class Flow:
 def flow_of(tmp_path: Any) -> Iterator[Any]:
     with SlackStandIn(channels=(CHANNEL,)) as slack:
 
-        def make(max_defer: float) -> Flow:
+        def make(max_defer: float, settle: float = 0.03) -> Flow:
             metrics = Metrics()
             app = MeasuredApp(
                 client=WebClient(token="xoxb-test", base_url=slack.base_url),
                 signing_secret="unused",
                 request_verification_enabled=False,
                 token_verification_enabled=False,
-                pending=PendingAnswers(max_defer=max_defer),
+                pending=PendingAnswers(max_defer=max_defer, settle=settle),
                 listener_executor=ThreadPoolExecutor(16),
             )
             app.use(ack_timer(metrics, app))
@@ -106,6 +106,17 @@ def test_with_nobody_waiting_the_work_goes_on_at_once(flow_of: Any) -> None:
     assert flow.click("fast").status == 200
     assert flow.fast_work_done.wait(10)
     assert flow.app.pending.waiting == 0
+
+
+def test_the_work_waits_for_a_burst_to_stop_arriving(flow_of: Any) -> None:
+    # Requests of one burst reach the bot one after another: a moment with none waiting
+    # between two of them is not yet quiet.
+    flow = flow_of(max_defer=30, settle=0.6)
+    started = time.monotonic()
+    assert flow.click("fast").status == 200
+    assert not flow.fast_work_done.wait(0.2), "held until nothing has arrived for a while"
+    assert flow.fast_work_done.wait(10)
+    assert time.monotonic() - started >= 0.6
 
 
 def test_the_work_waits_no_longer_than_the_bound(flow_of: Any) -> None:
