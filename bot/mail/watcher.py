@@ -76,7 +76,7 @@ class MailboxSettings:
 
 
 def _arrived_meanwhile(client: IMAPClient) -> bool:
-    """Did the server announce new mail while we were searching or fetching?
+    """Did the server announce new mail since we last asked? (The announcements are dropped.)
 
     An EXISTS that arrives inside another command's response is kept by imaplib
     with the untagged responses and never reaches IDLE, so without this check a
@@ -313,6 +313,12 @@ class MailboxWatcher:
                 last_uid = 0
             else:
                 last_uid = checkpoint.last_uid
+        # The EXISTS that ended the IDLE is answered by this SEARCH: forget it, so that
+        # `_arrived_meanwhile` reports only mail announced from here on. imaplib keeps every
+        # untagged response, the IDLE's too, and left there it sent each wake-up round
+        # again: a second checkpoint read and UID SEARCH after every new mail, with the
+        # post on its way and the next IDLE waiting behind them.
+        _arrived_meanwhile(client)
         # "n:*" always matches the highest UID even when it is below n (RFC 3501 §6.4.8).
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
         if not uids:
