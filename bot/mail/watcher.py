@@ -30,7 +30,7 @@ from bot.health.connections import ConnectionReporter
 from bot.mail.checkpoints import load_checkpoint, save_checkpoint
 from bot.mail.oauth_token import TokenSource
 from bot.mail.xoauth2 import MailLoginRefused, imap_login
-from bot.outbox.queue import SLACK_POST, enqueue, notify_workers, slack_lane
+from bot.outbox.queue import FILES_LANE_PREFIX, SLACK_POST, enqueue, notify_workers, slack_lane
 from bot.storage.db import transaction
 from bot.tickets.events import SYSTEM, record_event
 from bot.tickets.ingest import is_database_outage, store_mails, store_mails_one_by_one
@@ -370,7 +370,9 @@ class MailboxWatcher:
                     session, mails, mailbox=s.mailbox_key, channel=s.channel, now=now
                 )
                 save_checkpoint(session, s.mailbox_key, uidvalidity, batch[-1], now)
-        notify_workers()
+        # Ingestion writes Slack lanes only (a ticket's posts and card edits, in its channel's
+        # lanes, and its uploads); the triage worker hears of every commit.
+        notify_workers(lanes=(slack_lane(""), FILES_LANE_PREFIX))
         if self.on_ingested is not None:
             self.on_ingested(results)
         return sum(1 for r in results if r.outcome != "duplicate")
