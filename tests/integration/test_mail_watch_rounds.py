@@ -48,3 +48,26 @@ def test_each_new_mail_costs_one_search_and_one_fetch_before_the_watcher_idles_a
     # The EXISTS that ended the IDLE is answered by the SEARCH that follows it; it must
     # not send the watcher round again (a second SEARCH while the post goes out).
     assert rounds == [["DONE", "UID SEARCH", "UID FETCH", "IDLE"]] * 3
+
+
+def test_a_mail_appended_while_the_watcher_fetches_is_not_left_for_the_next_idle(
+    any_imap, slack, database_url
+):
+    """The wake-up's EXISTS is dropped before the SEARCH; one that comes after it must still
+    bring its mail in at once, not at the end of a 25-minute IDLE."""
+    with ImapTap(any_imap.host, any_imap.port, user=any_imap.user, password=any_imap.password) as tap:
+        env = bot_env(slack_url=slack.base_url, imap=tap, database_url=database_url)
+        with running_bot(env) as bot:
+            assert bot.settings.imap_idle_seconds >= 600
+            tap.wait_for(lambda cs: any(c.verb == "IDLE" for c in cs))
+            tap.hold("UID FETCH")
+            any_imap.append(customer_mail(1, subject="First"))
+            assert tap.held.wait(20), "the watcher never fetched the first mail"
+            any_imap.append(customer_mail(2, subject="Second, during the fetch"))
+            tap.release()
+            posts = slack.wait_for(
+                lambda c: c.method == "chat.postMessage" and c.args.get("channel") == CHANNEL,
+                count=2,
+                timeout=20,
+            )
+    assert ["First" in str(p.args.get("text")) for p in posts] == [True, False]

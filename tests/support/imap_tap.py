@@ -44,6 +44,9 @@ class ImapTap:
         self._sockets: list[socket.socket] = []
         self._connections = 0
         self._closed = False
+        self._hold_verb: str | None = None
+        self.held = threading.Event()
+        self._released = threading.Event()
         threading.Thread(target=self._accept, name="imap-tap", daemon=True).start()
 
     def commands(self) -> list[Command]:
@@ -57,7 +60,19 @@ class ImapTap:
                 raise AssertionError(f"the IMAP tap never saw what it waited for; saw {self._commands}")
             return list(self._commands)
 
+    def hold(self, verb: str) -> None:
+        """Keep the next command with this verb (and what follows it) from the server until
+        `release`: the client then waits in that command, as on a slow server."""
+        with self._lock:
+            self._hold_verb = verb
+            self.held.clear()
+            self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
     def close(self) -> None:
+        self._released.set()
         with self._lock:
             self._closed = True
             sockets = [self._server, *self._sockets]
@@ -94,17 +109,22 @@ class ImapTap:
         pending = b""
         try:
             while chunk := source.recv(65536):
-                sink.sendall(chunk)
                 if record_as is None:
+                    sink.sendall(chunk)
                     continue
                 pending += chunk
                 *lines, pending = pending.split(b"\r\n")
-                if lines:
-                    with self._changed:
-                        self._commands += [
-                            Command(record_as, line.decode("utf-8", "replace")) for line in lines
-                        ]
-                        self._changed.notify_all()
+                commands = [Command(record_as, line.decode("utf-8", "replace")) for line in lines]
+                with self._changed:
+                    self._commands += commands
+                    self._changed.notify_all()
+                    hold = self._hold_verb is not None and any(c.verb == self._hold_verb for c in commands)
+                    if hold:
+                        self._hold_verb = None
+                if hold:
+                    self.held.set()
+                    self._released.wait()
+                sink.sendall(chunk)
         except OSError:
             pass
         finally:
