@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import select
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from bot.app import SupportBot
 from bot.clock import Clock, OffsetClock
+from bot.mail.watcher import _server_spoke
 from bot.sandbox.imap_server import MailboxOps
 from bot.storage.db import upgrade
 from rota import store
@@ -79,9 +79,12 @@ def idle_floor(
             imap.append(raw, folder=folder)
             deadline = started + 30
             while True:
-                # Wait for the socket, then let idle_done read in blocking mode: idle_check
-                # reads a response split across TCP segments in two halves and fails.
-                if not select.select([client.socket()], [], [], 1.0)[0]:
+                # Wait for the server to speak, then let idle_done read in blocking mode:
+                # idle_check reads a response split across TCP segments in two halves and
+                # fails. Looked for as the watcher does, in imaplib's buffer as well as on the
+                # socket: a response that came with IDLE's continuation is already read from
+                # the socket, and select() alone waited 30 s for it (seen once on Dovecot).
+                if not _server_spoke(client, timeout=1.0):
                     if time.monotonic() > deadline:
                         raise TimeoutError("the bare IDLE client heard nothing in 30 s")
                     continue

@@ -30,7 +30,7 @@ from bot.health.connections import ConnectionReporter
 from bot.mail.checkpoints import load_checkpoint, save_checkpoint
 from bot.mail.oauth_token import TokenSource
 from bot.mail.xoauth2 import MailLoginRefused, imap_login
-from bot.outbox.queue import SLACK_POST, enqueue, notify_workers, slack_lane
+from bot.outbox.queue import FILES_LANE_PREFIX, SLACK_POST, enqueue, notify_workers, slack_lane
 from bot.storage.db import transaction
 from bot.tickets.events import SYSTEM, record_event
 from bot.tickets.ingest import is_database_outage, store_mails, store_mails_one_by_one
@@ -76,7 +76,7 @@ class MailboxSettings:
 
 
 def _arrived_meanwhile(client: IMAPClient) -> bool:
-    """Did the server announce new mail while we were searching or fetching?
+    """Did the server announce new mail since we last asked? (The announcements are dropped.)
 
     An EXISTS that arrives inside another command's response is kept by imaplib
     with the untagged responses and never reaches IDLE, so without this check a
@@ -313,6 +313,12 @@ class MailboxWatcher:
                 last_uid = 0
             else:
                 last_uid = checkpoint.last_uid
+        # The EXISTS that ended the IDLE is answered by this SEARCH: forget it, so that
+        # `_arrived_meanwhile` reports only mail announced from here on. imaplib keeps every
+        # untagged response, the IDLE's too, and left there it sent each wake-up round
+        # again: a second checkpoint read and UID SEARCH after every new mail, with the
+        # post on its way and the next IDLE waiting behind them.
+        _arrived_meanwhile(client)
         # "n:*" always matches the highest UID even when it is below n (RFC 3501 §6.4.8).
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
         if not uids:
@@ -364,7 +370,9 @@ class MailboxWatcher:
                     session, mails, mailbox=s.mailbox_key, channel=s.channel, now=now
                 )
                 save_checkpoint(session, s.mailbox_key, uidvalidity, batch[-1], now)
-        notify_workers()
+        # Ingestion writes Slack lanes only (a ticket's posts and card edits, in its channel's
+        # lanes, and its uploads); the triage worker hears of every commit.
+        notify_workers(lanes=(slack_lane(""), FILES_LANE_PREFIX))
         if self.on_ingested is not None:
             self.on_ingested(results)
         return sum(1 for r in results if r.outcome != "duplicate")

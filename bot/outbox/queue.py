@@ -7,6 +7,7 @@ will deliver the effect after the transaction that wrote it commits.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -128,41 +129,55 @@ def upload_key(attachment_id: int) -> str:
 
 
 # One event per worker: a single shared event would be cleared by whichever worker woke
-# first, and the others would sleep through the news.
-_listeners: set[threading.Event] = set()
+# first, and the others would sleep through the news. Beside each, the lane prefix its
+# worker delivers (None: it wants to hear of every commit, as triage does).
+_listeners: dict[threading.Event, str | None] = {}
 _listeners_lock = threading.Lock()
 
 
-def notify_workers() -> None:
-    """Tell in-process workers that new rows were committed (saves a poll interval)."""
+def notify_workers(lanes: Collection[str] | None = None, *, besides: threading.Event | None = None) -> None:
+    """Tell in-process workers that new rows were committed (saves a poll interval).
+
+    With `lanes` (lanes or lane prefixes: "slack:" is any channel's), only the outbox workers
+    delivering one of them are woken, and those that hear of every commit. Ingestion's commit
+    writes Slack rows only, and waking the SMTP, IMAP and upload workers too put three empty
+    passes on the CPU (and the GIL) just as the Slack worker began the post. A worker not
+    woken still finds rows at its next poll. `besides`: the caller's own event, so a worker's
+    own commit does not wake it for nothing.
+    """
     with _listeners_lock:
-        for event in _listeners:
-            event.set()
+        for event, prefix in _listeners.items():
+            if event is besides:
+                continue
+            if prefix is None or lanes is None or any(lane.startswith(prefix) for lane in lanes):
+                event.set()
 
 
-def work_signal() -> threading.Event:
-    """An event set whenever rows are committed; the worker clears it after waking."""
+def work_signal(lane_prefix: str | None = None) -> threading.Event:
+    """An event set whenever rows are committed (for `lane_prefix`'s lanes, when given);
+    the worker clears it after waking."""
     event = threading.Event()
     with _listeners_lock:
-        _listeners.add(event)
+        _listeners[event] = lane_prefix
     return event
 
 
 def drop_work_signal(event: threading.Event) -> None:
     with _listeners_lock:
-        _listeners.discard(event)
+        _listeners.pop(event, None)
 
 
 class SignalledWorker:
     """A daemon thread running `run` until `stop`; its work signal wakes it as soon as rows
-    are committed, and `stop` sets it too, so a worker asleep until its next poll ends at once."""
+    are committed (for its lanes, if it delivers `lane_prefix`'s), and `stop` sets it too,
+    so a worker asleep until its next poll ends at once."""
 
     thread_name = "worker"
 
-    def __init__(self) -> None:
+    def __init__(self, lane_prefix: str | None = None) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._signal = work_signal()
+        self._signal = work_signal(lane_prefix)
 
     def run(self) -> None:
         raise NotImplementedError

@@ -112,7 +112,7 @@ class OutboxWorker(SignalledWorker):
         self._paused_until: dict[str, datetime] = {}
         self._restarts = 0
         self.observer = observer
-        super().__init__()
+        super().__init__(lane_prefix)
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -74,7 +74,9 @@ class TriageWorker(SignalledWorker):
         self._seeded = True
         if results:
             # Our own rows (acks, pages, card refreshes) are committed: hand them to the outbox.
-            notify_workers()
+            # Not to ourselves: a pass of our own just then would only find nothing to triage,
+            # on the CPU while the page goes out.
+            notify_workers(besides=self._signal)
             for result in results:
                 log.info(
                     "triaged #%s: %s%s%s",
