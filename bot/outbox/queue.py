@@ -224,7 +224,13 @@ def enqueue(
     )
     session.add(item)
     session.flush()
+    session.info.setdefault(QUEUED_LANES, set()).add(lane)
     return item
+
+
+# Where a session notes the lanes it queued rows for, so whoever commits it can wake just
+# their workers (`OutboxWorker` after a handler's record).
+QUEUED_LANES = "supportbot.queued_lanes"
 
 
 def enqueue_post(

@@ -31,7 +31,7 @@ from bot.outbox.pacing import (
     TokenBucket,
     next_in_lane,
 )
-from bot.outbox.queue import SLACK_PAGE, SLACK_TICKET_POST, SignalledWorker
+from bot.outbox.queue import QUEUED_LANES, SLACK_PAGE, SLACK_TICKET_POST, SignalledWorker, notify_workers
 from bot.storage.db import reading, transaction
 from bot.storage.models import OutboxItem
 
@@ -278,6 +278,11 @@ class OutboxWorker(SignalledWorker):
             row.delivered_at = self.clock.now()
             row.last_error = None
             handler.record(session, row, result)
+            queued = set(session.info.get(QUEUED_LANES, ()))
+        if queued:
+            # A record may queue rows of its own: once SMTP has taken a reply, its post in the
+            # ticket's thread. Their worker would otherwise find it at its next poll (0.5 s).
+            notify_workers(queued)
         self._observe(item, "delivered")
         return True
 

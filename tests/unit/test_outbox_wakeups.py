@@ -5,13 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import FrozenClock
-from bot.outbox.queue import FILES_LANE_PREFIX, SignalledWorker, notify_workers, slack_lane
+from bot.outbox.queue import (
+    FILES_LANE_PREFIX,
+    SLACK_THREAD_MESSAGE,
+    SMTP_SEND,
+    SignalledWorker,
+    enqueue,
+    notify_workers,
+    slack_lane,
+)
 from bot.outbox.worker import OutboxWorker
+from bot.storage.db import make_engine, make_sessionmaker, transaction, upgrade
 
 PREFIXES = ("slack:", FILES_LANE_PREFIX, "smtp", "imap:", "phone:")
 
@@ -59,3 +69,30 @@ def test_a_commit_without_lanes_wakes_every_worker(workers):
 def test_a_workers_own_commit_does_not_wake_it(workers):
     notify_workers(besides=workers["every commit"]._signal)
     assert woken(workers) == set(PREFIXES)
+
+
+class _Mailed:
+    """Delivers like SMTP does, and on record queues the reply's post in the ticket's thread."""
+
+    def deliver(self, item: Any) -> dict[str, Any]:
+        return {"sent": True}
+
+    def record(self, session: Session, item: Any, result: dict[str, Any]) -> None:
+        enqueue(session, kind=SLACK_THREAD_MESSAGE, lane=slack_lane("C0SUPPORT"), now=item.created_at)
+
+
+def test_rows_a_record_queues_wake_their_worker(workers, tmp_path):
+    # Before, the Slack worker found a reply's thread post only at its next poll (0.5 s).
+    url = f"sqlite:///{tmp_path / 'wake.db'}"
+    upgrade(url)
+    factory = make_sessionmaker(make_engine(url))
+    clock = FrozenClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    with transaction(factory) as session:
+        enqueue(session, kind=SMTP_SEND, lane="smtp", now=clock.now())
+    smtp = OutboxWorker(factory, {SMTP_SEND: _Mailed()}, lane_prefix="smtp", clock=clock)
+    try:
+        woken(workers)
+        assert smtp.run_once()[0]
+        assert woken(workers) == {"slack:", "every commit"}
+    finally:
+        smtp.stop()
