@@ -15,9 +15,7 @@ import pytest
 
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
-from bot.sandbox.smtp_catcher import SmtpCatcher
-from bot.storage.db import make_engine, make_sessionmaker
-from tests.support.load import REALISTIC_FOLLOW_UP_DISTANCE, LoadPlan, check_load, load_bot, run_load
+from tests.support.load import REALISTIC_FOLLOW_UP_DISTANCE, LoadPlan, run_and_check
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -37,28 +35,9 @@ PLAN = LoadPlan(
 def test_a_realistic_team_works_the_tickets_and_breaks_nothing(
     imap: PymapServer, slack: SlackStandIn, database_url: str, tmp_path: Path
 ) -> None:
-    engine = make_engine(database_url)
-    factory = make_sessionmaker(engine)
-    try:
-        with (
-            SmtpCatcher() as smtp,
-            load_bot(
-                PLAN, tmp_path / "bot", slack=slack, imap=imap, smtp=smtp, database_url=database_url
-            ) as bot,
-        ):
-            run = run_load(
-                PLAN,
-                bot_url=f"http://127.0.0.1:{bot.port}",
-                slack=slack,
-                imap=imap,
-                smtp=smtp,
-                factory=factory,
-                drain_timeout=240,
-            )
-            report = check_load(run, slack=slack, smtp=smtp, factory=factory)
-            errors = [line for line in bot.log().splitlines() if " ERROR " in line]
-    finally:
-        engine.dispose()
+    run, report, errors = run_and_check(
+        PLAN, slack=slack, imap=imap, database_url=database_url, workdir=tmp_path / "bot"
+    )
 
     assert report.problems == [], "\n".join(report.problems)
     assert not errors, "\n".join(errors[:5])

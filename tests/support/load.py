@@ -42,6 +42,7 @@ from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.slack_requests import find_element
 from bot.sandbox.smtp_catcher import SmtpCatcher
 from bot.slack import modals, render
+from bot.storage.db import make_engine, make_sessionmaker
 from bot.storage.models import Message, OutboxItem, Ticket
 from tests.support.harness import CHANNEL, PROJECT_ROOT, BotProcess, MailServer, bot_env, wait_until
 from tests.support.mail import customer_mail
@@ -1012,3 +1013,31 @@ def _waiting_together(spans: dict[int, list[tuple[float, float]]]) -> tuple[int,
 
 def _bare(message_id: str) -> str:
     return message_id.strip().strip("<>")
+
+
+def run_and_check(
+    plan: LoadPlan, *, slack: SlackStandIn, imap: MailServer, database_url: str, workdir: Path
+) -> tuple[LoadRun, LoadReport, list[str]]:
+    """`plan` run against a bot of its own (as the tests run it) and checked: the run, the
+    report, and the ERROR lines the bot logged."""
+    engine = make_engine(database_url)
+    factory = make_sessionmaker(engine)
+    try:
+        with (
+            SmtpCatcher() as smtp,
+            load_bot(plan, workdir, slack=slack, imap=imap, smtp=smtp, database_url=database_url) as bot,
+        ):
+            run = run_load(
+                plan,
+                bot_url=f"http://127.0.0.1:{bot.port}",
+                slack=slack,
+                imap=imap,
+                smtp=smtp,
+                factory=factory,
+                drain_timeout=240,
+            )
+            report = check_load(run, slack=slack, smtp=smtp, factory=factory)
+            errors = [line for line in bot.log().splitlines() if " ERROR " in line]
+    finally:
+        engine.dispose()
+    return run, report, errors
