@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -57,8 +56,7 @@ from benchmarks._setup import fresh_sqlite, machine
 from bot.outbox.queue import SLACK_THREAD_MESSAGE, SLACK_TICKET_POST, SLACK_TICKET_REFRESH
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
-from bot.sandbox.smtp_catcher import SmtpCatcher
-from bot.storage.db import make_engine, make_sessionmaker, upgrade
+from bot.storage.db import upgrade
 from tests.support.dovecot import DovecotServer, dovecot_binary
 from tests.support.harness import CHANNEL
 from tests.support.load import (
@@ -69,9 +67,7 @@ from tests.support.load import (
     WINDOW,
     LoadPlan,
     LoadReport,
-    check_load,
-    load_bot,
-    run_load,
+    run_and_check,
 )
 
 TARGET_P99 = 1.0
@@ -252,26 +248,16 @@ def main(argv: list[str] | None = None) -> int:
             else stack.enter_context(PymapServer(Path(tmp) / "imap"))
         )
         slack = stack.enter_context(SlackStandIn(channels=(CHANNEL,)))
-        smtp = stack.enter_context(SmtpCatcher())
-        engine = make_engine(url)
-        stack.callback(engine.dispose)
-        factory = make_sessionmaker(engine)
-        bot = stack.enter_context(
-            load_bot(plan, Path(tmp) / "bot", slack=slack, imap=imap, smtp=smtp, database_url=url)
-        )
-        started = time.monotonic()
-        run = run_load(
+        run, report, log = run_and_check(
             plan,
-            bot_url=f"http://127.0.0.1:{bot.port}",
             slack=slack,
             imap=imap,
-            smtp=smtp,
-            factory=factory,
+            database_url=url,
+            workdir=Path(tmp) / "bot",
             drain_timeout=600 + plan.span,
         )
-        report = check_load(run, slack=slack, smtp=smtp, factory=factory)
         backend = "PostgreSQL" if args.database_url else "SQLite"
-        _print_report(plan, report, run, backend, args.server, bot.log())
+        _print_report(plan, report, run, backend, args.server, log)
         print(
             report.as_json(
                 benchmark="load",
@@ -288,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                 team_actions_done=run.team_done,
                 pace_ms=round(plan.pace * 1000, 2),
                 arrival_seconds=round(run.span_seconds, 1),
-                seconds=round(time.monotonic() - started, 1),
+                seconds=round(run.span_seconds + run.drain_seconds, 1),
                 machine=machine(),
             )
         )

@@ -15,7 +15,7 @@ import pytest
 
 from bot.sandbox.imap_server import PymapServer
 from bot.sandbox.slack_api import SlackStandIn
-from tests.support.load import LoadPlan, run_and_check
+from tests.support.load import LoadPlan, logged_errors, run_and_check
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -27,11 +27,12 @@ PLAN = LoadPlan(mails=120, speedup=4, staff=10, managers=2, think=1.0, burst=20,
 def test_a_busy_hour_loses_doubles_and_reorders_nothing(
     imap: PymapServer, slack: SlackStandIn, database_url: str, tmp_path: Path
 ) -> None:
-    run, report, errors = run_and_check(
+    run, report, log = run_and_check(
         PLAN, slack=slack, imap=imap, database_url=database_url, workdir=tmp_path / "bot"
     )
 
     assert report.problems == [], "\n".join(report.problems)
+    errors = logged_errors(log)
     assert not errors, "\n".join(errors[:5])
     new_mails = sum(1 for m in run.mails if m.parent is None)
     assert (report.tickets, report.follow_ups) == (new_mails, PLAN.mails - new_mails)

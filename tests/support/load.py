@@ -1016,10 +1016,15 @@ def _bare(message_id: str) -> str:
 
 
 def run_and_check(
-    plan: LoadPlan, *, slack: SlackStandIn, imap: MailServer, database_url: str, workdir: Path
-) -> tuple[LoadRun, LoadReport, list[str]]:
-    """`plan` run against a bot of its own (as the tests run it) and checked: the run, the
-    report, and the ERROR lines the bot logged."""
+    plan: LoadPlan,
+    *,
+    slack: SlackStandIn,
+    imap: MailServer,
+    database_url: str,
+    workdir: Path,
+    drain_timeout: float = 240.0,
+) -> tuple[LoadRun, LoadReport, str]:
+    """`plan` run against a bot of its own and checked: the run, the report, the bot's log."""
     engine = make_engine(database_url)
     factory = make_sessionmaker(engine)
     try:
@@ -1034,10 +1039,12 @@ def run_and_check(
                 imap=imap,
                 smtp=smtp,
                 factory=factory,
-                drain_timeout=240,
+                drain_timeout=drain_timeout,
             )
-            report = check_load(run, slack=slack, smtp=smtp, factory=factory)
-            errors = [line for line in bot.log().splitlines() if " ERROR " in line]
+            return run, check_load(run, slack=slack, smtp=smtp, factory=factory), bot.log()
     finally:
         engine.dispose()
-    return run, report, errors
+
+
+def logged_errors(log: str) -> list[str]:
+    return [line for line in log.splitlines() if " ERROR " in line]
