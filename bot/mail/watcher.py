@@ -329,7 +329,7 @@ class MailboxWatcher:
         for batch in _fetch_batches(client, uids):
             if self._stop.is_set():
                 break
-            fetched = client.fetch(batch, ["BODY.PEEK[]"])
+            fetched = _without_expunged(batch, client.fetch(batch, ["BODY.PEEK[]"]))
             stored += self._ingest_batch(batch, fetched, uidvalidity)
         return stored
 
@@ -391,6 +391,23 @@ class MailboxWatcher:
                 dedupe_key=f"burst:{s.mailbox_key}:{uidvalidity}:{uids[0]}"[:200],
             )
         notify_workers()
+
+
+def _without_expunged(
+    batch: list[int], fetched: dict[int, dict[bytes, object]]
+) -> dict[int, dict[bytes, object]]:
+    """`fetched` less the UIDs that came back with no message.
+
+    Mail another session expunged between SEARCH and FETCH (an erasure, another client) is
+    still answered for, with no message or an empty one (pymap; its SEARCH in this session
+    still lists the UID). Stored, it became an empty "(unreadable email)" ticket. A message
+    of zero bytes has no sender, subject or body to keep, so nothing is lost by skipping it.
+    """
+    empty = {uid for uid in batch if uid in fetched and not fetched[uid].get(b"BODY[]")}
+    if not empty:
+        return fetched
+    log.info("UIDs %s came back with no message (expunged meanwhile); skipped", sorted(empty))
+    return {uid: data for uid, data in fetched.items() if uid not in empty}
 
 
 def _fetch_batches(client: IMAPClient, uids: list[int]) -> list[list[int]]:
